@@ -1,0 +1,527 @@
+//! The decision: one pure function from (policy, history, fleet, now) to what to do and why.
+//!
+//! The daemon, `vmscaler plan` and the backtest all call [`decide`]; nothing else decides.
+//! The steps, in order (the README's "How vmscaler decides" section says the same):
+//! 1. each metric's newest datapoint (no older than `history.max_age`) becomes a ratio to its
+//!    target; ratios blend by weight into a score; a metric at or above its `ceiling` is
+//!    saturated and its own ratio wins if higher than the blend;
+//! 2. outside the tolerance band, the proposal is `ceil(current * score)`;
+//! 3. up: confirmed over `confirmations` consecutive evaluations (or at once when the score
+//!    reaches `fast_threshold`), then the scale-up cooldown and step limit;
+//! 4. down: never with missing data; only to the highest proposal over the stabilisation window
+//!    (and only once the window has been observed), then the scale-down cooldown (from the last
+//!    action of either direction) and step limit;
+//! 5. the active pre-warm floor, then `[min, max]`, then the Auto Scaling group's own bounds;
+//! 6. concrete actions that never touch a member in transit or a protected member.
+
+use std::fmt;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::duration::Human;
+use crate::fleet::{Fleet, Member, MemberState};
+use crate::history::{Direction, EvalRecord, PoolHistory};
+use crate::policy::{Goal, MissingData, Policy, ScaleInOrder, ScaleOutOrder};
+use crate::schedule::{self, Floor};
+
+/// What one evaluation decided, and why. Data only: the caller carries out `actions`.
+#[must_use = "a decision does nothing until its actions are carried out"]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub policy: String,
+    pub at: Timestamp,
+    pub current: u32,
+    pub desired: u32,
+    /// Blended score (1.0 = on target); `None` when no metric had data or capacity was zero.
+    pub score: Option<f64>,
+    /// Capacity the metrics alone asked for, before any guard.
+    pub proposal: u32,
+    pub readings: Vec<Reading>,
+    pub floor: Option<Floor>,
+    /// Every rule or guard that shaped `desired`, in the order applied.
+    pub bounds: Vec<Bound>,
+    pub actions: Vec<Action>,
+    /// Instances wanted but not available (warm pool empty).
+    pub shortfall: u32,
+    pub next_evaluation: Timestamp,
+}
+
+/// One metric's contribution.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reading {
+    pub metric: String,
+    pub value: Option<f64>,
+    pub sampled_at: Option<Timestamp>,
+    /// Value relative to target (utilisation), or wanted capacity relative to current (backlog).
+    pub ratio: Option<f64>,
+    pub weight: f64,
+    pub saturated: bool,
+}
+
+/// A rule or guard that bound the result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "guard")]
+pub enum Bound {
+    WithinTolerance { score: f64, tolerance: f64 },
+    Saturated { metric: String, ratio: f64 },
+    AwaitingConfirmation { seen: u32, needed: u32 },
+    FastScaleUp { score: f64, threshold: f64 },
+    CooldownUp { remaining_secs: u64 },
+    StepUp { limit: u32 },
+    MissingData { metrics: Vec<String>, rule: MissingData },
+    NoScaleInWithMissingData { metrics: Vec<String> },
+    Stabilizing { observed_secs: u64, window_secs: u64 },
+    Stabilized { highest: u32 },
+    CooldownDown { remaining_secs: u64 },
+    StepDown { limit: u32 },
+    Floor { rule: String, capacity: u32 },
+    FloorAboveMax { rule: String, capacity: u32, max: u32 },
+    Min { min: u32 },
+    Max { max: u32 },
+    GroupMin { min: u32 },
+    GroupMax { max: u32 },
+    ActivityInProgress,
+    Protected { kept: u32 },
+    WarmPoolShort { shortfall: u32 },
+}
+
+/// A concrete change to the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum Action {
+    Start { instance_ids: Vec<String> },
+    Stop { instance_ids: Vec<String> },
+    SetDesiredCapacity { group: String, desired: u32 },
+}
+
+impl Decision {
+    /// Which direction this decision scales the fleet, if any action was issued.
+    pub fn direction(&self) -> Option<Direction> {
+        if self.actions.is_empty() || self.desired == self.current {
+            None
+        } else if self.desired > self.current {
+            Some(Direction::Up)
+        } else {
+            Some(Direction::Down)
+        }
+    }
+
+    /// What later evaluations need to remember of this one.
+    pub fn record(&self, tolerance: f64) -> EvalRecord {
+        EvalRecord {
+            at: self.at,
+            score: self.score,
+            above_band: match self.score {
+                Some(s) => s > 1.0 + tolerance,
+                None => self.proposal > self.current,
+            },
+            proposal: self.proposal,
+            current: self.current,
+            desired: self.desired,
+            scaled: self.direction(),
+        }
+    }
+
+    /// Human-readable reasons: each metric, then each guard.
+    pub fn reasons(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.readings.iter().map(ToString::to_string).collect();
+        if let Some(s) = self.score {
+            out.push(format!("score {s:.3} -> proposal {} (current {})", self.proposal, self.current));
+        }
+        out.extend(self.bounds.iter().map(ToString::to_string));
+        out
+    }
+}
+
+impl fmt::Display for Reading {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.value, self.ratio) {
+            (Some(v), Some(r)) => write!(f, "{}: {v:.2} (ratio {r:.3}, weight {})", self.metric, self.weight)?,
+            (Some(v), None) => write!(f, "{}: {v:.2} (weight {})", self.metric, self.weight)?,
+            (None, _) => write!(f, "{}: no data", self.metric)?,
+        }
+        if self.saturated {
+            f.write_str(", saturated")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Bound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = |s: &u64| Human(Duration::from_secs(*s));
+        match self {
+            Bound::WithinTolerance { score, tolerance } => {
+                write!(f, "score {score:.3} within tolerance ±{tolerance}: hold")
+            }
+            Bound::Saturated { metric, ratio } => write!(f, "{metric} saturated: its ratio {ratio:.3} drives the score"),
+            Bound::AwaitingConfirmation { seen, needed } => {
+                write!(f, "scale-up awaiting confirmation ({seen}/{needed} evaluations above band)")
+            }
+            Bound::FastScaleUp { score, threshold } => {
+                write!(f, "score {score:.3} >= fast threshold {threshold}: scale up without confirmation")
+            }
+            Bound::CooldownUp { remaining_secs } => write!(f, "scale-up cooldown: {} left", secs(remaining_secs)),
+            Bound::StepUp { limit } => write!(f, "scale-up step limited to +{limit}"),
+            Bound::MissingData { metrics, rule } => {
+                write!(f, "no data for {}: missing-data rule {rule:?}", metrics.join(", "))
+            }
+            Bound::NoScaleInWithMissingData { metrics } => {
+                write!(f, "no scale-in while data is missing for {}", metrics.join(", "))
+            }
+            Bound::Stabilizing { observed_secs, window_secs } => write!(
+                f,
+                "scale-down waits for a full stabilisation window (observed {} of {})",
+                secs(observed_secs),
+                secs(window_secs)
+            ),
+            Bound::Stabilized { highest } => {
+                write!(f, "scale-down limited to {highest}, the highest proposal in the stabilisation window")
+            }
+            Bound::CooldownDown { remaining_secs } => write!(f, "scale-down cooldown: {} left", secs(remaining_secs)),
+            Bound::StepDown { limit } => write!(f, "scale-down step limited to -{limit}"),
+            Bound::Floor { rule, capacity } => write!(f, "pre-warm rule {rule:?} holds a floor of {capacity}"),
+            Bound::FloorAboveMax { rule, capacity, max } => {
+                write!(f, "pre-warm rule {rule:?} asks for {capacity}, capped at max {max}")
+            }
+            Bound::Min { min } => write!(f, "raised to min {min}"),
+            Bound::Max { max } => write!(f, "capped at max {max}"),
+            Bound::GroupMin { min } => write!(f, "raised to the group's min {min}"),
+            Bound::GroupMax { max } => write!(f, "capped at the group's max {max}"),
+            Bound::ActivityInProgress => f.write_str("a scaling activity of the group is in progress: no new action"),
+            Bound::Protected { kept } => write!(f, "{kept} member(s) kept: protected or in transit"),
+            Bound::WarmPoolShort { shortfall } => write!(f, "warm pool short by {shortfall} instance(s)"),
+        }
+    }
+}
+
+/// Blended view of the metrics.
+struct Score {
+    readings: Vec<Reading>,
+    missing: Vec<String>,
+    /// Capacity the metrics want, as a real number; `None` when no metric had data.
+    wanted: Option<f64>,
+    saturated: Option<(String, f64)>,
+}
+
+fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, now: Timestamp) -> Score {
+    let cur = f64::from(current);
+    let mut readings = Vec::with_capacity(policy.metrics.len());
+    let mut missing = Vec::new();
+    let (mut sum_w, mut sum_wanted) = (0.0, 0.0);
+    let mut saturated: Option<(String, f64)> = None;
+    let mut sat_wanted = f64::NEG_INFINITY;
+    for m in &policy.metrics {
+        let sample = history.latest(&m.id, now, policy.history.max_age);
+        let value = sample.map(|s| s.value);
+        // Capacity this metric wants, and its ratio to current capacity.
+        let wanted = value.and_then(|v| match m.goal {
+            Goal::Utilization { target } => (current > 0).then(|| cur * v / target),
+            Goal::PerInstance { target_per_instance } => Some(v.max(0.0) / target_per_instance),
+        });
+        let ratio = match (value, m.goal) {
+            (Some(v), Goal::Utilization { target }) => Some(v / target),
+            (Some(_), Goal::PerInstance { .. }) if current > 0 => wanted.map(|w| w / cur),
+            _ => None,
+        };
+        let is_saturated = matches!((value, m.ceiling), (Some(v), Some(c)) if v >= c);
+        match wanted {
+            Some(w) => {
+                sum_w += m.weight;
+                sum_wanted += m.weight * w;
+                if is_saturated && w > sat_wanted {
+                    sat_wanted = w;
+                    saturated = Some((m.id.clone(), ratio.unwrap_or(f64::NAN)));
+                }
+            }
+            None => missing.push(m.id.clone()),
+        }
+        readings.push(Reading {
+            metric: m.id.clone(),
+            value,
+            sampled_at: sample.map(|s| s.at),
+            ratio,
+            weight: m.weight,
+            saturated: is_saturated,
+        });
+    }
+    // Weight-zero metrics count only when saturated; with no weighted data the blend is the
+    // saturated metric alone.
+    let blended = if sum_w > 0.0 { Some(sum_wanted / sum_w) } else { None };
+    let wanted = match (blended, saturated.is_some()) {
+        (Some(b), true) if sat_wanted > b => Some(sat_wanted),
+        (Some(b), true) => {
+            saturated = None; // the blend already asks for more: nothing to report
+            Some(b)
+        }
+        (Some(b), false) => Some(b),
+        (None, true) => Some(sat_wanted),
+        (None, false) => None,
+    };
+    Score { readings, missing, wanted, saturated }
+}
+
+fn ceil_u32(x: f64) -> u32 {
+    // Tolerate float noise such as 4 * 1.25 = 5.000000000000001.
+    let c = (x - 1e-9).ceil();
+    if c.is_nan() || c <= 0.0 {
+        0
+    } else if c >= f64::from(u32::MAX) {
+        u32::MAX
+    } else {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let n = c as u32;
+        n
+    }
+}
+
+fn remaining(since: Timestamp, cooldown: Duration, now: Timestamp) -> Option<u64> {
+    let elapsed = now.duration_since(since);
+    let cd = i128::try_from(cooldown.as_millis()).unwrap_or(i128::MAX);
+    let el = elapsed.as_millis();
+    (el < cd).then(|| u64::try_from((cd - el).max(0) / 1000).unwrap_or(u64::MAX).max(1))
+}
+
+/// Decides what one pool should do at `now`.
+///
+/// `history` holds the pool's recent metric samples (per-instance series already aggregated)
+/// and the records of previous decisions. Pure: same inputs, same decision.
+pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timestamp) -> Decision {
+    let current = fleet.current();
+    let scaling = &policy.scaling;
+    let tol = scaling.tolerance;
+    let mut bounds = Vec::new();
+    let s = score_metrics(policy, history, current, now);
+    let score = match s.wanted {
+        Some(w) if current > 0 => Some(w / f64::from(current)),
+        _ => None,
+    };
+    if let Some((metric, ratio)) = &s.saturated {
+        bounds.push(Bound::Saturated { metric: metric.clone(), ratio: *ratio });
+    }
+
+    // 1-2. Proposal from the score, or from the missing-data rule.
+    let (proposal, from_missing_rule) = match (s.wanted, score) {
+        (None, _) => {
+            bounds.push(Bound::MissingData { metrics: s.missing.clone(), rule: policy.missing_data });
+            let p = match policy.missing_data {
+                MissingData::Hold => current,
+                MissingData::ScaleUp => current.saturating_add(scaling.scale_up.max_step.limit(current)),
+                MissingData::Fixed(n) => current.max(n),
+            };
+            (p, true)
+        }
+        (Some(_), Some(sc)) if (sc - 1.0).abs() <= tol => {
+            bounds.push(Bound::WithinTolerance { score: sc, tolerance: tol });
+            (current, false)
+        }
+        (Some(w), _) => (ceil_u32(w), false),
+    };
+
+    let mut desired = current;
+    if proposal > current {
+        // 3. Scale up.
+        let needed = scaling.scale_up.confirmations.max(1);
+        let fast = match (scaling.scale_up.fast_threshold, score) {
+            (Some(t), Some(sc)) if sc >= t => Some((sc, t)),
+            // From zero capacity there is no ratio: any demand is a flash crowd.
+            (Some(t), None) if !from_missing_rule => Some((f64::INFINITY, t)),
+            _ => None,
+        };
+        let seen = 1 + confirming_records(history, policy.interval, now);
+        let confirmed = from_missing_rule || seen >= needed;
+        if let Some((sc, t)) = fast.filter(|_| !confirmed) {
+            if sc.is_finite() {
+                bounds.push(Bound::FastScaleUp { score: sc, threshold: t });
+            }
+        }
+        if !confirmed && fast.is_none() {
+            bounds.push(Bound::AwaitingConfirmation { seen, needed });
+        } else if let Some(left) = history
+            .last_scaled(Direction::Up)
+            .and_then(|r| remaining(r.at, scaling.scale_up.cooldown, now))
+        {
+            bounds.push(Bound::CooldownUp { remaining_secs: left });
+        } else {
+            let limit = scaling.scale_up.max_step.limit(current);
+            desired = proposal.min(current.saturating_add(limit));
+            if desired < proposal {
+                bounds.push(Bound::StepUp { limit });
+            }
+        }
+    } else if proposal < current {
+        // 4. Scale down.
+        let window = scaling.scale_down.stabilization;
+        let from = now.checked_sub(window).unwrap_or(Timestamp::MIN);
+        let observed_since = history.records.iter().find(|r| r.at >= from).map(|r| r.at);
+        // A window counts as observed when its first record is within one interval of its start.
+        let slack = policy.interval.max(Duration::from_secs(1));
+        let observed = observed_since.map_or(Duration::ZERO, |t| now.duration_since(t).unsigned_abs());
+        let highest = history.records.iter().filter(|r| r.at >= from).map(|r| r.proposal).max().unwrap_or(0).max(proposal);
+        if !s.missing.is_empty() {
+            bounds.push(Bound::NoScaleInWithMissingData { metrics: s.missing.clone() });
+        } else if window > Duration::ZERO && observed + slack < window {
+            bounds.push(Bound::Stabilizing { observed_secs: observed.as_secs(), window_secs: window.as_secs() });
+        } else if highest >= current {
+            bounds.push(Bound::Stabilized { highest });
+        } else if let Some(left) = history
+            .records
+            .iter()
+            .rev()
+            .find(|r| r.scaled.is_some())
+            .and_then(|r| remaining(r.at, scaling.scale_down.cooldown, now))
+        {
+            bounds.push(Bound::CooldownDown { remaining_secs: left });
+        } else {
+            if highest > proposal {
+                bounds.push(Bound::Stabilized { highest });
+            }
+            let limit = scaling.scale_down.max_step.limit(current);
+            desired = highest.max(current.saturating_sub(limit));
+            if desired > highest {
+                bounds.push(Bound::StepDown { limit });
+            }
+        }
+    }
+
+    // 5. Floor, policy bounds, group bounds.
+    let floor = schedule::active_floor(policy, now);
+    if let Some(f) = &floor {
+        let cap = f.capacity.min(policy.max);
+        if f.capacity > policy.max {
+            bounds.push(Bound::FloorAboveMax { rule: f.rule.clone(), capacity: f.capacity, max: policy.max });
+        }
+        if desired < cap {
+            desired = cap;
+            bounds.push(Bound::Floor { rule: f.rule.clone(), capacity: cap });
+        }
+    }
+    if desired < policy.min {
+        desired = policy.min;
+        bounds.push(Bound::Min { min: policy.min });
+    }
+    if desired > policy.max {
+        desired = policy.max;
+        bounds.push(Bound::Max { max: policy.max });
+    }
+    if let Fleet::Group(g) = fleet {
+        if desired < g.min {
+            desired = g.min;
+            bounds.push(Bound::GroupMin { min: g.min });
+        }
+        if desired > g.max {
+            desired = g.max;
+            bounds.push(Bound::GroupMax { max: g.max });
+        }
+    }
+
+    // 6. Actions.
+    let (actions, shortfall) = plan_actions(policy, fleet, current, &mut desired, &mut bounds);
+
+    let mut next = now.checked_add(policy.interval).unwrap_or(Timestamp::MAX);
+    if let Some(t) = schedule::next_activation(policy, now) {
+        next = next.min(t);
+    }
+    Decision {
+        policy: policy.name.clone(),
+        at: now,
+        current,
+        desired,
+        score,
+        proposal,
+        readings: s.readings,
+        floor,
+        bounds,
+        actions,
+        shortfall,
+        next_evaluation: next,
+    }
+}
+
+/// Consecutive previous evaluations above the band, each within two intervals of the next.
+fn confirming_records(history: &PoolHistory, interval: Duration, now: Timestamp) -> u32 {
+    let gap = interval.saturating_mul(2).max(Duration::from_secs(1));
+    let mut later = now;
+    let mut n = 0;
+    for r in history.records.iter().rev() {
+        if r.at >= later || later.duration_since(r.at).unsigned_abs() > gap || !r.above_band {
+            break;
+        }
+        n += 1;
+        later = r.at;
+    }
+    n
+}
+
+fn plan_actions(
+    policy: &Policy,
+    fleet: &Fleet,
+    current: u32,
+    desired: &mut u32,
+    bounds: &mut Vec<Bound>,
+) -> (Vec<Action>, u32) {
+    match fleet {
+        Fleet::Group(g) => {
+            if *desired == g.desired {
+                (vec![], 0)
+            } else if g.activity_in_progress {
+                bounds.push(Bound::ActivityInProgress);
+                *desired = current;
+                (vec![], 0)
+            } else {
+                (vec![Action::SetDesiredCapacity { group: g.name.clone(), desired: *desired }], 0)
+            }
+        }
+        Fleet::Instances { members } if *desired > current => {
+            let mut stopped: Vec<&Member> = members.iter().filter(|m| m.state == MemberState::Stopped).collect();
+            sort_for_start(&mut stopped, policy.scale_out.order);
+            let want = usize::try_from(*desired - current).unwrap_or(usize::MAX);
+            let ids: Vec<String> = stopped.iter().take(want).map(|m| m.id.clone()).collect();
+            let got = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+            let shortfall = *desired - current - got;
+            if shortfall > 0 {
+                bounds.push(Bound::WarmPoolShort { shortfall });
+            }
+            let actions = if ids.is_empty() { vec![] } else { vec![Action::Start { instance_ids: ids }] };
+            (actions, shortfall)
+        }
+        Fleet::Instances { members } if *desired < current => {
+            let mut running: Vec<&Member> =
+                members.iter().filter(|m| m.state == MemberState::Running && !m.protected).collect();
+            sort_for_stop(&mut running, policy.scale_in.order);
+            let want = usize::try_from(current - *desired).unwrap_or(usize::MAX);
+            let ids: Vec<String> = running.iter().take(want).map(|m| m.id.clone()).collect();
+            let got = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+            if got < current - *desired {
+                let kept = current - *desired - got;
+                bounds.push(Bound::Protected { kept });
+                *desired = current - got;
+            }
+            let actions = if ids.is_empty() { vec![] } else { vec![Action::Stop { instance_ids: ids }] };
+            (actions, 0)
+        }
+        Fleet::Instances { .. } => (vec![], 0),
+    }
+}
+
+fn sort_for_start(members: &mut [&Member], order: ScaleOutOrder) {
+    match order {
+        ScaleOutOrder::Oldest => members.sort_by(|a, b| (a.launched_at, &a.id).cmp(&(b.launched_at, &b.id))),
+        ScaleOutOrder::Newest => members.sort_by(|a, b| (b.launched_at, &a.id).cmp(&(a.launched_at, &b.id))),
+        ScaleOutOrder::Id => members.sort_by(|a, b| a.id.cmp(&b.id)),
+    }
+}
+
+fn sort_for_stop(members: &mut [&Member], order: ScaleInOrder) {
+    match order {
+        ScaleInOrder::Newest => members.sort_by(|a, b| (b.launched_at, &a.id).cmp(&(a.launched_at, &b.id))),
+        ScaleInOrder::Oldest => members.sort_by(|a, b| (a.launched_at, &a.id).cmp(&(b.launched_at, &b.id))),
+        ScaleInOrder::LowestCpu => members.sort_by(|a, b| {
+            let ka = a.cpu.filter(|c| c.is_finite()).unwrap_or(f64::INFINITY);
+            let kb = b.cpu.filter(|c| c.is_finite()).unwrap_or(f64::INFINITY);
+            ka.total_cmp(&kb).then_with(|| a.id.cmp(&b.id))
+        }),
+    }
+}

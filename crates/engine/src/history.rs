@@ -1,0 +1,134 @@
+//! The history window: recent metric samples and recent evaluation records of one pool.
+//!
+//! The daemon persists a [`PoolHistory`] in its state file and the backtest keeps one in
+//! memory; both prune it with [`PoolHistory::prune`] so it never outgrows the policy's window.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// One pool-level datapoint (per-instance series already aggregated).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub at: Timestamp,
+    pub value: f64,
+}
+
+/// What one evaluation leaves behind for later ones: enough for confirmation counts,
+/// the scale-down stabilisation window and cooldowns.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    pub at: Timestamp,
+    /// Blended score; `None` when every metric was missing.
+    pub score: Option<f64>,
+    /// Whether the score was above the tolerance band (a confirming evaluation).
+    pub above_band: bool,
+    /// Capacity the metrics asked for before guards (stabilisation uses it).
+    pub proposal: u32,
+    pub current: u32,
+    pub desired: u32,
+    /// Whether this evaluation changed capacity (in either direction); cooldowns start here.
+    pub scaled: Option<Direction>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+/// Metric samples by metric id, and evaluation records, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolHistory {
+    pub samples: BTreeMap<String, VecDeque<Sample>>,
+    pub records: VecDeque<EvalRecord>,
+}
+
+impl PoolHistory {
+    /// Adds a datapoint, keeping each series ordered by time; a datapoint for a timestamp
+    /// already present replaces it (CloudWatch revises a period as it fills).
+    pub fn push_sample(&mut self, metric: &str, sample: Sample) {
+        if !sample.value.is_finite() {
+            return;
+        }
+        let series = self.samples.entry(metric.to_owned()).or_default();
+        match series.back() {
+            Some(last) if last.at < sample.at => series.push_back(sample),
+            None => series.push_back(sample),
+            Some(_) => match series.binary_search_by(|s| s.at.cmp(&sample.at)) {
+                Ok(i) => series[i] = sample,
+                Err(i) => series.insert(i, sample),
+            },
+        }
+    }
+
+    pub fn push_record(&mut self, record: EvalRecord) {
+        self.records.push_back(record);
+    }
+
+    /// Newest datapoint of `metric` no older than `max_age` at `now` and not in the future.
+    pub fn latest(&self, metric: &str, now: Timestamp, max_age: Duration) -> Option<Sample> {
+        let series = self.samples.get(metric)?;
+        let s = series.iter().rev().find(|s| s.at <= now)?;
+        let age = now.duration_since(s.at);
+        (age.unsigned_abs() <= max_age).then_some(*s)
+    }
+
+    /// Drops samples and records older than `window` before `now`, but always keeps the last
+    /// scaling record of each direction so a long cooldown is never forgotten.
+    pub fn prune(&mut self, now: Timestamp, window: Duration) {
+        let cutoff = now.checked_sub(window).unwrap_or(Timestamp::MIN);
+        for series in self.samples.values_mut() {
+            while series.front().is_some_and(|s| s.at < cutoff) {
+                series.pop_front();
+            }
+        }
+        self.samples.retain(|_, s| !s.is_empty());
+        let keep_up = self.last_scaled(Direction::Up).map(|r| r.at);
+        let keep_down = self.last_scaled(Direction::Down).map(|r| r.at);
+        self.records.retain(|r| r.at >= cutoff || Some(r.at) == keep_up || Some(r.at) == keep_down);
+    }
+
+    /// The most recent evaluation that scaled in `direction`.
+    pub fn last_scaled(&self, direction: Direction) -> Option<&EvalRecord> {
+        self.records.iter().rev().find(|r| r.scaled == Some(direction))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn samples_stay_ordered_and_revisions_replace() {
+        let mut h = PoolHistory::default();
+        for (t, v) in [(60, 1.0), (180, 3.0), (120, 2.0), (180, 3.5), (0, f64::NAN)] {
+            h.push_sample("cpu", Sample { at: ts(t), value: v });
+        }
+        let vals: Vec<f64> = h.samples["cpu"].iter().map(|s| s.value).collect();
+        assert_eq!(vals, [1.0, 2.0, 3.5]);
+        assert_eq!(h.latest("cpu", ts(200), Duration::from_secs(60)).map(|s| s.value), Some(3.5));
+        assert_eq!(h.latest("cpu", ts(400), Duration::from_secs(60)), None, "stale");
+        assert_eq!(h.latest("cpu", ts(150), Duration::from_secs(60)).map(|s| s.value), Some(2.0), "no future");
+    }
+
+    #[test]
+    fn prune_keeps_last_scaling_records() {
+        let mut h = PoolHistory::default();
+        let rec = |t, scaled| EvalRecord { at: ts(t), score: None, above_band: false, proposal: 1, current: 1, desired: 1, scaled };
+        h.push_record(rec(0, Some(Direction::Up)));
+        h.push_record(rec(60, None));
+        h.push_record(rec(120, Some(Direction::Down)));
+        h.push_record(rec(1000, None));
+        h.prune(ts(1000), Duration::from_secs(100));
+        let kept: Vec<i64> = h.records.iter().map(|r| r.at.as_second()).collect();
+        assert_eq!(kept, [0, 120, 1000]);
+    }
+}

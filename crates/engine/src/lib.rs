@@ -1,0 +1,18 @@
+//! vmscaler's pure decision engine.
+//!
+//! Policy model and validation, scoring, the history window, pre-warm schedules, decisions
+//! and the backtest simulator. **Architecture invariant:** nothing in this crate performs I/O,
+//! awaits, or reads a clock: `now` is always an argument, files arrive as text, and outputs
+//! are data that the caller acts on.
+
+pub mod decide;
+pub mod duration;
+pub mod fleet;
+pub mod history;
+pub mod policy;
+pub mod schedule;
+
+pub use decide::{Action, Bound, Decision, Reading, decide};
+pub use fleet::{Fleet, GroupState, Member, MemberState};
+pub use history::{Direction, EvalRecord, PoolHistory, Sample};
+pub use policy::Policy;

@@ -1,0 +1,276 @@
+//! The policy model: what one pool's YAML file means once it has been validated.
+//!
+//! Raw YAML is read into [`raw`] structs (every field spanned, unknown fields rejected) and
+//! converted by [`validate`] into these types, which carry their invariants: `min <= max`,
+//! finite positive targets, non-negative weights with a positive sum, parsed cron patterns
+//! and time zones. Code that holds a [`Policy`] never re-checks them.
+//!
+//! Not here: reading files (the caller passes the text and a name for messages).
+
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use serde::Serialize;
+
+pub use validate::{Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy};
+
+/// A validated scaling policy for one pool.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub name: String,
+    pub pool: PoolTarget,
+    pub min: u32,
+    pub max: u32,
+    /// How often the pool is evaluated.
+    pub interval: Duration,
+    /// Evaluate and record, but never change the fleet (also settable for the whole daemon).
+    pub dry_run: bool,
+    pub metrics: Vec<MetricSpec>,
+    pub scaling: Scaling,
+    pub history: History,
+    pub missing_data: MissingData,
+    pub prewarm: Vec<PrewarmRule>,
+    pub scale_in: ScaleIn,
+    pub scale_out: ScaleOut,
+}
+
+/// What the policy scales.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PoolTarget {
+    /// EC2 instances carrying this tag; running ones are capacity, stopped ones the warm pool.
+    Tagged(Tag),
+    /// An Auto Scaling group, scaled through its desired capacity.
+    AutoScalingGroup(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+/// One CloudWatch metric and how it counts toward the score.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricSpec {
+    /// Short name used in reasons, history and the CloudWatch query id.
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub dimensions: BTreeMap<String, String>,
+    pub statistic: Statistic,
+    pub period: Duration,
+    pub goal: Goal,
+    pub weight: f64,
+    /// At or above this raw value the metric is saturated and may drive a scale-up alone.
+    pub ceiling: Option<f64>,
+    /// `Some` when the metric is published per instance (`InstanceId` dimension, added per
+    /// member by the reader) and must be aggregated across the pool.
+    pub per_instance: Option<Aggregation>,
+}
+
+/// What a metric is measured against.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Goal {
+    /// A utilisation (CPU %, GPU %): ratio = value / target.
+    Utilization { target: f64 },
+    /// A backlog (queue depth): desired capacity = value / target_per_instance.
+    PerInstance { target_per_instance: f64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Statistic {
+    Average,
+    Maximum,
+    Minimum,
+    Sum,
+    SampleCount,
+}
+
+impl Statistic {
+    /// The name CloudWatch uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Statistic::Average => "Average",
+            Statistic::Maximum => "Maximum",
+            Statistic::Minimum => "Minimum",
+            Statistic::Sum => "Sum",
+            Statistic::SampleCount => "SampleCount",
+        }
+    }
+}
+
+/// How per-instance series combine into one pool value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregation {
+    Avg,
+    Max,
+}
+
+impl Aggregation {
+    /// Combines per-instance values; `None` when there are none. Non-finite values are skipped.
+    pub fn apply(self, values: impl IntoIterator<Item = f64>) -> Option<f64> {
+        let mut n = 0u32;
+        let mut acc = 0.0f64;
+        for v in values.into_iter().filter(|v| v.is_finite()) {
+            acc = match self {
+                Aggregation::Avg => acc + v,
+                Aggregation::Max if n == 0 => v,
+                Aggregation::Max => acc.max(v),
+            };
+            n += 1;
+        }
+        match (n, self) {
+            (0, _) => None,
+            (_, Aggregation::Avg) => Some(acc / f64::from(n)),
+            (_, Aggregation::Max) => Some(acc),
+        }
+    }
+}
+
+/// Anti-flapping settings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scaling {
+    /// No change while the score is within `1 ± tolerance`.
+    pub tolerance: f64,
+    pub scale_up: ScaleUp,
+    pub scale_down: ScaleDown,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleUp {
+    /// Consecutive evaluations (this one included) the score must stay above the band.
+    pub confirmations: u32,
+    /// A score at or above this skips confirmation: a flash crowd does not wait.
+    pub fast_threshold: Option<f64>,
+    /// No further scale-up within this time of the last one.
+    pub cooldown: Duration,
+    pub max_step: Step,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleDown {
+    /// Scale down only to the highest proposal seen over this window.
+    pub stabilization: Duration,
+    /// No scale-down within this time of the last scaling action of either direction.
+    pub cooldown: Duration,
+    pub max_step: Step,
+}
+
+/// A step limit: an instance count or a percentage of current capacity (at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Instances(u32),
+    Percent(f64),
+}
+
+impl Step {
+    /// How many instances this step allows from `current`; never less than one.
+    pub fn limit(self, current: u32) -> u32 {
+        match self {
+            Step::Instances(n) => n.max(1),
+            Step::Percent(p) => {
+                let n = (f64::from(current) * p / 100.0).ceil();
+                // Validation bounds `p`, so `n` fits; saturate rather than trust that.
+                if n >= f64::from(u32::MAX) { u32::MAX } else { (n as u32).max(1) }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct History {
+    /// How long metric samples and evaluation records are kept.
+    pub window: Duration,
+    /// A datapoint older than this counts as missing.
+    pub max_age: Duration,
+}
+
+/// What to do when metrics are missing. Never a scale-down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingData {
+    /// Keep current capacity.
+    #[default]
+    Hold,
+    /// Fail safe: scale up by one `scale_up.max_step` (cooldown still applies).
+    ScaleUp,
+    /// Hold at least this capacity.
+    Fixed(u32),
+}
+
+/// A scheduled capacity floor.
+#[derive(Debug, Clone)]
+pub struct PrewarmRule {
+    pub name: String,
+    pub when: PrewarmWhen,
+    pub time_zone: TimeZone,
+    /// IANA name of `time_zone`, for messages.
+    pub time_zone_name: String,
+    /// Capacity is raised this long before the event starts (covers boot time).
+    pub lead: Duration,
+    /// Optional linear ramp before `start - lead`, from `min` to `capacity`.
+    pub ramp: Duration,
+    pub capacity: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum PrewarmWhen {
+    /// A one-off window with full dates, resolved to instants at validation.
+    Once { start: Timestamp, end: Timestamp },
+    /// A recurring window: each match of `cron` in the rule's zone starts one.
+    Cron { cron: Box<croner::Cron>, pattern: String, duration: Duration },
+}
+
+/// Scale-in preferences.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleIn {
+    pub order: ScaleInOrder,
+    /// Members carrying this tag are never stopped.
+    pub protect_tag: Option<Tag>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleInOrder {
+    /// Most recently launched first.
+    Newest,
+    /// Longest running first.
+    Oldest,
+    /// Least busy first (by each member's last CPU reading; unknown counts as busiest).
+    LowestCpu,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleOut {
+    pub order: ScaleOutOrder,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleOutOrder {
+    /// Stopped members with the oldest launch time first.
+    Oldest,
+    /// Stopped members with the newest launch time first.
+    Newest,
+    /// By instance id, for predictable demos.
+    Id,
+}
+
+impl Policy {
+    /// The largest capacity any pre-warm rule asks for.
+    pub fn max_prewarm_capacity(&self) -> Option<u32> {
+        self.prewarm.iter().map(|r| r.capacity).max()
+    }
+}
+
+#[cfg(test)]
+mod tests;

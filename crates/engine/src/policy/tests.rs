@@ -1,0 +1,244 @@
+//! Validation tests: each case is a policy text and the exact diagnostics it must produce.
+
+use super::*;
+
+const BASE: &str = "name: web
+pool: {tag: {key: pool, value: web}}
+min: 2
+max: 10
+metrics:
+  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, statistic: Average, period: 1m, target: 50}
+";
+
+/// Parses `text` as `t.yaml` and compares every diagnostic's rendering.
+#[track_caller]
+fn check(text: &str, expect: &[&str]) {
+    let r = parse_policy("t.yaml", text);
+    let got: Vec<String> = r.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(got, expect, "\n--- policy ---\n{text}");
+    let has_error = r.diagnostics.iter().any(|d| d.severity == Severity::Error);
+    assert_eq!(r.policy.is_none(), has_error, "a policy is returned exactly when there are no errors");
+}
+
+fn with(extra: &str) -> String {
+    format!("{BASE}{extra}")
+}
+
+#[test]
+fn base_is_valid_with_defaults() {
+    check(BASE, &[]);
+    let p = parse_policy("t.yaml", BASE).policy.unwrap();
+    assert_eq!(p.interval, Duration::from_secs(60));
+    assert_eq!(p.scaling.tolerance, 0.1);
+    assert_eq!(p.scaling.scale_up.confirmations, 2);
+    assert_eq!(p.scaling.scale_down.stabilization, Duration::from_secs(600));
+    assert_eq!(p.missing_data, MissingData::Hold);
+    assert_eq!(p.history.window, Duration::from_secs(1800));
+    assert_eq!(p.scale_in.order, ScaleInOrder::Newest);
+}
+
+#[test]
+fn every_field_error_is_reported_at_once() {
+    let text = "name: web storefront
+pool:
+  tag: { key: \"aws:pool\", value: web }
+min: 10
+max: 5
+interval: 5s
+metrics:
+  - id: CPU
+    namespace: AWS/EC2
+    name: CPUUtilization
+    statistic: Avg
+    period: 45s
+    target: 155
+    weight: -0.2
+    per_instance: mean
+scaling:
+  tolerance: 0.7
+  scale_up:
+    confirmations: 2.5
+    max_step: 0
+    fast_threshold: 1.05
+  scale_down:
+    stabilization: 10x
+    max_step: 2000%
+missing_data: scale_down
+prewarm:
+  - name: bf
+    start: 11-27T00:00
+    end: 2026-11-28T00:00
+    time_zone: America/New_Yrok
+    capacity: 50
+  - name: sms
+    cron: \"0 25 * * *\"
+    duration: 2h
+    time_zone: Asia/Shanghai
+    capacity: 3
+scale_in:
+  order: random
+";
+    check(
+        text,
+        &[
+            "t.yaml:1:7: name: \"web storefront\" must be 1 to 64 letters, digits, '-', '_' or '.'",
+            "t.yaml:3:15: pool.tag.key: \"aws:pool\" uses the reserved prefix \"aws:\"",
+            "t.yaml:5:6: max: 5 is below min 10",
+            "t.yaml:6:11: interval: 5s is out of range (allowed 10s to 1h)",
+            "t.yaml:8:9: metrics[0].id: \"CPU\" must start with a lowercase letter and use only a-z, 0-9, '_' (at most 32)",
+            "t.yaml:11:16: metrics[0].statistic: \"Avg\" is not one of \"Average\", \"Maximum\", \"Minimum\", \"Sum\", \"SampleCount\"",
+            "t.yaml:12:13: metrics[0].period: 45s is not a CloudWatch period (1s, 5s, 10s, 30s or a multiple of 60s)",
+            "t.yaml:13:13: metrics[0].target: 155 is above 100 (a utilisation target is a percentage)",
+            "t.yaml:14:13: metrics[0].weight: -0.2 is negative (weights must be >= 0)",
+            "t.yaml:15:19: metrics[0].per_instance: \"mean\" is not one of \"avg\", \"max\"",
+            "t.yaml:17:14: scaling.tolerance: 0.7 is out of range (allowed 0 to below 0.5)",
+            "t.yaml:19:20: scaling.scale_up.confirmations: 2.5 is not a whole number",
+            "t.yaml:20:15: scaling.scale_up.max_step: \"0\" is out of range (1 to 10000 instances) (write a count like 4 or a percentage like 25%)",
+            "t.yaml:21:21: scaling.scale_up.fast_threshold: 1.05 must be above the tolerance band (above 1.1)",
+            "t.yaml:23:20: scaling.scale_down.stabilization: \"10x\" is not a duration (unknown unit; write e.g. 90s, 5m, 1h30m, 2d)",
+            "t.yaml:24:15: scaling.scale_down.max_step: \"2000%\" is out of range (a percentage above 0 and at most 1000%) (write a count like 4 or a percentage like 25%)",
+            "t.yaml:25:15: missing_data: \"scale_down\" is not one of \"hold\", \"scale_up\", {fixed: N} (missing data never scales in)",
+            "t.yaml:28:12: prewarm[0].start: \"11-27T00:00\" is not a local date-time with a year (write e.g. 2026-11-27T00:00)",
+            "t.yaml:30:16: prewarm[0].time_zone: \"America/New_Yrok\" is not an IANA time zone (e.g. America/New_York, Asia/Shanghai, UTC)",
+            "t.yaml:31:15: warning: prewarm[0].capacity: 50 is above max 5: the floor is capped at 5",
+            "t.yaml:33:11: prewarm[1].cron: \"0 25 * * *\" is not a cron pattern: Component error: Number out of bounds.",
+            "t.yaml:36:15: warning: prewarm[1].capacity: 3 is not above min 10: the rule has no effect",
+            "t.yaml:38:10: scale_in.order: \"random\" is not one of \"newest\", \"oldest\", \"lowest_cpu\"",
+        ],
+    );
+}
+
+#[test]
+fn structural_errors_carry_yaml_locations() {
+    check("name: x\n  pool: [\n", &["t.yaml:2:7: mapping values are not allowed in this context"]);
+    check(
+        &with("metricz: []\n"),
+        &["t.yaml:7:1: unknown field `metricz`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out"],
+    );
+    check(&BASE.replace("max: 10", "max: \"ten\""), &["t.yaml:4:6: invalid floating point"]);
+    let nested = with("scaling:\n  scale_up:\n    cooldwn: 2m\n");
+    let r = parse_policy("t.yaml", &nested);
+    let d = &r.diagnostics[0];
+    assert_eq!((d.line, d.column), (9, 5), "{d}");
+    assert!(d.message.starts_with("unknown field `cooldwn`"), "{d}");
+}
+
+#[test]
+fn required_fields_point_at_their_parent() {
+    check(
+        "interval: 1m\n",
+        &[
+            "t.yaml:1:1: name: is required",
+            "t.yaml:1:1: pool: is required (a `tag: {key, value}` or an `auto_scaling_group`)",
+            "t.yaml:1:1: min: is required",
+            "t.yaml:1:1: max: is required",
+            "t.yaml:1:1: metrics: is required (at least one metric)",
+        ],
+    );
+    check(
+        &BASE.replace("statistic: Average, period: 1m, target: 50", "statistic: Average, period: 1m"),
+        &["t.yaml:6:5: metrics[0].target: is required (`target` for a utilisation, `target_per_instance` for a backlog)"],
+    );
+    check(&BASE.replace("{tag: {key: pool, value: web}}", "{}"), &["t.yaml:2:7: pool: needs a `tag: {key, value}` or an `auto_scaling_group`"]);
+}
+
+#[test]
+fn pool_and_metric_conflicts() {
+    check(
+        &BASE.replace("{tag: {key: pool, value: web}}", "{tag: {key: pool, value: web}, auto_scaling_group: web}"),
+        &["t.yaml:2:58: pool: give either `tag` or `auto_scaling_group`, not both"],
+    );
+    check(
+        &BASE.replace("target: 50}", "target: 50, target_per_instance: 10}"),
+        &["t.yaml:6:122: metrics[0].target_per_instance: give either `target` or `target_per_instance`, not both"],
+    );
+    check(
+        &BASE.replace("target: 50}", "target: 50, ceiling: 40}"),
+        &["t.yaml:6:110: metrics[0].ceiling: 40 must be above the target 50"],
+    );
+    check(
+        &with("  - {id: cpu, namespace: X, name: Y, target_per_instance: 5}\n"),
+        &["t.yaml:7:10: metrics[1].id: \"cpu\" is used twice (first at line 6)"],
+    );
+    check(
+        &BASE.replace("target: 50}", "target: 50, weight: 0}"),
+        &[
+            "t.yaml:6:3: metrics: weights sum to 0 (at least one metric needs a weight above 0)",
+            "t.yaml:6:109: warning: metrics[0].weight: is 0 and the metric has no ceiling: it never affects capacity",
+        ],
+    );
+    check(
+        &BASE.replace("target: 50}", "target: 50, per_instance: avg, dimensions: {InstanceId: i-1}}"),
+        &["t.yaml:6:145: metrics[0].dimensions.InstanceId: is added per member for a per_instance metric: remove it"],
+    );
+    check(&with("metrics: []\n").replace("metrics:\n  - {id", "unused:\n  - {id"), &[
+        "t.yaml:5:1: unknown field `unused`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out",
+    ]);
+}
+
+#[test]
+fn history_must_hold_the_stabilisation_window() {
+    check(
+        &with("scaling:\n  scale_down: {stabilization: 30m}\nhistory: {window: 10m, max_age: 30s}\n"),
+        &[
+            "t.yaml:9:19: history.window: 10m is shorter than scale_down.stabilization 30m (the window must hold it)",
+            "t.yaml:9:33: warning: history.max_age: 30s is shorter than metric \"cpu\"'s period 1m: its datapoints will often count as missing",
+        ],
+    );
+}
+
+#[test]
+fn missing_data_forms() {
+    for (yaml, want) in [
+        ("missing_data: hold\n", MissingData::Hold),
+        ("missing_data: scale_up\n", MissingData::ScaleUp),
+        ("missing_data: {fixed: 6}\n", MissingData::Fixed(6)),
+    ] {
+        let r = parse_policy("t.yaml", &with(yaml));
+        assert_eq!(r.policy.map(|p| p.missing_data), Some(want), "{yaml}");
+    }
+    check(&with("missing_data: {fixed: -1}\n"), &["t.yaml:7:15: missing_data.fixed: -1 is out of range (allowed 0 to 10000)"]);
+}
+
+#[test]
+fn prewarm_window_rules() {
+    check(
+        &with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, cron: \"0 20 * * *\", time_zone: UTC, capacity: 5}\n"),
+        &["t.yaml:8:46: prewarm[0].cron: give either `start` (one-off) or `cron` (recurring), not both"],
+    );
+    check(
+        &with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, end: 2026-11-26T00:00, time_zone: UTC, capacity: 5}\n"),
+        &["t.yaml:8:45: prewarm[0].end: must be after start"],
+    );
+    check(
+        &with("prewarm:\n  - {name: a, cron: \"0 20 * * *\", time_zone: UTC, capacity: 5}\n"),
+        &["t.yaml:8:5: prewarm[0].duration: is required for a cron window"],
+    );
+    check(
+        &with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, time_zone: UTC, capacity: 5}\n"),
+        &["t.yaml:8:22: prewarm[0].end: is required (or `duration`)"],
+    );
+    check(
+        &with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, duration: 1h, time_zone: UTC, capacity: 5}\n  - {name: a, start: 2026-11-28T00:00, duration: 1h, time_zone: UTC, capacity: 5}\n"),
+        &["t.yaml:9:12: prewarm[1].name: \"a\" is used by another pre-warm rule"],
+    );
+    check(
+        &with("prewarm:\n  - {name: a, cron: \"0 20 * * *\", end: 2026-11-28T00:00, duration: 1h, time_zone: UTC, capacity: 5}\n"),
+        &["t.yaml:8:40: prewarm[0].end: is for one-off windows: a cron window takes `duration`"],
+    );
+}
+
+#[test]
+fn policy_set_rejects_shared_pools_and_names() {
+    let a = parse_policy("a.yaml", BASE).policy.unwrap();
+    let b = parse_policy("b.yaml", &BASE.replace("name: web", "name: web2")).policy.unwrap();
+    let c = parse_policy("c.yaml", &BASE.replace("value: web", "value: other")).policy.unwrap();
+    let got: Vec<String> = check_policy_set(&[("a.yaml", &a), ("b.yaml", &b), ("c.yaml", &c)]).iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        [
+            "b.yaml:1:1: pool: instances tagged pool=web are already claimed by a.yaml: two policies cannot scale the same pool",
+            "c.yaml:1:1: name: \"web\" is also the name of the policy in a.yaml",
+        ]
+    );
+}

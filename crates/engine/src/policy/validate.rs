@@ -1,0 +1,747 @@
+//! Turning a policy file's text into a [`Policy`], reporting every problem at once.
+//!
+//! Structural problems (YAML syntax, an unknown field, a map where a number belongs) stop the
+//! parse, so only the first is reported, with serde-saphyr's location. Everything else (ranges,
+//! durations, names, time zones, cron patterns, cross-field rules) is checked here after the
+//! parse, and every problem is reported, each as `file:line:col: field.path: message`, naming
+//! the offending value and the allowed range. Problems are errors (the policy is rejected) or
+//! warnings (it runs, but probably not as intended).
+//!
+//! Not here: reading files or directories (the caller passes text and a name for messages).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+use serde::Serialize;
+use serde_saphyr::{Location, Spanned};
+
+use super::raw::{RawMetric, RawMissing, RawPolicy, RawPrewarm, RawTag, S, Text};
+use super::*;
+use crate::duration::{Human, parse_duration};
+
+/// Error or warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem in a policy file, printed as `file:line:col: field: message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    /// Dotted path of the field (`metrics[0].weight`); empty for file-level problems.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if self.severity == Severity::Warning {
+            f.write_str("warning: ")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// The outcome of checking one file: the policy when there were no errors, and every problem.
+#[derive(Debug, Clone)]
+pub struct PolicyReport {
+    pub policy: Option<Policy>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl PolicyReport {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Error)
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Warning)
+    }
+}
+
+/// Limits that keep a policy sane; each message that enforces one states it.
+const MAX_CAPACITY: f64 = 10_000.0;
+const MIN_INTERVAL: Duration = Duration::from_secs(10);
+const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+const MAX_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+
+struct Ctx<'a> {
+    file: &'a str,
+    diags: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn push(&mut self, severity: Severity, loc: Location, field: &str, message: String) {
+        self.diags.push(Diagnostic {
+            severity,
+            file: self.file.to_owned(),
+            line: loc.line().max(1),
+            column: loc.column().max(1),
+            field: field.to_owned(),
+            message,
+        });
+    }
+    fn err(&mut self, loc: Location, field: &str, message: impl Into<String>) {
+        self.push(Severity::Error, loc, field, message.into());
+    }
+    fn warn(&mut self, loc: Location, field: &str, message: impl Into<String>) {
+        self.push(Severity::Warning, loc, field, message.into());
+    }
+
+    fn text<'t>(&mut self, v: &'t Option<S<Text>>, parent: Location, field: &str) -> Option<(&'t str, Location)> {
+        match v {
+            Some(s) if s.value.0.trim().is_empty() => {
+                self.err(s.referenced, field, "is empty");
+                None
+            }
+            Some(s) => Some((s.value.0.as_str(), s.referenced)),
+            None => {
+                self.err(parent, field, "is required");
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, v: &Option<S<Text>>, field: &str, default: Duration) -> (Duration, Location) {
+        let Some(s) = v else { return (default, Location::UNKNOWN) };
+        match parse_duration(&s.value.0) {
+            Ok(d) => (d, s.referenced),
+            Err(e) => {
+                self.err(s.referenced, field, e.to_string());
+                (default, s.referenced)
+            }
+        }
+    }
+
+    /// A whole number in `lo..=hi`.
+    fn count(&mut self, v: &S<f64>, field: &str, lo: u32, hi: u32) -> Option<u32> {
+        let x = v.value;
+        if !x.is_finite() || x.fract() != 0.0 {
+            self.err(v.referenced, field, format!("{x} is not a whole number"));
+            return None;
+        }
+        if x < f64::from(lo) || x > f64::from(hi) {
+            self.err(v.referenced, field, format!("{x} is out of range (allowed {lo} to {hi})"));
+            return None;
+        }
+        // In range of u32 by the check above.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Some(x as u32)
+    }
+
+    /// A finite number strictly above zero.
+    fn positive(&mut self, v: &S<f64>, field: &str) -> Option<f64> {
+        let x = v.value;
+        if !x.is_finite() || x <= 0.0 {
+            self.err(v.referenced, field, format!("{x} must be a number above 0"));
+            return None;
+        }
+        Some(x)
+    }
+
+    fn choice<T: Copy>(&mut self, v: &Option<S<Text>>, field: &str, options: &[(&str, T)], default: T) -> T {
+        let Some(s) = v else { return default };
+        if let Some((_, t)) = options.iter().find(|(n, _)| *n == s.value.0) {
+            return *t;
+        }
+        let names: Vec<String> = options.iter().map(|(n, _)| format!("{n:?}")).collect();
+        self.err(s.referenced, field, format!("{:?} is not one of {}", s.value.0, names.join(", ")));
+        default
+    }
+
+    fn step(&mut self, v: &Option<S<Text>>, field: &str, default: Step) -> Step {
+        let Some(s) = v else { return default };
+        let t = s.value.0.trim();
+        let bad = |c: &mut Self, why: &str| {
+            c.err(s.referenced, field, format!("{t:?} {why} (write a count like 4 or a percentage like 25%)"));
+            default
+        };
+        if let Some(p) = t.strip_suffix('%') {
+            match p.trim().parse::<f64>() {
+                Ok(x) if x.is_finite() && x > 0.0 && x <= 1000.0 => Step::Percent(x),
+                Ok(_) => bad(self, "is out of range (a percentage above 0 and at most 1000%)"),
+                Err(_) => bad(self, "is not a percentage"),
+            }
+        } else {
+            match t.parse::<u32>() {
+                Ok(n) if (1..=10_000).contains(&n) => Step::Instances(n),
+                Ok(_) => bad(self, "is out of range (1 to 10000 instances)"),
+                Err(_) => bad(self, "is not a step"),
+            }
+        }
+    }
+
+    fn tag(&mut self, t: &RawTag, field: &str) -> Option<Tag> {
+        let key = t.key.value.0.trim();
+        let value = t.value.value.0.trim();
+        let mut ok = true;
+        if key.is_empty() || key.len() > 128 {
+            self.err(t.key.referenced, &format!("{field}.key"), format!("{key:?} must be 1 to 128 characters"));
+            ok = false;
+        } else if key.starts_with("aws:") {
+            self.err(t.key.referenced, &format!("{field}.key"), format!("{key:?} uses the reserved prefix \"aws:\""));
+            ok = false;
+        }
+        if value.len() > 256 {
+            self.err(t.value.referenced, &format!("{field}.value"), "must be at most 256 characters");
+            ok = false;
+        }
+        ok.then(|| Tag { key: key.to_owned(), value: value.to_owned() })
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// CloudWatch query ids must start with a lowercase letter; we also keep them short and plain.
+fn valid_metric_id(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_lowercase())
+        && s.len() <= 32
+        && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+}
+
+/// Parses and validates one policy file. `file` names it in messages; no I/O happens here.
+pub fn parse_policy(file: &str, text: &str) -> PolicyReport {
+    let mut ctx = Ctx { file, diags: Vec::new() };
+    let raw: Spanned<RawPolicy> = match serde_saphyr::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let loc = e.location().unwrap_or(Location::UNKNOWN);
+            ctx.err(loc, "", yaml_message(&e));
+            return PolicyReport { policy: None, diagnostics: ctx.diags };
+        }
+    };
+    let policy = convert(&mut ctx, &raw.value, raw.referenced);
+    let has_errors = ctx.diags.iter().any(|d| d.severity == Severity::Error);
+    ctx.diags.sort_by_key(|d| (d.line, d.column, d.severity));
+    PolicyReport { policy: if has_errors { None } else { policy }, diagnostics: ctx.diags }
+}
+
+/// serde-saphyr's message without its rendered snippet and location suffix (we print those).
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let full = e.to_string();
+    let first = full.lines().next().unwrap_or("invalid YAML").trim();
+    // Drop a trailing " at line X, column Y" if present.
+    let msg = match first.find(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    let mut msg = msg.trim_start_matches("error: ").trim();
+    // And a leading "line X column Y: " (we print the location ourselves).
+    if let Some(rest) = msg.strip_prefix("line ") {
+        if let Some(i) = rest.find(": ") {
+            if rest[..i].split(" column ").all(|n| n.trim().parse::<u64>().is_ok()) {
+                msg = rest[i + 2..].trim();
+            }
+        }
+    }
+    if msg.is_empty() { "invalid YAML".to_owned() } else { msg.to_owned() }
+}
+
+fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy> {
+    let name = ctx.text(&raw.name, root, "name").and_then(|(n, loc)| {
+        if valid_name(n) {
+            Some(n.to_owned())
+        } else {
+            ctx.err(loc, "name", format!("{n:?} must be 1 to 64 letters, digits, '-', '_' or '.'"));
+            None
+        }
+    });
+
+    let pool = match &raw.pool {
+        None => {
+            ctx.err(root, "pool", "is required (a `tag: {key, value}` or an `auto_scaling_group`)");
+            None
+        }
+        Some(p) => match (&p.value.tag, &p.value.auto_scaling_group) {
+            (Some(t), None) => ctx.tag(&t.value, "pool.tag").map(PoolTarget::Tagged),
+            (None, Some(_)) => ctx
+                .text(&p.value.auto_scaling_group, p.referenced, "pool.auto_scaling_group")
+                .map(|(g, _)| PoolTarget::AutoScalingGroup(g.to_owned())),
+            (Some(_), Some(g)) => {
+                ctx.err(g.referenced, "pool", "give either `tag` or `auto_scaling_group`, not both");
+                None
+            }
+            (None, None) => {
+                ctx.err(p.referenced, "pool", "needs a `tag: {key, value}` or an `auto_scaling_group`");
+                None
+            }
+        },
+    };
+
+    let hi = MAX_CAPACITY as u32;
+    let min = match &raw.min {
+        Some(v) => ctx.count(v, "min", 0, hi),
+        None => {
+            ctx.err(root, "min", "is required");
+            None
+        }
+    };
+    let max = match &raw.max {
+        Some(v) => ctx.count(v, "max", 1, hi),
+        None => {
+            ctx.err(root, "max", "is required");
+            None
+        }
+    };
+    if let (Some(lo), Some(up), Some(v)) = (min, max, &raw.max) {
+        if lo > up {
+            ctx.err(v.referenced, "max", format!("{up} is below min {lo}"));
+        }
+    }
+
+    let (interval, interval_loc) = ctx.duration(&raw.interval, "interval", Duration::from_secs(60));
+    if raw.interval.is_some() && !(MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) {
+        ctx.err(
+            interval_loc,
+            "interval",
+            format!("{} is out of range (allowed {} to {})", Human(interval), Human(MIN_INTERVAL), Human(MAX_INTERVAL)),
+        );
+    }
+
+    let metrics = convert_metrics(ctx, raw, root);
+    let (scaling, stabilization_loc) = convert_scaling(ctx, raw);
+
+    let hist = raw.history.as_ref().map(|h| &h.value);
+    let default_window = scaling.scale_down.stabilization.max(Duration::from_secs(1800)).max(interval * 4);
+    let (window, window_loc) = ctx.duration(&hist.and_then(|h| h.window.clone()), "history.window", default_window);
+    let (max_age, max_age_loc) =
+        ctx.duration(&hist.and_then(|h| h.max_age.clone()), "history.max_age", Duration::from_secs(300));
+    if window > MAX_WINDOW {
+        ctx.err(window_loc, "history.window", format!("{} is longer than {}", Human(window), Human(MAX_WINDOW)));
+    }
+    if window < scaling.scale_down.stabilization {
+        ctx.err(
+            if window_loc == Location::UNKNOWN { stabilization_loc } else { window_loc },
+            "history.window",
+            format!(
+                "{} is shorter than scale_down.stabilization {} (the window must hold it)",
+                Human(window),
+                Human(scaling.scale_down.stabilization)
+            ),
+        );
+    }
+    if max_age.is_zero() {
+        ctx.err(max_age_loc, "history.max_age", "must be above 0s");
+    }
+    for m in &metrics {
+        if max_age < m.period {
+            ctx.warn(
+                max_age_loc,
+                "history.max_age",
+                format!(
+                    "{} is shorter than metric {:?}'s period {}: its datapoints will often count as missing",
+                    Human(max_age),
+                    m.id,
+                    Human(m.period)
+                ),
+            );
+        }
+    }
+
+    let missing_data = match &raw.missing_data {
+        None => MissingData::Hold,
+        Some(s) => match &s.value {
+            RawMissing::Word(Text(w)) if w == "hold" => MissingData::Hold,
+            RawMissing::Word(Text(w)) if w == "scale_up" => MissingData::ScaleUp,
+            RawMissing::Fixed(f) => match ctx.count(&Spanned::new(f.fixed, s.referenced, s.defined), "missing_data.fixed", 0, hi) {
+                Some(n) => MissingData::Fixed(n),
+                None => MissingData::Hold,
+            },
+            RawMissing::Word(Text(w)) => {
+                ctx.err(
+                    s.referenced,
+                    "missing_data",
+                    format!("{w:?} is not one of \"hold\", \"scale_up\", {{fixed: N}} (missing data never scales in)"),
+                );
+                MissingData::Hold
+            }
+        },
+    };
+
+    let prewarm = convert_prewarm(ctx, raw.prewarm.as_deref().unwrap_or(&[]), min, max);
+
+    let scale_in_raw = raw.scale_in.as_ref().map(|s| &s.value);
+    let order = ctx.choice(
+        &scale_in_raw.and_then(|s| s.order.clone()),
+        "scale_in.order",
+        &[("newest", ScaleInOrder::Newest), ("oldest", ScaleInOrder::Oldest), ("lowest_cpu", ScaleInOrder::LowestCpu)],
+        ScaleInOrder::Newest,
+    );
+    let protect_tag = scale_in_raw.and_then(|s| s.protect_tag.as_ref()).and_then(|t| ctx.tag(&t.value, "scale_in.protect_tag"));
+    if let (Some(PoolTarget::AutoScalingGroup(_)), Some(t)) = (&pool, scale_in_raw.and_then(|s| s.protect_tag.as_ref())) {
+        ctx.warn(
+            t.referenced,
+            "scale_in.protect_tag",
+            "has no effect on an Auto Scaling group (use the group's scale-in protection)",
+        );
+    }
+    let out_order = ctx.choice(
+        &raw.scale_out.as_ref().and_then(|s| s.value.order.clone()),
+        "scale_out.order",
+        &[("oldest", ScaleOutOrder::Oldest), ("newest", ScaleOutOrder::Newest), ("id", ScaleOutOrder::Id)],
+        ScaleOutOrder::Oldest,
+    );
+
+    Some(Policy {
+        name: name?,
+        pool: pool?,
+        min: min?,
+        max: max?,
+        interval,
+        dry_run: raw.dry_run.as_ref().is_some_and(|d| d.value),
+        metrics,
+        scaling,
+        history: History { window, max_age },
+        missing_data,
+        prewarm,
+        scale_in: ScaleIn { order, protect_tag },
+        scale_out: ScaleOut { order: out_order },
+    })
+}
+
+fn convert_metrics(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Vec<MetricSpec> {
+    let Some(list) = &raw.metrics else {
+        ctx.err(root, "metrics", "is required (at least one metric)");
+        return vec![];
+    };
+    if list.value.is_empty() {
+        ctx.err(list.referenced, "metrics", "is empty (at least one metric)");
+    }
+    let mut out = Vec::new();
+    let mut seen: BTreeMap<String, Location> = BTreeMap::new();
+    let mut weight_sum = 0.0;
+    for (i, m) in list.value.iter().enumerate() {
+        let f = |s: &str| format!("metrics[{i}].{s}");
+        if let Some(spec) = convert_metric(ctx, &m.value, m.referenced, &f) {
+            if let Some(first) = seen.get(&spec.id) {
+                let msg = format!("{:?} is used twice (first at line {})", spec.id, first.line());
+                ctx.err(m.value.id.as_ref().map_or(m.referenced, |s| s.referenced), &f("id"), msg);
+            } else {
+                seen.insert(spec.id.clone(), m.referenced);
+            }
+            weight_sum += spec.weight;
+            out.push(spec);
+        }
+    }
+    if !list.value.is_empty() && out.len() == list.value.len() && weight_sum <= 0.0 {
+        ctx.err(list.referenced, "metrics", "weights sum to 0 (at least one metric needs a weight above 0)");
+    }
+    out
+}
+
+fn convert_metric(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&str) -> String) -> Option<MetricSpec> {
+    let errors_before = ctx.diags.iter().filter(|d| d.severity == Severity::Error).count();
+    let id = ctx.text(&m.id, at, &f("id")).map(|(s, loc)| {
+        if !valid_metric_id(s) {
+            ctx.err(loc, &f("id"), format!("{s:?} must start with a lowercase letter and use only a-z, 0-9, '_' (at most 32)"));
+        }
+        s.to_owned()
+    });
+    let namespace = ctx.text(&m.namespace, at, &f("namespace")).map(|(s, _)| s.to_owned());
+    let name = ctx.text(&m.name, at, &f("name")).map(|(s, _)| s.to_owned());
+    let statistic = ctx.choice(
+        &m.statistic,
+        &f("statistic"),
+        &[
+            ("Average", Statistic::Average),
+            ("Maximum", Statistic::Maximum),
+            ("Minimum", Statistic::Minimum),
+            ("Sum", Statistic::Sum),
+            ("SampleCount", Statistic::SampleCount),
+        ],
+        Statistic::Average,
+    );
+    let (period, period_loc) = ctx.duration(&m.period, &f("period"), Duration::from_secs(60));
+    let secs = period.as_secs();
+    let high_res = [1, 5, 10, 30].contains(&secs);
+    if period.subsec_nanos() != 0 || !(high_res || (secs >= 60 && secs % 60 == 0)) {
+        ctx.err(period_loc, &f("period"), format!("{} is not a CloudWatch period (1s, 5s, 10s, 30s or a multiple of 60s)", Human(period)));
+    }
+    let goal = match (&m.target, &m.target_per_instance) {
+        (Some(t), None) => {
+            let v = ctx.positive(t, &f("target"));
+            if let Some(x) = v {
+                if m.namespace.as_ref().is_some_and(|n| n.value.0.starts_with("AWS/")) && m.name.as_ref().is_some_and(|n| n.value.0.contains("Utilization")) && x > 100.0 {
+                    ctx.err(t.referenced, &f("target"), format!("{x} is above 100 (a utilisation target is a percentage)"));
+                }
+            }
+            v.map(|target| Goal::Utilization { target })
+        }
+        (None, Some(t)) => ctx.positive(t, &f("target_per_instance")).map(|target_per_instance| Goal::PerInstance { target_per_instance }),
+        (Some(_), Some(t)) => {
+            ctx.err(t.referenced, &f("target_per_instance"), "give either `target` or `target_per_instance`, not both");
+            None
+        }
+        (None, None) => {
+            ctx.err(at, &f("target"), "is required (`target` for a utilisation, `target_per_instance` for a backlog)");
+            None
+        }
+    };
+    let weight = match &m.weight {
+        None => 1.0,
+        Some(w) if !w.value.is_finite() => {
+            ctx.err(w.referenced, &f("weight"), format!("{} is not a number", w.value));
+            1.0
+        }
+        Some(w) if w.value < 0.0 => {
+            ctx.err(w.referenced, &f("weight"), format!("{} is negative (weights must be >= 0)", w.value));
+            1.0
+        }
+        Some(w) => w.value,
+    };
+    let ceiling = m.ceiling.as_ref().and_then(|c| ctx.positive(c, &f("ceiling")));
+    if let (Some(c), Some(Goal::Utilization { target }), Some(cs)) = (ceiling, goal, &m.ceiling) {
+        if c <= target {
+            ctx.err(cs.referenced, &f("ceiling"), format!("{c} must be above the target {target}"));
+        }
+    }
+    if weight == 0.0 && ceiling.is_none() {
+        if let Some(w) = &m.weight {
+            ctx.warn(w.referenced, &f("weight"), "is 0 and the metric has no ceiling: it never affects capacity");
+        }
+    }
+    let per_instance = match &m.per_instance {
+        None => None,
+        Some(_) => Some(ctx.choice(&m.per_instance, &f("per_instance"), &[("avg", Aggregation::Avg), ("max", Aggregation::Max)], Aggregation::Avg)),
+    };
+    let mut dimensions = BTreeMap::new();
+    for (k, v) in m.dimensions.iter().flatten() {
+        if per_instance.is_some() && k == "InstanceId" {
+            ctx.err(v.referenced, &f(&format!("dimensions.{k}")), "is added per member for a per_instance metric: remove it");
+        }
+        dimensions.insert(k.clone(), v.value.0.clone());
+    }
+    let errors_after = ctx.diags.iter().filter(|d| d.severity == Severity::Error).count();
+    if errors_after > errors_before {
+        return None;
+    }
+    Some(MetricSpec { id: id?, namespace: namespace?, name: name?, dimensions, statistic, period, goal: goal?, weight, ceiling, per_instance })
+}
+
+fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
+    let s = raw.scaling.as_ref().map(|s| &s.value);
+    let tolerance = match s.and_then(|s| s.tolerance.as_ref()) {
+        None => 0.1,
+        Some(t) if t.value.is_finite() && (0.0..0.5).contains(&t.value) => t.value,
+        Some(t) => {
+            ctx.err(t.referenced, "scaling.tolerance", format!("{} is out of range (allowed 0 to below 0.5)", t.value));
+            0.1
+        }
+    };
+    let up = s.and_then(|s| s.scale_up.as_ref()).map(|u| &u.value);
+    let confirmations = match up.and_then(|u| u.confirmations.as_ref()) {
+        None => 2,
+        Some(c) => ctx.count(c, "scaling.scale_up.confirmations", 1, 60).unwrap_or(2),
+    };
+    let fast_threshold = up.and_then(|u| u.fast_threshold.as_ref()).and_then(|f| {
+        let v = f.value;
+        if !v.is_finite() || v <= 1.0 + tolerance {
+            ctx.err(f.referenced, "scaling.scale_up.fast_threshold", format!("{v} must be above the tolerance band (above {})", 1.0 + tolerance));
+            None
+        } else {
+            Some(v)
+        }
+    });
+    let (up_cooldown, _) = ctx.duration(&up.and_then(|u| u.cooldown.clone()), "scaling.scale_up.cooldown", Duration::from_secs(120));
+    let up_step = ctx.step(&up.and_then(|u| u.max_step.clone()), "scaling.scale_up.max_step", Step::Percent(100.0));
+
+    let down = s.and_then(|s| s.scale_down.as_ref()).map(|d| &d.value);
+    let (stabilization, stab_loc) =
+        ctx.duration(&down.and_then(|d| d.stabilization.clone()), "scaling.scale_down.stabilization", Duration::from_secs(600));
+    let (down_cooldown, _) = ctx.duration(&down.and_then(|d| d.cooldown.clone()), "scaling.scale_down.cooldown", Duration::from_secs(300));
+    let down_step = ctx.step(&down.and_then(|d| d.max_step.clone()), "scaling.scale_down.max_step", Step::Percent(10.0));
+    for (d, field) in [(up_cooldown, "scaling.scale_up.cooldown"), (stabilization, "scaling.scale_down.stabilization"), (down_cooldown, "scaling.scale_down.cooldown")] {
+        if d > Duration::from_secs(86_400) {
+            let loc = stab_loc;
+            ctx.err(loc, field, format!("{} is longer than 1d", Human(d)));
+        }
+    }
+    (
+        Scaling {
+            tolerance,
+            scale_up: ScaleUp { confirmations, fast_threshold, cooldown: up_cooldown, max_step: up_step },
+            scale_down: ScaleDown { stabilization, cooldown: down_cooldown, max_step: down_step },
+        },
+        stab_loc,
+    )
+}
+
+fn convert_prewarm(ctx: &mut Ctx<'_>, rules: &[S<RawPrewarm>], min: Option<u32>, max: Option<u32>) -> Vec<PrewarmRule> {
+    let mut out = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, r) in rules.iter().enumerate() {
+        let f = |s: &str| format!("prewarm[{i}].{s}");
+        let at = r.referenced;
+        let raw = &r.value;
+        let errors_before = ctx.diags.iter().filter(|d| d.severity == Severity::Error).count();
+        let name = ctx.text(&raw.name, at, &f("name")).map(|(n, loc)| {
+            if !names.insert(n.to_owned()) {
+                ctx.err(loc, &f("name"), format!("{n:?} is used by another pre-warm rule"));
+            }
+            n.to_owned()
+        });
+        let tz = ctx.text(&raw.time_zone, at, &f("time_zone")).and_then(|(z, loc)| match TimeZone::get(z) {
+            Ok(tz) => Some((tz, z.to_owned())),
+            Err(_) => {
+                ctx.err(loc, &f("time_zone"), format!("{z:?} is not an IANA time zone (e.g. America/New_York, Asia/Shanghai, UTC)"));
+                None
+            }
+        });
+        let (lead, _) = ctx.duration(&raw.lead, &f("lead"), Duration::ZERO);
+        let (ramp, _) = ctx.duration(&raw.ramp, &f("ramp"), Duration::ZERO);
+        let capacity = match &raw.capacity {
+            Some(c) => ctx.count(c, &f("capacity"), 1, MAX_CAPACITY as u32),
+            None => {
+                ctx.err(at, &f("capacity"), "is required");
+                None
+            }
+        };
+        if let (Some(c), Some(mx), Some(cs)) = (capacity, max, &raw.capacity) {
+            if c > mx {
+                ctx.warn(cs.referenced, &f("capacity"), format!("{c} is above max {mx}: the floor is capped at {mx}"));
+            }
+        }
+        if let (Some(c), Some(mn), Some(cs)) = (capacity, min, &raw.capacity) {
+            if c <= mn {
+                ctx.warn(cs.referenced, &f("capacity"), format!("{c} is not above min {mn}: the rule has no effect"));
+            }
+        }
+        let when = match (&raw.start, &raw.cron) {
+            (Some(_), Some(c)) => {
+                ctx.err(c.referenced, &f("cron"), "give either `start` (one-off) or `cron` (recurring), not both");
+                None
+            }
+            (None, None) => {
+                ctx.err(at, &f("start"), "is required (`start` for a one-off window, or `cron` for a recurring one)");
+                None
+            }
+            (Some(start), None) => {
+                if let Some(c) = &raw.cron {
+                    ctx.err(c.referenced, &f("cron"), "is not allowed with `start`");
+                }
+                // Without a valid zone, still check the dates' syntax (against UTC).
+                let zone = tz.as_ref().map_or(TimeZone::UTC, |(tz, _)| tz.clone());
+                one_off(ctx, raw, start, &zone, &f).filter(|_| tz.is_some())
+            }
+            (None, Some(c)) => {
+                if let Some(e) = &raw.end {
+                    ctx.err(e.referenced, &f("end"), "is for one-off windows: a cron window takes `duration`");
+                }
+                let (duration, dloc) = ctx.duration(&raw.duration, &f("duration"), Duration::ZERO);
+                if raw.duration.is_none() {
+                    ctx.err(at, &f("duration"), "is required for a cron window");
+                } else if duration.is_zero() {
+                    ctx.err(dloc, &f("duration"), "must be above 0s");
+                }
+                match croner::parser::CronParser::new().parse(c.value.0.trim()) {
+                    Ok(cron) => Some(PrewarmWhen::Cron { cron: Box::new(cron), pattern: c.value.0.trim().to_owned(), duration }),
+                    Err(e) => {
+                        ctx.err(c.referenced, &f("cron"), format!("{:?} is not a cron pattern: {e}", c.value.0));
+                        None
+                    }
+                }
+            }
+        };
+        let errors_after = ctx.diags.iter().filter(|d| d.severity == Severity::Error).count();
+        if errors_after > errors_before {
+            continue;
+        }
+        if let (Some(name), Some((time_zone, time_zone_name)), Some(when), Some(capacity)) = (name, tz, when, capacity) {
+            out.push(PrewarmRule { name, when, time_zone, time_zone_name, lead, ramp, capacity });
+        }
+    }
+    out
+}
+
+fn one_off(ctx: &mut Ctx<'_>, raw: &RawPrewarm, start: &S<Text>, tz: &TimeZone, f: &dyn Fn(&str) -> String) -> Option<PrewarmWhen> {
+    let parse = |ctx: &mut Ctx<'_>, s: &S<Text>, field: &str| -> Option<jiff::Timestamp> {
+        let text = s.value.0.trim();
+        match DateTime::from_str(text) {
+            Ok(dt) => match dt.to_zoned(tz.clone()) {
+                Ok(z) => Some(z.timestamp()),
+                Err(e) => {
+                    ctx.err(s.referenced, field, format!("{text:?} cannot be placed in the time zone: {e}"));
+                    None
+                }
+            },
+            Err(_) => {
+                ctx.err(s.referenced, field, format!("{text:?} is not a local date-time with a year (write e.g. 2026-11-27T00:00)"));
+                None
+            }
+        }
+    };
+    let start_ts = parse(ctx, start, &f("start"));
+    let end_ts = match (&raw.end, &raw.duration) {
+        (Some(e), None) => parse(ctx, e, &f("end")),
+        (None, Some(_)) => {
+            let (d, loc) = ctx.duration(&raw.duration, &f("duration"), Duration::ZERO);
+            if d.is_zero() {
+                ctx.err(loc, &f("duration"), "must be above 0s");
+                None
+            } else {
+                start_ts.and_then(|s| s.checked_add(d).ok())
+            }
+        }
+        (Some(_), Some(d)) => {
+            ctx.err(d.referenced, &f("duration"), "give either `end` or `duration`, not both");
+            None
+        }
+        (None, None) => {
+            ctx.err(start.referenced, &f("end"), "is required (or `duration`)");
+            None
+        }
+    };
+    let (s, e) = (start_ts?, end_ts?);
+    if e <= s {
+        let loc = raw.end.as_ref().map_or(start.referenced, |e| e.referenced);
+        ctx.err(loc, &f("end"), "must be after start");
+        return None;
+    }
+    Some(PrewarmWhen::Once { start: s, end: e })
+}
+
+/// Checks that needs several policies together: unique names, and no two policies claiming the
+/// same pool. Each entry is `(file, policy)`.
+pub fn check_policy_set(policies: &[(&str, &Policy)]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut pools: BTreeMap<&PoolTarget, &str> = BTreeMap::new();
+    for (file, p) in policies {
+        let diag = |field: &str, message: String| Diagnostic {
+            severity: Severity::Error,
+            file: (*file).to_owned(),
+            line: 1,
+            column: 1,
+            field: field.to_owned(),
+            message,
+        };
+        if let Some(other) = names.insert(&p.name, file) {
+            out.push(diag("name", format!("{:?} is also the name of the policy in {other}", p.name)));
+        }
+        if let Some(other) = pools.insert(&p.pool, file) {
+            let what = match &p.pool {
+                PoolTarget::Tagged(t) => format!("instances tagged {}={}", t.key, t.value),
+                PoolTarget::AutoScalingGroup(g) => format!("Auto Scaling group {g:?}"),
+            };
+            out.push(diag("pool", format!("{what} are already claimed by {other}: two policies cannot scale the same pool")));
+        }
+    }
+    out
+}

@@ -1,0 +1,28 @@
+//! The only place vmscaler reads the system clock.
+//!
+//! Everything else receives `now` as an argument (the engine) or asks a [`Clock`], so tests and
+//! the backtest can drive time themselves.
+
+use jiff::Timestamp;
+
+/// A source of the current time.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// Wall-clock time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)]
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// Monotonic instants for measuring elapsed time (timeouts, CPU budgets, benchmarks).
+#[allow(clippy::disallowed_methods)]
+pub fn monotonic() -> std::time::Instant {
+    std::time::Instant::now()
+}

@@ -1,0 +1,182 @@
+//! `vmscaler plan`: one decision from given inputs, with its reasons, without touching AWS.
+//!
+//! The metrics file is a CSV with a `timestamp` column (RFC 3339 or epoch seconds) and one
+//! column per metric id of the policy. Every row before `--at` is replayed through `decide`
+//! at its timestamp with the fleet held at `--current`, so confirmation and the stabilisation
+//! window see the same history the daemon would have seen (nothing is acted on, so no cooldown
+//! starts). The decision printed is the one at `--at` (default: the file's last timestamp).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use jiff::Timestamp;
+
+use super::EX_CONFIG;
+use super::validate::Output;
+use crate::policies::load_file;
+use vmscaler_engine::{Decision, Fleet, GroupState, Member, MemberState, PoolHistory, Sample, decide};
+use vmscaler_engine::policy::PoolTarget;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The policy file.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// CSV: `timestamp,<metric id>,...`.
+    #[arg(long)]
+    pub metrics: PathBuf,
+    /// Current capacity (running instances, or the group's desired capacity).
+    #[arg(long)]
+    pub current: u32,
+    /// Stopped members available to start (tagged pools; default: enough to reach max).
+    #[arg(long)]
+    pub warm: Option<u32>,
+    /// When to decide (RFC 3339, e.g. 2026-11-27T04:45:00Z; default: the last timestamp in the file).
+    #[arg(long)]
+    pub at: Option<Timestamp>,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// Parses `timestamp,<id>,...` rows into time-ordered samples per metric id.
+pub fn read_metrics_csv(text: &str) -> anyhow::Result<Vec<(Timestamp, Vec<(String, f64)>)>> {
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
+    let Some((_, header)) = lines.next() else { bail!("empty file: expected a header `timestamp,<metric id>,...`") };
+    let cols: Vec<&str> = header.split(',').map(str::trim).collect();
+    if cols.first().map(|c| c.to_ascii_lowercase()) != Some("timestamp".into()) || cols.len() < 2 {
+        bail!("line 1: header must be `timestamp,<metric id>,...`, found {header:?}");
+    }
+    let mut rows = Vec::new();
+    for (i, line) in lines {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        if cells.len() != cols.len() {
+            bail!("line {}: {} cells, the header has {}", i + 1, cells.len(), cols.len());
+        }
+        let at = parse_time(cells[0]).with_context(|| format!("line {}: timestamp {:?}", i + 1, cells[0]))?;
+        let mut values = Vec::new();
+        for (c, v) in cols[1..].iter().zip(&cells[1..]) {
+            if v.is_empty() {
+                continue; // a gap: this metric has no datapoint at this time
+            }
+            let x: f64 = v.parse().with_context(|| format!("line {}: {c} value {v:?} is not a number", i + 1))?;
+            values.push(((*c).to_owned(), x));
+        }
+        rows.push((at, values));
+    }
+    rows.sort_by_key(|(t, _)| *t);
+    Ok(rows)
+}
+
+fn parse_time(s: &str) -> anyhow::Result<Timestamp> {
+    if let Ok(secs) = s.parse::<i64>() {
+        return Ok(Timestamp::from_second(secs)?);
+    }
+    Ok(s.parse::<Timestamp>()?)
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let report = load_file(&args.policy);
+    for d in &report.diagnostics {
+        eprintln!("{d}");
+    }
+    let Some(policy) = report.policy else { return Ok(ExitCode::from(EX_CONFIG)) };
+    let text = std::fs::read_to_string(&args.metrics).with_context(|| format!("cannot read {}", args.metrics.display()))?;
+    let rows = read_metrics_csv(&text).with_context(|| args.metrics.display().to_string())?;
+    for (_, values) in rows.iter().take(1) {
+        for (id, _) in values {
+            if !policy.metrics.iter().any(|m| &m.id == id) {
+                eprintln!("warning: {}: column {id:?} is not a metric of policy {:?} (ignored)", args.metrics.display(), policy.name);
+            }
+        }
+    }
+    let Some(last) = rows.last().map(|(t, _)| *t) else { bail!("{}: no rows", args.metrics.display()) };
+    let at = args.at.unwrap_or(last);
+    let fleet = plan_fleet(&policy.pool, &policy, args.current, args.warm);
+
+    let mut history = PoolHistory::default();
+    for (t, values) in rows.iter().filter(|(t, _)| *t <= at) {
+        for (id, v) in values {
+            history.push_sample(id, Sample { at: *t, value: *v });
+        }
+        if *t < at {
+            let d = decide(&policy, &history, &fleet, *t);
+            let mut rec = d.record(policy.scaling.tolerance);
+            rec.scaled = None; // replayed, not acted on
+            history.push_record(rec);
+            history.prune(*t, policy.history.window);
+        }
+    }
+    let d = &decide(&policy, &history, &fleet, at);
+    match args.output {
+        Output::Json => {
+            let out = serde_json::json!({ "decision": d, "reasons": d.reasons() });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Output::Text => print!("{}", render(d)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A fleet of `current` running members and `warm` stopped ones (or a group at `current`).
+fn plan_fleet(pool: &PoolTarget, policy: &vmscaler_engine::Policy, current: u32, warm: Option<u32>) -> Fleet {
+    match pool {
+        PoolTarget::AutoScalingGroup(name) => Fleet::Group(GroupState {
+            name: name.clone(),
+            desired: current,
+            min: policy.min,
+            max: policy.max,
+            in_service: current,
+            activity_in_progress: false,
+        }),
+        PoolTarget::Tagged(_) => {
+            let warm = warm.unwrap_or_else(|| policy.max.saturating_sub(current));
+            let member = |i: u32, state| Member {
+                id: format!("i-plan{i:05}"),
+                state,
+                launched_at: Timestamp::from_second(1_700_000_000 + i64::from(i) * 60).ok(),
+                protected: false,
+                cpu: None,
+            };
+            let members = (0..current)
+                .map(|i| member(i, MemberState::Running))
+                .chain((current..current + warm).map(|i| member(i, MemberState::Stopped)))
+                .collect();
+            Fleet::Instances { members }
+        }
+    }
+}
+
+/// The text a person reads.
+pub fn render(d: &Decision) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let verb = match d.desired.cmp(&d.current) {
+        std::cmp::Ordering::Greater => "scale up",
+        std::cmp::Ordering::Less => "scale down",
+        std::cmp::Ordering::Equal => "hold",
+    };
+    let _ = writeln!(s, "policy {} at {}", d.policy, d.at);
+    let _ = writeln!(s, "{verb}: current {} -> desired {}", d.current, d.desired);
+    let _ = writeln!(s, "why:");
+    for r in d.reasons() {
+        let _ = writeln!(s, "  - {r}");
+    }
+    if d.actions.is_empty() {
+        let _ = writeln!(s, "actions: none");
+    } else {
+        let _ = writeln!(s, "actions:");
+        for a in &d.actions {
+            let line = match a {
+                vmscaler_engine::Action::Start { instance_ids } => format!("start {}", instance_ids.join(", ")),
+                vmscaler_engine::Action::Stop { instance_ids } => format!("stop {}", instance_ids.join(", ")),
+                vmscaler_engine::Action::SetDesiredCapacity { group, desired } => {
+                    format!("set desired capacity of {group} to {desired}")
+                }
+            };
+            let _ = writeln!(s, "  - {line}");
+        }
+    }
+    let _ = writeln!(s, "next evaluation: {}", d.next_evaluation);
+    s
+}

@@ -1,0 +1,7 @@
+//! vmscaler: the daemon, CLI and AWS adapters around the pure `vmscaler-engine`.
+//!
+//! All I/O lives in this crate: files, AWS calls, HTTP, signals and the clock.
+
+pub mod clock;
+pub mod cmd;
+pub mod policies;
