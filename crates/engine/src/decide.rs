@@ -525,3 +525,6 @@ fn sort_for_stop(members: &mut [&Member], order: ScaleInOrder) {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests;

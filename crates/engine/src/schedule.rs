@@ -42,13 +42,23 @@ fn add(t: Timestamp, d: Duration) -> Timestamp {
 }
 
 impl PrewarmRule {
+    /// For a cron rule: the latest occurrence at or before `t` and the first one after it.
+    fn occurrences_around(&self, t: Timestamp) -> (Option<Timestamp>, Option<Timestamp>) {
+        let PrewarmWhen::Cron { cron, cache, .. } = &self.when else { return (None, None) };
+        cache.around(t, || {
+            let z = t.to_zoned(self.time_zone.clone());
+            let prev = cron.find_previous_occurrence(&z, true).ok().map(|o| o.timestamp());
+            let next = cron.find_next_occurrence(&z, false).ok().map(|o| o.timestamp());
+            (prev, next)
+        })
+    }
+
     /// The latest window whose event starts at or before `t`.
     fn window_starting_by(&self, t: Timestamp) -> Option<Window> {
         match &self.when {
             PrewarmWhen::Once { start, end } => (*start <= t).then_some(Window { start: *start, end: *end }),
-            PrewarmWhen::Cron { cron, duration, .. } => {
-                let z = t.to_zoned(self.time_zone.clone());
-                let s = cron.find_previous_occurrence(&z, true).ok()?.timestamp();
+            PrewarmWhen::Cron { duration, .. } => {
+                let s = self.occurrences_around(t).0?;
                 Some(Window { start: s, end: add(s, *duration) })
             }
         }
@@ -58,9 +68,8 @@ impl PrewarmRule {
     fn window_starting_after(&self, t: Timestamp) -> Option<Window> {
         match &self.when {
             PrewarmWhen::Once { start, end } => (*start > t).then_some(Window { start: *start, end: *end }),
-            PrewarmWhen::Cron { cron, duration, .. } => {
-                let z = t.to_zoned(self.time_zone.clone());
-                let s = cron.find_next_occurrence(&z, false).ok()?.timestamp();
+            PrewarmWhen::Cron { duration, .. } => {
+                let s = self.occurrences_around(t).1?;
                 Some(Window { start: s, end: add(s, *duration) })
             }
         }
@@ -121,4 +130,96 @@ pub fn active_floor(policy: &Policy, now: Timestamp) -> Option<Floor> {
 /// The soonest instant after `now` at which any rule's floor starts rising.
 pub fn next_activation(policy: &Policy, now: Timestamp) -> Option<Timestamp> {
     policy.prewarm.iter().filter_map(|r| r.next_activation(now)).filter(|t| *t > now).min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::parse_policy;
+
+    fn policy(prewarm: &str) -> Policy {
+        let text = format!(
+            "name: t\npool: {{tag: {{key: k, value: v}}}}\nmin: 2\nmax: 50\nmetrics:\n  - {{id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}}\nprewarm:\n{prewarm}"
+        );
+        let r = parse_policy("t.yaml", &text);
+        assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+        r.policy.unwrap()
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    /// Minutes in `[from, to)` at which the floor switches from inactive to active.
+    fn activations(p: &Policy, from: &str, to: &str) -> Vec<String> {
+        let (mut t, end) = (ts(from), ts(to));
+        let mut was = false;
+        let mut out = vec![];
+        while t < end {
+            let on = active_floor(p, t).is_some_and(|f| !f.ramping);
+            if on && !was {
+                out.push(t.to_string());
+            }
+            was = on;
+            t = t.checked_add(Duration::from_secs(60)).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn daily_rule_fires_once_on_both_dst_days_in_new_york() {
+        let p = policy("  - {name: n, cron: \"30 1 * * *\", duration: 10m, time_zone: America/New_York, capacity: 9}\n");
+        // 2026-03-08: clocks spring forward at 02:00 EST; 01:30 EST = 06:30Z exists once.
+        assert_eq!(activations(&p, "2026-03-08T04:00:00Z", "2026-03-09T04:00:00Z"), ["2026-03-08T06:30:00Z"]);
+        // 2026-11-01: clocks fall back at 02:00 EDT; 01:30 happens twice (05:30Z EDT, 06:30Z EST).
+        assert_eq!(activations(&p, "2026-11-01T04:00:00Z", "2026-11-02T05:00:00Z"), ["2026-11-01T05:30:00Z"]);
+        // The days around them: once each, at the local 01:30 of that day's offset.
+        assert_eq!(activations(&p, "2026-03-07T04:00:00Z", "2026-03-08T04:00:00Z"), ["2026-03-07T06:30:00Z"]);
+        assert_eq!(activations(&p, "2026-03-09T04:00:00Z", "2026-03-10T04:00:00Z"), ["2026-03-09T05:30:00Z"]);
+    }
+
+    #[test]
+    fn rule_in_the_spring_gap_fires_after_the_gap() {
+        // 02:30 does not exist on 2026-03-08 in New York: the window starts at the first real
+        // instant after the gap (03:00 EDT = 07:00Z), once.
+        let p = policy("  - {name: g, cron: \"30 2 * * *\", duration: 10m, time_zone: America/New_York, capacity: 9}\n");
+        assert_eq!(activations(&p, "2026-03-08T04:00:00Z", "2026-03-09T04:00:00Z"), ["2026-03-08T07:00:00Z"]);
+    }
+
+    #[test]
+    fn black_friday_floor_starts_at_the_right_utc_instant() {
+        // 2026-11-27T00:00 in New York is EST (UTC-5): 05:00Z; a 20-minute lead makes it 04:40Z.
+        let p = policy("  - {name: bf, start: 2026-11-27T00:00, end: 2026-11-28T00:00, time_zone: America/New_York, lead: 20m, capacity: 40}\n");
+        assert_eq!(active_floor(&p, ts("2026-11-27T04:39:59Z")), None);
+        let f = active_floor(&p, ts("2026-11-27T04:40:00Z")).unwrap();
+        assert_eq!((f.capacity, f.event_start, f.event_end), (40, ts("2026-11-27T05:00:00Z"), ts("2026-11-28T05:00:00Z")));
+        assert!(active_floor(&p, ts("2026-11-28T04:59:59Z")).is_some());
+        assert_eq!(active_floor(&p, ts("2026-11-28T05:00:00Z")), None);
+        assert_eq!(next_activation(&p, ts("2026-11-20T00:00:00Z")), Some(ts("2026-11-27T04:40:00Z")));
+    }
+
+    #[test]
+    fn singles_day_in_shanghai_and_a_ramp() {
+        // 11.11 00:00 in Shanghai (UTC+8) is 2026-11-10T16:00Z; lead 20m, ramp 30m from min 2 to 50.
+        let p = policy("  - {name: s, start: 2026-11-11T00:00, duration: 24h, time_zone: Asia/Shanghai, lead: 20m, ramp: 30m, capacity: 50}\n");
+        assert_eq!(active_floor(&p, ts("2026-11-10T15:09:59Z")), None);
+        let at = |s| active_floor(&p, ts(s)).map(|f| (f.capacity, f.ramping));
+        assert_eq!(at("2026-11-10T15:10:00Z"), Some((2, true)));
+        assert_eq!(at("2026-11-10T15:25:00Z"), Some((26, true)));
+        assert_eq!(at("2026-11-10T15:39:00Z"), Some((49, true)));
+        assert_eq!(at("2026-11-10T15:40:00Z"), Some((50, false)));
+        assert_eq!(at("2026-11-11T15:59:00Z"), Some((50, false)));
+        assert_eq!(at("2026-11-11T16:00:00Z"), None);
+    }
+
+    #[test]
+    fn overlapping_rules_take_the_highest_floor() {
+        let p = policy(
+            "  - {name: daily, cron: \"0 20 * * *\", duration: 2h, time_zone: Asia/Shanghai, capacity: 12}\n  - {name: bf, start: 2026-11-27T00:00, duration: 24h, time_zone: America/New_York, capacity: 40}\n",
+        );
+        // 2026-11-27T12:30Z is 20:30 in Shanghai and inside Black Friday in New York.
+        assert_eq!(active_floor(&p, ts("2026-11-27T12:30:00Z")).map(|f| f.rule), Some("bf".into()));
+        assert_eq!(active_floor(&p, ts("2026-11-26T12:30:00Z")).map(|f| (f.rule, f.capacity)), Some(("daily".into(), 12)));
+        assert_eq!(active_floor(&p, ts("2026-11-26T14:00:00Z")), None, "the 2h window has ended");
+    }
 }

@@ -227,7 +227,42 @@ pub enum PrewarmWhen {
     /// A one-off window with full dates, resolved to instants at validation.
     Once { start: Timestamp, end: Timestamp },
     /// A recurring window: each match of `cron` in the rule's zone starts one.
-    Cron { cron: Box<croner::Cron>, pattern: String, duration: Duration },
+    Cron { cron: Box<croner::Cron>, pattern: String, duration: Duration, cache: OccurrenceCache },
+}
+
+/// Remembers the two cron occurrences around the last instant asked about, so evaluating
+/// every minute (or replaying a year in a backtest) searches the pattern once per occurrence
+/// instead of once per evaluation. Cloning gives an empty cache.
+#[derive(Debug, Default)]
+pub struct OccurrenceCache(std::sync::Mutex<Option<(Timestamp, Option<Timestamp>)>>);
+
+impl Clone for OccurrenceCache {
+    fn clone(&self) -> Self {
+        OccurrenceCache::default()
+    }
+}
+
+impl OccurrenceCache {
+    /// `(latest occurrence <= t, first occurrence > t)`, from the cache when `t` falls between
+    /// the remembered pair, else from `search` (which must return exactly that pair).
+    pub fn around(
+        &self,
+        t: Timestamp,
+        search: impl FnOnce() -> (Option<Timestamp>, Option<Timestamp>),
+    ) -> (Option<Timestamp>, Option<Timestamp>) {
+        let mut guard = match self.0.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((prev, next)) = *guard {
+            if prev <= t && next.is_none_or(|n| t < n) {
+                return (Some(prev), next);
+            }
+        }
+        let (prev, next) = search();
+        *guard = prev.map(|p| (p, next));
+        (prev, next)
+    }
 }
 
 /// Scale-in preferences.

@@ -651,7 +651,12 @@ fn convert_prewarm(ctx: &mut Ctx<'_>, rules: &[S<RawPrewarm>], min: Option<u32>,
                     ctx.err(dloc, &f("duration"), "must be above 0s");
                 }
                 match croner::parser::CronParser::new().parse(c.value.0.trim()) {
-                    Ok(cron) => Some(PrewarmWhen::Cron { cron: Box::new(cron), pattern: c.value.0.trim().to_owned(), duration }),
+                    Ok(cron) => Some(PrewarmWhen::Cron {
+                        cron: Box::new(cron),
+                        pattern: c.value.0.trim().to_owned(),
+                        duration,
+                        cache: OccurrenceCache::default(),
+                    }),
                     Err(e) => {
                         ctx.err(c.referenced, &f("cron"), format!("{:?} is not a cron pattern: {e}", c.value.0));
                         None

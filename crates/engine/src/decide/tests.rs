@@ -1,0 +1,388 @@
+//! Table tests with fixed timestamps, and properties over random inputs.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::fleet::GroupState;
+use crate::history::Sample;
+use crate::policy::parse_policy;
+
+const T0: i64 = 1_795_000_000; // 2026-11-18, a Wednesday with no pre-warm in the test policies
+
+fn at(min: i64) -> Timestamp {
+    Timestamp::from_second(T0 + min * 60).unwrap()
+}
+
+/// A policy: one CPU metric (target 50, ceiling 90), min 2, max 20, 1-minute interval,
+/// 2 confirmations, stabilisation 5m, cooldowns 3m up / 4m down, plus `extra` YAML.
+fn policy(extra: &str) -> Policy {
+    let base = "name: t
+pool: {tag: {key: pool, value: t}}
+min: 2
+max: 20
+interval: 1m
+metrics:
+  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50, ceiling: 90}
+history: {window: 1h, max_age: 3m}
+";
+    let default_scaling = "scaling:
+  tolerance: 0.1
+  scale_up: {confirmations: 2, cooldown: 3m, max_step: 100%}
+  scale_down: {stabilization: 5m, cooldown: 4m, max_step: 50%}
+";
+    let base = if extra.contains("metrics:") {
+        base.replace("metrics:\n  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50, ceiling: 90}\n", "")
+    } else {
+        base.to_owned()
+    };
+    let text = if extra.contains("scaling:") { format!("{base}{extra}") } else { format!("{base}{default_scaling}{extra}") };
+    let r = parse_policy("t.yaml", &text);
+    assert!(r.policy.is_some(), "{:?}", r.diagnostics);
+    r.policy.unwrap()
+}
+
+fn member(i: u32, state: MemberState) -> Member {
+    Member {
+        id: format!("i-{i:02}"),
+        state,
+        launched_at: Some(Timestamp::from_second(T0 - 86_400 + i64::from(i) * 60).unwrap()),
+        protected: false,
+        cpu: None,
+    }
+}
+
+fn fleet(running: u32, stopped: u32) -> Fleet {
+    Fleet::Instances {
+        members: (0..running).map(|i| member(i, MemberState::Running)).chain((running..running + stopped).map(|i| member(i, MemberState::Stopped))).collect(),
+    }
+}
+
+/// Drives `decide` once a minute with `cpu(minute, current)` as the metric, carrying out the
+/// actions on an in-memory fleet at once. Returns every decision.
+fn run(p: &Policy, mut f: Fleet, minutes: i64, cpu: impl Fn(i64, u32) -> Option<f64>) -> Vec<Decision> {
+    let mut h = PoolHistory::default();
+    let mut out = Vec::new();
+    for m in 0..minutes {
+        let now = at(m);
+        if let Some(v) = cpu(m, f.current()) {
+            h.push_sample("cpu", Sample { at: now, value: v });
+        }
+        let d = decide(p, &h, &f, now);
+        apply(&mut f, &d);
+        h.push_record(d.record(p.scaling.tolerance));
+        h.prune(now, p.history.window);
+        out.push(d);
+    }
+    out
+}
+
+fn apply(f: &mut Fleet, d: &Decision) {
+    let Fleet::Instances { members } = f else { return };
+    for a in &d.actions {
+        let (ids, state) = match a {
+            Action::Start { instance_ids } => (instance_ids, MemberState::Running),
+            Action::Stop { instance_ids } => (instance_ids, MemberState::Stopped),
+            Action::SetDesiredCapacity { .. } => continue,
+        };
+        for m in members.iter_mut().filter(|m| ids.contains(&m.id)) {
+            m.state = state;
+        }
+    }
+}
+
+fn desired(ds: &[Decision]) -> Vec<u32> {
+    ds.iter().map(|d| d.desired).collect()
+}
+
+fn history_with(samples: &[(i64, f64)]) -> PoolHistory {
+    let mut h = PoolHistory::default();
+    for (m, v) in samples {
+        h.push_sample("cpu", Sample { at: at(*m), value: *v });
+    }
+    h
+}
+
+#[test]
+fn within_tolerance_holds() {
+    let p = policy("");
+    let d = decide(&p, &history_with(&[(0, 54.0)]), &fleet(4, 4), at(0));
+    assert_eq!((d.desired, d.proposal), (4, 4));
+    assert_eq!(d.bounds, [Bound::WithinTolerance { score: 54.0 / 50.0, tolerance: 0.1 }]);
+    assert!(d.actions.is_empty());
+}
+
+#[test]
+fn scale_up_waits_for_confirmation_then_acts() {
+    let p = policy("");
+    // 4 running at 75% CPU want ceil(4 * 1.5) = 6.
+    let ds = run(&p, fleet(4, 10), 3, |_, cur| Some(if cur == 4 { 75.0 } else { 50.0 }));
+    assert_eq!(ds[0].bounds, [Bound::AwaitingConfirmation { seen: 1, needed: 2 }]);
+    assert_eq!(ds[0].desired, 4);
+    assert_eq!(ds[1].desired, 6);
+    assert_eq!(ds[1].actions, [Action::Start { instance_ids: vec!["i-04".into(), "i-05".into()] }]);
+    assert_eq!(ds[2].desired, 6, "on target after the scale-up");
+}
+
+#[test]
+fn fast_threshold_skips_confirmation() {
+    let p = policy("scaling:\n  scale_up: {confirmations: 3, fast_threshold: 1.5}\n");
+    let d = decide(&p, &history_with(&[(0, 80.0)]), &fleet(4, 10), at(0));
+    assert_eq!(d.desired, 7, "ceil(4 * 1.6)");
+    assert_eq!(d.bounds, [Bound::FastScaleUp { score: 1.6, threshold: 1.5 }]);
+}
+
+#[test]
+fn a_saturated_metric_is_never_averaged_away() {
+    // CPU at 95% has weight 0.1; the queue (weight 0.9) says half the capacity would do.
+    let p = policy(
+        "metrics:\n  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50, ceiling: 90, weight: 0.1}\n  - {id: queue, namespace: AWS/SQS, name: Depth, target_per_instance: 10, weight: 0.9}\n",
+    );
+    let mut h = history_with(&[(-1, 95.0), (0, 95.0)]);
+    h.push_sample("queue", Sample { at: at(0), value: 20.0 });
+    h.push_record(EvalRecord { at: at(-1), score: Some(1.9), above_band: true, proposal: 8, current: 4, desired: 4, scaled: None });
+    let d = decide(&p, &h, &fleet(4, 10), at(0));
+    // Blend: (0.1 * 7.6 + 0.9 * 2) / 1.0 = 2.56 instances; CPU alone wants 4 * 1.9 = 7.6.
+    assert_eq!(d.bounds[0], Bound::Saturated { metric: "cpu".into(), ratio: 1.9 });
+    assert_eq!((d.proposal, d.desired), (8, 8));
+}
+
+#[test]
+fn scale_down_follows_the_highest_proposal_of_the_window() {
+    let p = policy("");
+    // 8 running: 20% CPU wants ceil(8 * 0.4) = 4, but minute 1 was at 40% (wants 7).
+    let ds = run(&p, fleet(8, 0), 12, |m, cur| match (m, cur) {
+        (1, _) => Some(40.0),
+        (_, 8) => Some(20.0),
+        (_, c) => Some(20.0 * 8.0 / f64::from(c)),
+    });
+    let got = desired(&ds);
+    // Minutes 0-3: the 5m window is not yet observed. Minute 4: the window (inclusive of its
+    // start) holds minute 1's proposal of 7. Minutes 5-7: the 4m scale-down cooldown. Minute 8:
+    // minute 1 has left the window; 7 at 22.9% CPU wants 4.
+    assert_eq!(&got[..9], [8, 8, 8, 8, 7, 7, 7, 7, 4]);
+    assert!(matches!(ds[2].bounds[..], [Bound::Stabilizing { observed_secs: 120, window_secs: 300 }]), "{:?}", ds[2].bounds);
+    assert_eq!(ds[4].bounds, [Bound::Stabilized { highest: 7 }]);
+    assert_eq!(ds[6].bounds, [Bound::Stabilized { highest: 7 }], "minute 1 is still in the window");
+    assert_eq!(ds[7].bounds, [Bound::CooldownDown { remaining_secs: 60 }]);
+}
+
+#[test]
+fn no_scale_down_inside_the_cooldown() {
+    let p = policy("scaling:\n  scale_up: {confirmations: 1}\n  scale_down: {stabilization: 0s, cooldown: 4m, max_step: 100%}\n");
+    // Scale up at minute 0 (4 -> 8), then load vanishes.
+    let ds = run(&p, fleet(4, 10), 7, |m, _| Some(if m == 0 { 100.0 } else { 5.0 }));
+    let got = desired(&ds);
+    assert_eq!(got[0], 8);
+    assert_eq!(&got[1..4], [8, 8, 8], "inside the 4m cooldown");
+    assert!(matches!(ds[1].bounds[..], [Bound::CooldownDown { remaining_secs: 180 }]), "{:?}", ds[1].bounds);
+    assert_eq!(got[4], 2, "cooldown over at minute 4: down to min");
+}
+
+#[test]
+fn scale_up_cooldown_and_step_limit() {
+    let p = policy("scaling:\n  scale_up: {confirmations: 1, cooldown: 3m, max_step: 2}\n");
+    let ds = run(&p, fleet(4, 16), 5, |_, _| Some(100.0));
+    assert_eq!(desired(&ds), [6, 6, 6, 8, 8]);
+    assert!(ds[0].bounds.contains(&Bound::StepUp { limit: 2 }));
+    assert!(matches!(ds[1].bounds.last(), Some(Bound::CooldownUp { remaining_secs: 120 })), "{:?}", ds[1].bounds);
+}
+
+#[test]
+fn missing_data_never_scales_in() {
+    for (rule, want) in [("hold", 8), ("scale_up", 16), ("{fixed: 10}", 10)] {
+        let p = policy(&format!("missing_data: {rule}\n"));
+        let h = history_with(&[(-10, 5.0)]); // stale: older than max_age 3m
+        let d = decide(&p, &h, &fleet(8, 12), at(0));
+        assert_eq!(d.desired, want, "{rule}");
+        assert!(matches!(d.bounds[0], Bound::MissingData { .. }), "{:?}", d.bounds);
+    }
+}
+
+#[test]
+fn partly_missing_data_blocks_scale_in_only() {
+    let p = policy("metrics:\n  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}\n  - {id: gpu, namespace: CWAgent, name: gpu, target: 50}\n");
+    let mut h = history_with(&[(0, 10.0)]);
+    h.push_record(EvalRecord { at: at(-6), score: Some(0.2), above_band: false, proposal: 2, current: 8, desired: 8, scaled: None });
+    let d = decide(&p, &h, &fleet(8, 0), at(0));
+    assert_eq!(d.desired, 8);
+    assert_eq!(d.bounds, [Bound::NoScaleInWithMissingData { metrics: vec!["gpu".into()] }]);
+}
+
+#[test]
+fn protected_and_in_transit_members_are_never_acted_on_twice() {
+    let p = policy("scaling:\n  scale_down: {stabilization: 0s, cooldown: 0s, max_step: 100%}\nscale_in: {order: oldest}\n");
+    let mut f = fleet(6, 0);
+    let Fleet::Instances { members } = &mut f else { unreachable!() };
+    members[0].protected = true; // oldest, but protected
+    members[1].state = MemberState::Pending; // counts as capacity, cannot be stopped
+    members[2].state = MemberState::Stopping; // already leaving: not capacity
+    let d = decide(&p, &history_with(&[(0, 5.0)]), &f, at(0));
+    assert_eq!(d.current, 5);
+    assert_eq!(d.actions, [Action::Stop { instance_ids: vec!["i-03".into(), "i-04".into(), "i-05".into()] }]);
+    assert_eq!(d.desired, 2);
+
+    // Everything left is protected or pending: nothing more to stop, and the decision says so.
+    let d = decide(&p, &history_with(&[(0, 5.0)]), &fleet_with_all_protected(), at(0));
+    assert!(d.actions.is_empty());
+    assert_eq!(d.desired, d.current);
+    assert!(d.bounds.contains(&Bound::Protected { kept: 2 }), "{:?}", d.bounds);
+}
+
+fn fleet_with_all_protected() -> Fleet {
+    let mut f = fleet(4, 0);
+    if let Fleet::Instances { members } = &mut f {
+        for m in members.iter_mut() {
+            m.protected = true;
+        }
+    }
+    f
+}
+
+#[test]
+fn scale_in_order_and_warm_pool_shortfall() {
+    let mut f = fleet(4, 0);
+    if let Fleet::Instances { members } = &mut f {
+        for (m, cpu) in members.iter_mut().zip([30.0, 5.0, f64::NAN, 12.0]) {
+            m.cpu = Some(cpu);
+        }
+    }
+    let pick = |order: &str| {
+        let p = policy(&format!("scaling:\n  scale_down: {{stabilization: 0s, cooldown: 0s, max_step: 2}}\nscale_in: {{order: {order}}}\n"));
+        decide(&p, &history_with(&[(0, 5.0)]), &f, at(0)).actions
+    };
+    assert_eq!(pick("newest"), [Action::Stop { instance_ids: vec!["i-03".into(), "i-02".into()] }]);
+    assert_eq!(pick("oldest"), [Action::Stop { instance_ids: vec!["i-00".into(), "i-01".into()] }]);
+    assert_eq!(pick("lowest_cpu"), [Action::Stop { instance_ids: vec!["i-01".into(), "i-03".into()] }]);
+
+    let p = policy("scaling:\n  scale_up: {confirmations: 1}\n");
+    let d = decide(&p, &history_with(&[(0, 100.0)]), &fleet(4, 1), at(0));
+    assert_eq!((d.desired, d.shortfall), (8, 3));
+    assert_eq!(d.actions, [Action::Start { instance_ids: vec!["i-04".into()] }]);
+    assert!(d.bounds.contains(&Bound::WarmPoolShort { shortfall: 3 }));
+}
+
+#[test]
+fn group_bounds_and_activity_in_progress() {
+    let mut p = policy("scaling:\n  scale_up: {confirmations: 1}\n");
+    p.pool = crate::policy::PoolTarget::AutoScalingGroup("g".into());
+    let g = |activity| Fleet::Group(GroupState { name: "g".into(), desired: 4, min: 1, max: 6, in_service: 4, activity_in_progress: activity });
+    let d = decide(&p, &history_with(&[(0, 100.0)]), &g(false), at(0));
+    assert_eq!(d.desired, 6);
+    assert_eq!(d.bounds.last(), Some(&Bound::GroupMax { max: 6 }));
+    assert_eq!(d.actions, [Action::SetDesiredCapacity { group: "g".into(), desired: 6 }]);
+    let d = decide(&p, &history_with(&[(0, 100.0)]), &g(true), at(0));
+    assert!(d.actions.is_empty());
+    assert_eq!(d.desired, 4);
+    assert_eq!(d.bounds.last(), Some(&Bound::ActivityInProgress));
+}
+
+#[test]
+fn prewarm_floor_beats_cooldown_and_is_capped_at_max() {
+    let p = policy(
+        "prewarm:\n  - {name: promo, start: 2026-11-18T12:00, duration: 1h, time_zone: UTC, lead: 10m, capacity: 30}\n",
+    );
+    // 2026-11-18T11:50Z is T0-relative minute: compute from the instant itself.
+    let now: Timestamp = "2026-11-18T11:50:00Z".parse().unwrap();
+    let d = decide(&p, &PoolHistory::default(), &fleet(4, 30), now);
+    assert_eq!(d.desired, 20);
+    assert_eq!(
+        d.bounds[1..],
+        [Bound::FloorAboveMax { rule: "promo".into(), capacity: 30, max: 20 }, Bound::Floor { rule: "promo".into(), capacity: 20 }]
+    );
+    let before: Timestamp = "2026-11-18T11:49:00Z".parse().unwrap();
+    let d = decide(&p, &PoolHistory::default(), &fleet(4, 30), before);
+    assert_eq!(d.desired, 4);
+    assert_eq!(d.next_evaluation, now, "wakes up exactly when the floor starts");
+}
+
+#[test]
+fn flapping_around_the_band_causes_no_reversals() {
+    let p = policy("");
+    // The score alternates between 1.3 and 0.6 every evaluation for two hours.
+    let ds = run(&p, fleet(6, 14), 120, |m, _| Some(if m % 2 == 0 { 65.0 } else { 30.0 }));
+    assert_eq!(reversals(&ds), 0);
+    assert!(ds.iter().all(|d| d.actions.is_empty()), "{:?}", desired(&ds));
+}
+
+/// Direction changes between consecutive scaling actions.
+fn reversals(ds: &[Decision]) -> usize {
+    let dirs: Vec<Direction> = ds.iter().filter_map(Decision::direction).collect();
+    dirs.windows(2).filter(|w| w[0] != w[1]).count()
+}
+
+fn arb_policy() -> impl Strategy<Value = Policy> {
+    (1u32..5, 0u32..20, 1u32..4, 0u64..6, 0u64..6, 0u64..8, prop::option::of(5u32..40), prop::bool::ANY).prop_map(
+        |(min, span, conf, cd_up, cd_down, stab, floor, scale_up_missing)| {
+            let max = min + span;
+            let mut extra = format!(
+                "scaling:\n  scale_up: {{confirmations: {conf}, cooldown: {cd_up}m}}\n  scale_down: {{stabilization: {stab}m, cooldown: {cd_down}m, max_step: 100%}}\nmissing_data: {}\n",
+                if scale_up_missing { "scale_up" } else { "hold" }
+            );
+            if let Some(c) = floor {
+                extra.push_str(&format!(
+                    "prewarm:\n  - {{name: f, cron: \"*/20 * * * *\", duration: 7m, time_zone: Europe/Berlin, lead: 2m, capacity: {c}}}\n"
+                ));
+            }
+            let text = format!("name: p\npool: {{tag: {{key: k, value: v}}}}\nmin: {min}\nmax: {max}\nmetrics:\n  - {{id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}}\n{extra}");
+            let r = parse_policy("p.yaml", &text);
+            r.policy.unwrap_or_else(|| panic!("{:?}", r.diagnostics))
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn invariants_hold_over_random_runs(
+        p in arb_policy(),
+        start in 0u32..30,
+        load in prop::collection::vec(prop::option::of(0.0f64..150.0), 60),
+    ) {
+        let mut f = fleet(start, 40);
+        let mut h = PoolHistory::default();
+        for (m, v) in load.iter().enumerate() {
+            let now = at(i64::try_from(m).unwrap());
+            if let Some(v) = v {
+                h.push_sample("cpu", Sample { at: now, value: *v });
+            }
+            let d = decide(&p, &h, &f, now);
+            // Same inputs, same decision.
+            prop_assert_eq!(&d, &decide(&p, &h, &f, now));
+            // Within [min, max] and at least the active floor (capped at max), unless members
+            // simply are not there to start.
+            let floor = crate::schedule::active_floor(&p, now).map_or(0, |fl| fl.capacity.min(p.max));
+            prop_assert!(d.desired >= p.min, "{:?}", d);
+            let cannot_stop = d.bounds.iter().any(|b| matches!(b, Bound::Protected { .. }));
+            prop_assert!(d.desired <= p.max || cannot_stop, "{:?}", d);
+            prop_assert!(d.desired + d.shortfall >= floor, "floor {floor}: {:?}", d);
+            let capped = d.bounds.contains(&Bound::Max { max: p.max });
+            if d.direction() == Some(Direction::Down) && !capped {
+                // Metrics never scale in on missing data, nor inside the scale-down cooldown,
+                // nor below the floor. (Only an operator's lowered `max` may bring it down then.)
+                prop_assert!(d.readings.iter().all(|r| r.value.is_some()), "{:?}", d);
+                if let Some(last) = h.records.iter().rev().find(|r| r.scaled.is_some()) {
+                    prop_assert!(now.duration_since(last.at).unsigned_abs() >= p.scaling.scale_down.cooldown, "{:?}", d);
+                }
+                prop_assert!(d.desired >= floor);
+            }
+            if capped {
+                prop_assert_eq!(d.desired, p.max);
+            }
+            apply(&mut f, &d);
+            h.push_record(d.record(p.scaling.tolerance));
+            h.prune(now, p.history.window);
+        }
+    }
+
+    #[test]
+    fn oscillating_score_never_reverses(
+        high in 56.0f64..150.0,
+        low in 0.0f64..44.0,
+        start in 2u32..15,
+    ) {
+        let p = policy("");
+        let ds = run(&p, fleet(start, 30), 90, |m, _| Some(if m % 2 == 0 { high } else { low }));
+        prop_assert_eq!(reversals(&ds), 0, "{:?}", desired(&ds));
+    }
+}
