@@ -5,3 +5,7 @@
 pub mod clock;
 pub mod cmd;
 pub mod policies;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod state;

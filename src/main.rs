@@ -17,6 +17,10 @@ enum Command {
     Validate(cmd::validate::Args),
     /// One decision from given inputs, with its reasons.
     Plan(cmd::plan::Args),
+    /// Run the autoscaling daemon.
+    Run(cmd::run::Args),
+    /// Show what a running daemon is doing.
+    Status(cmd::status::Args),
 }
 
 fn main() -> ExitCode {
@@ -24,6 +28,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Plan(args) => cmd::plan::run(args),
+        Command::Run(args) => cmd::run::run(args),
+        Command::Status(args) => cmd::status::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,8 @@
 //! One module per CLI subcommand: its clap arguments and its `run`.
 
 pub mod plan;
+pub mod run;
+pub mod status;
 pub mod validate;
 
 /// Exit code for configuration errors (sysexits EX_CONFIG).

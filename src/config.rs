@@ -1,0 +1,220 @@
+//! The daemon's configuration file (`vmscaler run --config /etc/vmscaler/vmscaler.yaml`).
+//!
+//! Where policies and state live, where HTTP listens, how to reach AWS, how to log. Durations
+//! are written the way policies write them (`5s`, `1m`). Unknown keys are rejected so a typo
+//! never silently falls back to a default.
+//!
+//! Not here: policies themselves (see [`crate::policies`]) and command-line overrides, which
+//! `vmscaler run` applies on top of the loaded file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use vmscaler_engine::duration::parse_duration;
+
+/// Default HTTP listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {field}: {message}")]
+    Invalid { path: PathBuf, field: &'static str, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    policy_dir: PathBuf,
+    state_dir: PathBuf,
+    #[serde(default)]
+    listen: Option<String>,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    endpoint_url: Option<String>,
+    #[serde(default)]
+    profile: Option<String>,
+    #[serde(default)]
+    log_format: LogFormat,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    metric_offset: Option<String>,
+    #[serde(default)]
+    reload_poll: Option<String>,
+    #[serde(default)]
+    decisions_kept: Option<usize>,
+    #[serde(default)]
+    time_scale: Option<f64>,
+    #[serde(default)]
+    time_origin: Option<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Directory of policy files, one pool per file.
+    pub policy_dir: PathBuf,
+    /// Where per-pool state (history window, recent decisions) is persisted.
+    pub state_dir: PathBuf,
+    /// HTTP address for `/healthz`, `/metrics`, `/v1/decisions`; `None` disables HTTP.
+    pub listen: Option<SocketAddr>,
+    pub region: Option<String>,
+    /// Custom endpoint (moto, LocalStack); otherwise the standard AWS settings decide.
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+    pub log_format: LogFormat,
+    /// Never change any fleet, whatever the policies say.
+    pub dry_run: bool,
+    /// The newest, still-filling stretch of metrics that is ignored.
+    pub metric_offset: Duration,
+    /// How often the policy directory is checked for changes.
+    pub reload_poll: Duration,
+    /// Recent decisions kept per pool (state file and `/v1/decisions`).
+    pub decisions_kept: usize,
+    /// Speed of the daemon's clock relative to wall time. 1 in production; the demo replays a
+    /// day of real load in minutes by running the clock faster.
+    pub time_scale: f64,
+    /// The instant at which the scaled clock agrees with wall time (default: start-up), so a
+    /// load replayer can compute the same clock.
+    pub time_origin: Option<jiff::Timestamp>,
+}
+
+impl Config {
+    /// A configuration with defaults for everything but the two directories.
+    pub fn new(policy_dir: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            policy_dir: policy_dir.into(),
+            state_dir: state_dir.into(),
+            listen: DEFAULT_LISTEN.parse().ok(),
+            region: None,
+            endpoint_url: None,
+            profile: None,
+            log_format: LogFormat::Text,
+            dry_run: false,
+            metric_offset: Duration::from_secs(60),
+            reload_poll: Duration::from_secs(5),
+            decisions_kept: 50,
+            time_scale: 1.0,
+            time_origin: None,
+        }
+    }
+
+    /// Reads and validates a configuration file. Relative directories are taken relative to
+    /// the file's own directory, so a config next to its policies works from anywhere.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses configuration text; `path` names it in messages and anchors relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_saphyr::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        let invalid = |field, message: String| ConfigError::Invalid { path: path.into(), field, message };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let anchor = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        let mut cfg = Config::new(anchor(raw.policy_dir), anchor(raw.state_dir));
+        cfg.listen = match raw.listen.as_deref().map(str::trim) {
+            None => cfg.listen,
+            Some("" | "off" | "none") => None,
+            Some(s) => Some(s.parse().map_err(|e| invalid("listen", format!("{s:?}: {e}")))?),
+        };
+        cfg.region = raw.region.filter(|s| !s.trim().is_empty());
+        cfg.endpoint_url = raw.endpoint_url.filter(|s| !s.trim().is_empty());
+        cfg.profile = raw.profile.filter(|s| !s.trim().is_empty());
+        cfg.log_format = raw.log_format;
+        cfg.dry_run = raw.dry_run;
+        if let Some(s) = raw.metric_offset {
+            cfg.metric_offset = parse_duration(&s).map_err(|e| invalid("metric_offset", e.to_string()))?;
+        }
+        if let Some(s) = raw.reload_poll {
+            let d = parse_duration(&s).map_err(|e| invalid("reload_poll", e.to_string()))?;
+            if d < Duration::from_millis(100) {
+                return Err(invalid("reload_poll", format!("{s:?} is too short (at least 100ms)")));
+            }
+            cfg.reload_poll = d;
+        }
+        if let Some(n) = raw.decisions_kept {
+            if n == 0 || n > 10_000 {
+                return Err(invalid("decisions_kept", format!("{n} is out of range (1 to 10000)")));
+            }
+            cfg.decisions_kept = n;
+        }
+        if let Some(x) = raw.time_scale {
+            if !x.is_finite() || !(0.001..=100_000.0).contains(&x) {
+                return Err(invalid("time_scale", format!("{x} is out of range (0.001 to 100000)")));
+            }
+            cfg.time_scale = x;
+        }
+        if let Some(s) = raw.time_origin {
+            cfg.time_origin = Some(
+                s.trim()
+                    .parse()
+                    .map_err(|e| invalid("time_origin", format!("{s:?} is not an RFC 3339 instant: {e}")))?,
+            );
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let cfg =
+            Config::parse(Path::new("/etc/vmscaler/vmscaler.yaml"), "policy_dir: policies\nstate_dir: /var/lib/x\n")
+                .expect("valid");
+        assert_eq!(cfg.policy_dir, PathBuf::from("/etc/vmscaler/policies"));
+        assert_eq!(cfg.state_dir, PathBuf::from("/var/lib/x"));
+        assert_eq!(cfg.listen, Some("127.0.0.1:9464".parse().expect("addr")));
+        assert_eq!(cfg.metric_offset, Duration::from_secs(60));
+        assert!(!cfg.dry_run);
+    }
+
+    #[test]
+    fn full_file() {
+        let text = "policy_dir: /p\nstate_dir: /s\nlisten: 127.0.0.1:0\nregion: eu-west-1\n\
+                    endpoint_url: http://127.0.0.1:5000\nlog_format: json\ndry_run: true\nmetric_offset: 2m\n\
+                    reload_poll: 1s\ndecisions_kept: 7\ntime_scale: 60\n";
+        let cfg = Config::parse(Path::new("c.yaml"), text).expect("valid");
+        assert_eq!(cfg.log_format, LogFormat::Json);
+        assert_eq!(cfg.metric_offset, Duration::from_secs(120));
+        assert_eq!(cfg.reload_poll, Duration::from_secs(1));
+        assert_eq!(cfg.decisions_kept, 7);
+        assert_eq!(cfg.time_scale, 60.0);
+        assert_eq!(cfg.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+        assert!(cfg.dry_run);
+    }
+
+    #[test]
+    fn rejects_typos_and_bad_values() {
+        let e = Config::parse(Path::new("c.yaml"), "policy_dir: /p\nstate_dir: /s\nlisen: x\n").expect_err("typo");
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let e =
+            Config::parse(Path::new("c.yaml"), "policy_dir: /p\nstate_dir: /s\nmetric_offset: 5x\n").expect_err("bad");
+        assert!(e.to_string().contains("metric_offset"), "{e}");
+        let e =
+            Config::parse(Path::new("c.yaml"), "policy_dir: /p\nstate_dir: /s\nlisten: nowhere\n").expect_err("bad");
+        assert!(e.to_string().contains("listen"), "{e}");
+        let e = Config::parse(Path::new("c.yaml"), "state_dir: /s\n").expect_err("missing");
+        assert!(e.to_string().contains("policy_dir"), "{e}");
+    }
+}

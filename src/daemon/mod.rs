@@ -1,0 +1,555 @@
+//! The long-running daemon: evaluates every policy on its own interval against the real fleet.
+//!
+//! [`Daemon::tick`] is one turn of the loop at a given `now`: the pools that are due are
+//! described together (one `describe_fleets` call), their metrics fetched together (one
+//! `fetch_metrics` call), and each pool is then evaluated in its own tracing span: samples into
+//! its [`PoolHistory`], [`decide`], act (or dry-run), record, prune, persist. The loop in
+//! [`runloop`] calls `tick` with the clock's time; tests call it directly with a time of their
+//! choosing, so a few evaluations take milliseconds rather than whole intervals.
+//!
+//! [`Daemon::reload`] re-reads the policy directory: a file that no longer validates is
+//! reported and its last good version keeps running; other pools are not disturbed (their
+//! history, schedule and state stay as they are).
+//!
+//! Not here: deciding (the engine), AWS calls (the [`crate::aws`] adapters), signals, sleeping
+//! and systemd (see [`runloop`]), HTTP (see [`crate::http`]).
+
+pub mod board;
+pub mod runloop;
+pub mod watch;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+use vmscaler_engine::policy::Severity;
+use vmscaler_engine::{Decision, Fleet, Policy, PoolHistory, decide};
+
+use crate::aws::Aws;
+use crate::aws::actuate::{self, Outcome};
+use crate::aws::fleet::describe_fleets;
+use crate::aws::metrics::{PoolMetrics, PoolQuery, apply_member_cpu, fetch_metrics};
+use crate::config::Config;
+use crate::state::{DecisionEntry, PoolState, StateError, StateStore};
+
+use board::{ApiOp, Board, PoolBoard, PrewarmBoard, SharedBoard};
+
+pub use runloop::run;
+
+/// One pool being evaluated.
+#[derive(Debug)]
+struct Pool {
+    policy: Policy,
+    file: PathBuf,
+    state: PoolState,
+    next_due: Timestamp,
+    /// Evaluations in a row that failed to read the fleet or the metrics.
+    failures: u32,
+}
+
+impl Pool {
+    fn dry_run(&self, global: bool) -> bool {
+        global || self.policy.dry_run
+    }
+}
+
+/// What one [`Daemon::tick`] did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct TickReport {
+    /// Policies evaluated, in order.
+    pub evaluated: Vec<String>,
+    /// Decisions made at this tick (pools whose fleet could not be read make none).
+    pub decisions: Vec<DecisionEntry>,
+    /// When the next pool is due.
+    pub next_due: Option<Timestamp>,
+}
+
+/// What one [`Daemon::reload`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub added: Vec<String>,
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+    /// Files that failed validation, with their first error; a pool they defined keeps its
+    /// last good version.
+    pub rejected: Vec<(PathBuf, String)>,
+    /// Policies kept at their last good version because their file was rejected.
+    pub kept: Vec<String>,
+}
+
+/// Policies read from the directory, split into good ones and rejected files.
+#[derive(Debug, Default)]
+pub struct DirLoad {
+    pub good: Vec<(PathBuf, Policy)>,
+    pub rejected: BTreeMap<PathBuf, Vec<String>>,
+    /// The directory itself could not be read: nothing changes.
+    pub unreadable: Option<String>,
+}
+
+/// Reads and validates the policy directory through [`crate::policies::load_dir`].
+pub fn load_policy_dir(dir: &Path) -> DirLoad {
+    let set = crate::policies::load_dir(dir);
+    let dir_name = dir.display().to_string();
+    let errors = || set.diagnostics.iter().filter(|d| d.severity == Severity::Error);
+    if let Some(d) = errors().find(|d| d.file == dir_name) {
+        return DirLoad { unreadable: Some(d.to_string()), ..DirLoad::default() };
+    }
+    let good_files: BTreeSet<PathBuf> = set.policies.iter().map(|(p, _)| p.clone()).collect();
+    let mut rejected: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+    for d in errors() {
+        let file = PathBuf::from(&d.file);
+        if !good_files.contains(&file) {
+            rejected.entry(file).or_default().push(d.to_string());
+        }
+    }
+    DirLoad { good: set.policies, rejected, unreadable: None }
+}
+
+/// The daemon's state: policies, per-pool history and the live board.
+pub struct Daemon {
+    cfg: Config,
+    aws: Aws,
+    store: StateStore,
+    pools: BTreeMap<String, Pool>,
+    board: Arc<SharedBoard>,
+}
+
+impl Daemon {
+    /// Opens the state directory and loads the policies; pools restore their persisted state
+    /// and are due at once. Invalid policy files are reported (see [`ReloadReport`]); a policy
+    /// directory that cannot be read at all is an error.
+    pub fn new(cfg: Config, aws: Aws, now: Timestamp) -> anyhow::Result<(Daemon, ReloadReport)> {
+        let store = StateStore::open(&cfg.state_dir)?;
+        let board = Board {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: Some(now),
+            dry_run: cfg.dry_run,
+            ..Board::default()
+        };
+        let mut d = Daemon { cfg, aws, store, pools: BTreeMap::new(), board: Arc::new(SharedBoard::new(board)) };
+        let load = load_policy_dir(&d.cfg.policy_dir);
+        if let Some(e) = &load.unreadable {
+            anyhow::bail!("cannot load policies from {}: {e}", d.cfg.policy_dir.display());
+        }
+        let report = d.apply_load(load, now);
+        Ok((d, report))
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The live board shared with the HTTP server.
+    pub fn board(&self) -> Arc<SharedBoard> {
+        Arc::clone(&self.board)
+    }
+
+    pub fn policies(&self) -> Vec<&Policy> {
+        self.pools.values().map(|p| &p.policy).collect()
+    }
+
+    /// The policy currently running under `name`.
+    pub fn policy(&self, name: &str) -> Option<&Policy> {
+        self.pools.get(name).map(|p| &p.policy)
+    }
+
+    /// A pool's history as the next evaluation will see it.
+    pub fn history(&self, name: &str) -> Option<&PoolHistory> {
+        self.pools.get(name).map(|p| &p.state.history)
+    }
+
+    /// When the soonest pool is due.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        self.pools.values().map(|p| p.next_due).min()
+    }
+
+    /// Re-reads the policy directory. See the module documentation for what is kept.
+    pub fn reload(&mut self, now: Timestamp) -> ReloadReport {
+        let load = load_policy_dir(&self.cfg.policy_dir);
+        self.board.lock().counters.reloads += 1;
+        if let Some(e) = load.unreadable {
+            error!(dir = %self.cfg.policy_dir.display(), error = %e, "policy directory unreadable: keeping every policy as it is");
+            let mut b = self.board.lock();
+            b.counters.reload_failures += 1;
+            b.invalid_files.insert(self.cfg.policy_dir.display().to_string(), e.clone());
+            return ReloadReport { rejected: vec![(self.cfg.policy_dir.clone(), e)], ..ReloadReport::default() };
+        }
+        let report = self.apply_load(load, now);
+        info!(
+            added = ?report.added,
+            updated = ?report.updated,
+            removed = ?report.removed,
+            kept_last_good = ?report.kept,
+            rejected = report.rejected.len(),
+            "policies reloaded"
+        );
+        report
+    }
+
+    fn apply_load(&mut self, load: DirLoad, now: Timestamp) -> ReloadReport {
+        let mut report = ReloadReport::default();
+        let mut old = std::mem::take(&mut self.pools);
+        let mut next: BTreeMap<String, Pool> = BTreeMap::new();
+        for (file, policy) in load.good {
+            let name = policy.name.clone();
+            if next.contains_key(&name) {
+                // The loader rejects duplicate names; never run two pools under one name.
+                error!(policy = %name, file = %file.display(), "duplicate policy name: ignored");
+                continue;
+            }
+            let pool = match old.remove(&name) {
+                Some(mut p) => {
+                    let due_by = now.checked_add(policy.interval).unwrap_or(Timestamp::MAX);
+                    if p.file != file || !same_policy(&p.policy, &policy) {
+                        report.updated.push(name.clone());
+                    }
+                    p.next_due = p.next_due.min(due_by);
+                    p.policy = policy;
+                    p.file = file;
+                    p
+                }
+                None => {
+                    report.added.push(name.clone());
+                    let state = self.restore(&name, now);
+                    Pool { policy, file, state, next_due: now, failures: 0 }
+                }
+            };
+            next.insert(name, pool);
+        }
+        let mut invalid = BTreeMap::new();
+        for (file, errors) in &load.rejected {
+            let first = errors.first().cloned().unwrap_or_else(|| "invalid".to_owned());
+            warn!(file = %file.display(), errors = %errors.join("; "), "policy file rejected");
+            report.rejected.push((file.clone(), first.clone()));
+            invalid.insert(file.display().to_string(), first);
+            // Keep the last good version of the pool this file defined.
+            let kept: Vec<String> = old.iter().filter(|(_, p)| &p.file == file).map(|(n, _)| n.clone()).collect();
+            for name in kept {
+                if let Some(p) = old.remove(&name) {
+                    if next.contains_key(&name) {
+                        warn!(policy = %name, file = %file.display(), "another file now defines this policy: last good version dropped");
+                        continue;
+                    }
+                    warn!(policy = %name, file = %file.display(), "keeping the last good version of the policy");
+                    report.kept.push(name.clone());
+                    next.insert(name, p);
+                }
+            }
+        }
+        for name in old.keys() {
+            info!(policy = %name, "policy removed: no longer evaluated");
+            report.removed.push(name.clone());
+        }
+        self.pools = next;
+        let mut b = self.board.lock();
+        b.counters.reload_failures += report.rejected.len() as u64;
+        b.invalid_files = invalid;
+        let names: BTreeSet<&String> = self.pools.keys().collect();
+        b.pools.retain(|n, _| names.contains(n));
+        for (name, p) in &self.pools {
+            let entry = b.pools.entry(name.clone()).or_insert_with(|| PoolBoard {
+                policy: name.clone(),
+                decisions: p.state.decisions.clone(),
+                ..PoolBoard::default()
+            });
+            entry.file = p.file.display().to_string();
+            entry.dry_run = p.dry_run(self.cfg.dry_run);
+            entry.next_evaluation = Some(p.next_due);
+        }
+        report
+    }
+
+    /// Loads a pool's persisted state; problems are reported and the pool starts afresh.
+    fn restore(&self, name: &str, now: Timestamp) -> PoolState {
+        match self.store.load(name, now) {
+            Ok(Some(s)) => {
+                info!(
+                    policy = %name,
+                    samples = s.history.samples.values().map(std::collections::VecDeque::len).sum::<usize>(),
+                    records = s.history.records.len(),
+                    saved_at = %s.saved_at,
+                    "state restored"
+                );
+                s
+            }
+            Ok(None) => PoolState::new(name, now),
+            Err(e) => {
+                match &e {
+                    StateError::Corrupt { .. } => {
+                        error!(policy = %name, error = %e, "state file corrupt: starting afresh")
+                    }
+                    _ => error!(policy = %name, error = %e, "state unreadable: starting afresh"),
+                }
+                self.board.lock().counters.state_errors += 1;
+                PoolState::new(name, now)
+            }
+        }
+    }
+
+    /// One turn of the loop: evaluates every pool due at `now`.
+    pub async fn tick(&mut self, now: Timestamp) -> TickReport {
+        let due: Vec<String> = self.pools.iter().filter(|(_, p)| p.next_due <= now).map(|(n, _)| n.clone()).collect();
+        let mut report = TickReport::default();
+        if !due.is_empty() {
+            let span = info_span!("tick", pools = due.len());
+            self.tick_pools(&due, now, &mut report).instrument(span).await;
+        }
+        self.publish_api_stats(now);
+        report.next_due = self.next_due();
+        report
+    }
+
+    async fn tick_pools(&mut self, due: &[String], now: Timestamp, report: &mut TickReport) {
+        let policies: Vec<&Policy> = due.iter().filter_map(|n| self.pools.get(n)).map(|p| &p.policy).collect();
+        let mut fleets = describe_fleets(&self.aws, &policies).await;
+        let queries: Vec<PoolQuery> = policies
+            .iter()
+            .filter_map(|p| match fleets.get(&p.name) {
+                Some(Ok(fleet)) => Some(PoolQuery::new(p, Some(fleet))),
+                _ => None,
+            })
+            .collect();
+        let lookback = policies.iter().map(|p| lookback(p)).max().unwrap_or(Duration::from_secs(600));
+        let mut metrics = if queries.is_empty() {
+            BTreeMap::new()
+        } else {
+            fetch_metrics(&self.aws, &queries, now, self.cfg.metric_offset, lookback).await
+        };
+        drop(queries);
+        for name in due {
+            let fleet = fleets.remove(name);
+            let pool_metrics = metrics.remove(name);
+            let span = info_span!("evaluate", policy = %name);
+            let entry = self.evaluate(name, now, fleet, pool_metrics).instrument(span).await;
+            report.evaluated.push(name.clone());
+            if let Some(e) = entry {
+                report.decisions.push(e);
+            }
+        }
+    }
+
+    async fn evaluate(
+        &mut self,
+        name: &str,
+        now: Timestamp,
+        fleet: Option<anyhow::Result<Fleet>>,
+        metrics: Option<PoolMetrics>,
+    ) -> Option<DecisionEntry> {
+        let global_dry_run = self.cfg.dry_run;
+        let keep = self.cfg.decisions_kept;
+        let mut fleet = match fleet {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                self.fail(name, now, format!("cannot read the fleet: {e:#}"), false);
+                return None;
+            }
+            None => {
+                self.fail(name, now, "the fleet adapter returned nothing for this pool".to_owned(), false);
+                return None;
+            }
+        };
+        let pool = self.pools.get_mut(name)?;
+        let mut metric_error = None;
+        if let Some(m) = metrics {
+            for (id, samples) in m.samples {
+                for s in samples {
+                    pool.state.history.push_sample(&id, s);
+                }
+            }
+            apply_member_cpu(&mut fleet, &m.member_cpu);
+            if !m.errors.is_empty() {
+                metric_error = Some(format!("metrics: {}", m.errors.join("; ")));
+            }
+        }
+        let decision = decide(&pool.policy, &pool.state.history, &fleet, now);
+        let dry_run = pool.dry_run(global_dry_run);
+        let outcomes = if decision.actions.is_empty() {
+            vec![]
+        } else {
+            actuate::apply(&self.aws, &pool.policy, &fleet, &decision, dry_run).await
+        };
+        let mut record = decision.record(pool.policy.scaling.tolerance);
+        if !dry_run && record.scaled.is_some() {
+            achieved(&mut record, &outcomes);
+        }
+        pool.state.history.push_record(record);
+        pool.state.history.prune(now, pool.policy.history.window);
+        let entry = entry_for(&decision, &outcomes, dry_run);
+        pool.state.decisions.push_back(entry.clone());
+        while pool.state.decisions.len() > keep {
+            pool.state.decisions.pop_front();
+        }
+        pool.state.saved_at = now;
+        pool.next_due = decision.next_evaluation.max(now.checked_add(Duration::from_secs(1)).unwrap_or(now));
+        log_decision(&decision, &entry);
+        let save = self.store.save(&pool.state);
+        let failed_outcomes = outcomes.iter().filter(|o| matches!(o, Outcome::Failed { .. })).count();
+        {
+            let mut b = self.board.lock();
+            let c = &mut b.counters;
+            *c.evaluations.entry((name.to_owned(), "ok")).or_default() += 1;
+            let dir = match decision.direction() {
+                Some(vmscaler_engine::Direction::Up) => "up",
+                Some(vmscaler_engine::Direction::Down) => "down",
+                None => "hold",
+            };
+            *c.decisions.entry((name.to_owned(), dir)).or_default() += 1;
+            for o in &outcomes {
+                *c.actions.entry((name.to_owned(), o.kind().to_owned())).or_default() += 1;
+            }
+            if save.is_err() {
+                c.state_errors += 1;
+            }
+            let pb = b.pools.entry(name.to_owned()).or_default();
+            pb.policy = name.to_owned();
+            pb.current = Some(decision.current);
+            pb.desired = Some(decision.desired);
+            pb.score = decision.score;
+            pb.shortfall = decision.shortfall;
+            pb.dry_run = dry_run;
+            pb.prewarm = decision.floor.as_ref().map(|f| PrewarmBoard {
+                rule: f.rule.clone(),
+                capacity: f.capacity,
+                ramping: f.ramping,
+            });
+            pb.last_evaluation = Some(now);
+            pb.next_evaluation = Some(pool.next_due);
+            pb.decisions.push_back(entry.clone());
+            while pb.decisions.len() > keep {
+                pb.decisions.pop_front();
+            }
+        }
+        if let Err(e) = save {
+            error!(error = %e, "cannot persist state");
+        }
+        match metric_error {
+            Some(msg) => self.fail(name, now, msg, true),
+            None if failed_outcomes > 0 => {
+                self.fail(name, now, format!("{failed_outcomes} action(s) failed"), true);
+            }
+            None => self.recover(name),
+        }
+        Some(entry)
+    }
+
+    /// Counts a degraded evaluation (`decided`: a decision was still made, on partial data);
+    /// logs the 1st, 2nd, 4th, 8th... in a row at warn level, the others at debug level.
+    fn fail(&mut self, name: &str, now: Timestamp, msg: String, decided: bool) {
+        let Some(pool) = self.pools.get_mut(name) else { return };
+        pool.failures = pool.failures.saturating_add(1);
+        let n = pool.failures;
+        if pool.next_due <= now {
+            pool.next_due = now.checked_add(pool.policy.interval).unwrap_or(Timestamp::MAX);
+        }
+        if n.is_power_of_two() {
+            warn!(policy = %name, consecutive_failures = n, error = %msg, "evaluation degraded");
+        } else {
+            debug!(policy = %name, consecutive_failures = n, error = %msg, "evaluation degraded");
+        }
+        let next_due = pool.next_due;
+        let mut b = self.board.lock();
+        // A decision made on partial data was already counted as ok.
+        if !decided {
+            *b.counters.evaluations.entry((name.to_owned(), "error")).or_default() += 1;
+        }
+        let pb = b.pools.entry(name.to_owned()).or_default();
+        pb.policy = name.to_owned();
+        pb.consecutive_failures = n;
+        pb.last_error = Some(msg);
+        pb.next_evaluation = Some(next_due);
+    }
+
+    fn recover(&mut self, name: &str) {
+        let Some(pool) = self.pools.get_mut(name) else { return };
+        if pool.failures > 0 {
+            info!(policy = %name, after = pool.failures, "evaluation recovered");
+        }
+        pool.failures = 0;
+        if let Some(pb) = self.board.lock().pools.get_mut(name) {
+            pb.consecutive_failures = 0;
+            pb.last_error = None;
+        }
+    }
+
+    fn publish_api_stats(&self, now: Timestamp) {
+        let api: Vec<ApiOp> = self
+            .aws
+            .stats()
+            .snapshot()
+            .into_iter()
+            .map(|o| ApiOp {
+                operation: o.operation.to_string(),
+                calls: o.calls,
+                errors: o.errors,
+                throttled: o.throttled,
+            })
+            .collect();
+        let mut b = self.board.lock();
+        b.api = api;
+        b.last_tick = Some(now);
+    }
+}
+
+/// Whether two versions of a policy would evaluate alike (compared through their debug form,
+/// since the policy model carries no equality).
+fn same_policy(a: &Policy, b: &Policy) -> bool {
+    format!("{a:?}") == format!("{b:?}")
+}
+
+/// How far back to read metrics for a pool: its freshness limit plus two of its periods,
+/// so one missed tick does not lose a datapoint.
+fn lookback(policy: &Policy) -> Duration {
+    let period = policy.metrics.iter().map(|m| m.period).max().unwrap_or(Duration::from_secs(60));
+    policy.history.max_age.max(policy.interval) + period * 2
+}
+
+/// Makes a record say what really happened when actions failed: the capacity reached, and no
+/// cooldown when nothing changed. A dry run records the plan as decided.
+fn achieved(record: &mut vmscaler_engine::EvalRecord, outcomes: &[Outcome]) {
+    let mut set_desired = None;
+    let (mut started, mut stopped) = (0u32, 0u32);
+    for o in outcomes {
+        match o {
+            Outcome::Started { .. } => started += 1,
+            Outcome::Stopped { .. } => stopped += 1,
+            Outcome::DesiredSet { desired, .. } => set_desired = Some(*desired),
+            _ => {}
+        }
+    }
+    let reached = set_desired.unwrap_or_else(|| record.current.saturating_add(started).saturating_sub(stopped));
+    record.desired = reached;
+    if reached == record.current {
+        record.scaled = None;
+    }
+}
+
+fn entry_for(d: &Decision, outcomes: &[Outcome], dry_run: bool) -> DecisionEntry {
+    DecisionEntry {
+        policy: d.policy.clone(),
+        at: d.at,
+        current: d.current,
+        desired: d.desired,
+        score: d.score,
+        proposal: d.proposal,
+        reasons: d.reasons(),
+        outcomes: outcomes.iter().map(ToString::to_string).collect(),
+        dry_run,
+        prewarm: d.floor.as_ref().map(|f| f.rule.clone()),
+        shortfall: d.shortfall,
+        next_evaluation: d.next_evaluation,
+    }
+}
+
+fn log_decision(d: &Decision, e: &DecisionEntry) {
+    let score = d.score.map(|s| format!("{s:.3}")).unwrap_or_else(|| "none".to_owned());
+    let reason = e.reasons.join("; ");
+    let outcomes = e.outcomes.join("; ");
+    if d.desired != d.current || !e.outcomes.is_empty() {
+        info!(current = d.current, desired = d.desired, score = %score, proposal = d.proposal, dry_run = e.dry_run, reason = %reason, outcomes = %outcomes, "decision");
+    } else {
+        info!(current = d.current, desired = d.desired, score = %score, proposal = d.proposal, reason = %reason, "hold");
+    }
+}

@@ -1,0 +1,196 @@
+//! The daemon's HTTP endpoints (loopback by default):
+//! - `GET /healthz`: JSON; `status` is `ok`, or `degraded` when a pool's last evaluation could
+//!   not read its fleet or metrics or a policy file is invalid (still HTTP 200: the daemon runs);
+//! - `GET /metrics`: Prometheus text format;
+//! - `GET /v1/decisions[?policy=NAME][&limit=N]`: every pool's last figures and recent decisions
+//!   with their reasons, JSON ([`DecisionsView`]); `vmscaler status` reads this.
+//!
+//! Read-only: nothing here changes the daemon, so no endpoint needs authentication beyond the
+//! listen address. Not here: the figures themselves (see [`crate::daemon::board`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::daemon::board::{PoolBoard, SharedBoard};
+
+#[derive(Clone)]
+struct AppState {
+    board: Arc<SharedBoard>,
+    clock: Arc<dyn Clock>,
+}
+
+/// `/healthz` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    /// The daemon's clock (runs faster than the wall clock in the demo).
+    pub now: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub last_tick: Option<Timestamp>,
+    pub pools: usize,
+    pub degraded_pools: Vec<String>,
+    pub invalid_files: BTreeMap<String, String>,
+}
+
+/// `/v1/decisions` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecisionsView {
+    pub version: String,
+    pub now: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub last_tick: Option<Timestamp>,
+    pub dry_run: bool,
+    pub invalid_files: BTreeMap<String, String>,
+    pub pools: Vec<PoolBoard>,
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct DecisionsQuery {
+    policy: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Decodes `%XX` and `+` of a query component; `None` when it is not valid UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl DecisionsQuery {
+    fn parse(q: Option<&str>) -> Result<DecisionsQuery, String> {
+        let mut out = DecisionsQuery::default();
+        for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v).ok_or_else(|| format!("bad encoding in {k}"))?;
+            match k {
+                "policy" => out.policy = Some(v),
+                "limit" => out.limit = Some(v.parse().map_err(|_| format!("limit {v:?} is not a count"))?),
+                _ => return Err(format!("unknown parameter {k:?} (expected policy, limit)")),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The router, for tests and for [`serve`].
+pub fn router(board: Arc<SharedBoard>, clock: Arc<dyn Clock>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/decisions", get(decisions))
+        .with_state(AppState { board, clock })
+}
+
+/// Serves until `stop` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    board: Arc<SharedBoard>,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(board, clock))
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+async fn healthz(State(s): State<AppState>) -> Json<Health> {
+    let b = s.board.lock();
+    let degraded: Vec<String> = b.degraded_pools().into_iter().map(str::to_owned).collect();
+    let status = if degraded.is_empty() && b.invalid_files.is_empty() { "ok" } else { "degraded" };
+    Json(Health {
+        status: status.to_owned(),
+        version: b.version.clone(),
+        now: s.clock.now(),
+        started_at: b.started_at,
+        last_tick: b.last_tick,
+        pools: b.pools.len(),
+        degraded_pools: degraded,
+        invalid_files: b.invalid_files.clone(),
+    })
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let text = s.board.lock().render_prometheus();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+async fn decisions(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let q = match DecisionsQuery::parse(raw.as_deref()) {
+        Ok(q) => q,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let b = s.board.lock();
+    let limit = q.limit.unwrap_or(20);
+    let pools: Vec<PoolBoard> = b
+        .pools
+        .values()
+        .filter(|p| q.policy.as_deref().is_none_or(|n| n == p.policy))
+        .map(|p| {
+            let mut p = p.clone();
+            let skip = p.decisions.len().saturating_sub(limit);
+            p.decisions.drain(..skip);
+            p
+        })
+        .collect();
+    if let Some(name) = q.policy.as_ref().filter(|_| pools.is_empty()) {
+        return (StatusCode::NOT_FOUND, format!("no policy named {name:?}\n")).into_response();
+    }
+    Json(DecisionsView {
+        version: b.version.clone(),
+        now: s.clock.now(),
+        started_at: b.started_at,
+        last_tick: b.last_tick,
+        dry_run: b.dry_run,
+        invalid_files: b.invalid_files.clone(),
+        pools,
+    })
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing() {
+        assert_eq!(DecisionsQuery::parse(None), Ok(DecisionsQuery::default()));
+        let q = DecisionsQuery::parse(Some("policy=web%20pool+x&limit=3")).expect("ok");
+        assert_eq!(q, DecisionsQuery { policy: Some("web pool x".into()), limit: Some(3) });
+        assert!(DecisionsQuery::parse(Some("limit=x")).is_err());
+        assert!(DecisionsQuery::parse(Some("colour=red")).is_err());
+        assert!(DecisionsQuery::parse(Some("policy=%4")).is_ok_and(|q| q.policy.as_deref() == Some("%4")));
+    }
+}

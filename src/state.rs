@@ -1,0 +1,221 @@
+//! Persisted per-pool state: the history window and the recent decisions.
+//!
+//! One JSON file per policy in the state directory (`<state_dir>/pools/<policy>.json`), written
+//! atomically (temporary file, fsync, rename, fsync of the directory) so a crash leaves either
+//! the old or the new version, never a torn one. A file that does not parse is renamed aside to
+//! `<file>.corrupt-<unix seconds>` and reported; the pool then starts from an empty history
+//! rather than stopping the daemon.
+//!
+//! Not here: deciding what to keep (the daemon prunes the history before saving) or reading
+//! the clock (callers pass `now`).
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use vmscaler_engine::PoolHistory;
+
+/// Version of the state file format; files of another version are set aside like corrupt ones.
+pub const STATE_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state directory {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{path} is corrupt ({reason}); moved aside to {moved_to}")]
+    Corrupt { path: PathBuf, reason: String, moved_to: PathBuf },
+    #[error("{path} is corrupt ({reason}) and could not be moved aside: {source}")]
+    CorruptStuck { path: PathBuf, reason: String, source: std::io::Error },
+}
+
+/// One decision as kept for `/v1/decisions`, `vmscaler status` and the state file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionEntry {
+    pub policy: String,
+    pub at: Timestamp,
+    pub current: u32,
+    pub desired: u32,
+    pub score: Option<f64>,
+    pub proposal: u32,
+    /// The engine's reasons, in order.
+    pub reasons: Vec<String>,
+    /// What was done (or would have been, in dry-run), one line per outcome.
+    pub outcomes: Vec<String>,
+    pub dry_run: bool,
+    /// Name of the pre-warm rule holding a floor, if any.
+    pub prewarm: Option<String>,
+    pub shortfall: u32,
+    pub next_evaluation: Timestamp,
+}
+
+/// Everything persisted for one pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolState {
+    pub version: u32,
+    pub policy: String,
+    pub saved_at: Timestamp,
+    pub history: PoolHistory,
+    /// Oldest first.
+    pub decisions: VecDeque<DecisionEntry>,
+}
+
+impl PoolState {
+    pub fn new(policy: &str, now: Timestamp) -> PoolState {
+        PoolState {
+            version: STATE_VERSION,
+            policy: policy.to_owned(),
+            saved_at: now,
+            history: PoolHistory::default(),
+            decisions: VecDeque::new(),
+        }
+    }
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+impl StateStore {
+    /// Opens (creating if needed) `<state_dir>/pools`.
+    pub fn open(state_dir: &Path) -> Result<StateStore, StateError> {
+        let dir = state_dir.join("pools");
+        fs::create_dir_all(&dir).map_err(|source| StateError::Dir { path: dir.clone(), source })?;
+        Ok(StateStore { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file holding `policy`'s state. Names are escaped so any policy name maps to one
+    /// plain file inside the directory.
+    pub fn path_for(&self, policy: &str) -> PathBuf {
+        let mut name = String::with_capacity(policy.len() + 5);
+        for b in policy.bytes() {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                name.push(char::from(b));
+            } else {
+                name.push_str(&format!("%{b:02X}"));
+            }
+        }
+        name.push_str(".json");
+        self.dir.join(name)
+    }
+
+    /// Loads `policy`'s state; `Ok(None)` when there is none yet. A corrupt file is renamed
+    /// aside (suffix `.corrupt-<unix seconds of now>`) and reported as [`StateError::Corrupt`].
+    pub fn load(&self, policy: &str, now: Timestamp) -> Result<Option<PoolState>, StateError> {
+        let path = self.path_for(policy);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        let reason = match serde_json::from_slice::<PoolState>(&bytes) {
+            Ok(s) if s.version == STATE_VERSION && s.policy == policy => return Ok(Some(s)),
+            Ok(s) if s.version != STATE_VERSION => format!("unknown version {}", s.version),
+            Ok(s) => format!("belongs to policy {:?}", s.policy),
+            Err(e) => e.to_string(),
+        };
+        let mut moved_to = path.clone().into_os_string();
+        moved_to.push(format!(".corrupt-{}", now.as_second()));
+        let moved_to = PathBuf::from(moved_to);
+        match fs::rename(&path, &moved_to) {
+            Ok(()) => Err(StateError::Corrupt { path, reason, moved_to }),
+            Err(source) => Err(StateError::CorruptStuck { path, reason, source }),
+        }
+    }
+
+    /// Writes `state` atomically: temporary file, fsync, rename over the old file, fsync dir.
+    pub fn save(&self, state: &PoolState) -> Result<(), StateError> {
+        let path = self.path_for(&state.policy);
+        let bytes = serde_json::to_vec(state)
+            .map_err(|e| StateError::Write { path: path.clone(), source: std::io::Error::other(e) })?;
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let write = || -> std::io::Result<()> {
+            let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, &path)?;
+            File::open(&self.dir)?.sync_all()
+        };
+        write().map_err(|source| {
+            let _ = fs::remove_file(&tmp);
+            StateError::Write { path, source }
+        })
+    }
+
+    /// Policies with a state file, for diagnostics.
+    pub fn list(&self) -> Vec<PathBuf> {
+        let Ok(rd) = fs::read_dir(&self.dir) else { return vec![] };
+        let mut out: Vec<PathBuf> = rd
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmscaler_engine::Sample;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vmscaler-state-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(s).expect("ts")
+    }
+
+    #[test]
+    fn round_trip_and_no_temp_left() {
+        let d = tmpdir("rt");
+        let store = StateStore::open(&d).expect("open");
+        assert!(store.load("web pool/1", ts(100)).expect("load").is_none());
+        let mut st = PoolState::new("web pool/1", ts(100));
+        st.history.push_sample("cpu", Sample { at: ts(90), value: 42.0 });
+        store.save(&st).expect("save");
+        st.history.push_sample("cpu", Sample { at: ts(95), value: 43.0 });
+        store.save(&st).expect("save again");
+        let back = store.load("web pool/1", ts(200)).expect("load").expect("some");
+        assert_eq!(back, st);
+        let names: Vec<String> = fs::read_dir(store.dir())
+            .expect("rd")
+            .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["web%20pool%2F1.json"]);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn corrupt_file_is_moved_aside() {
+        let d = tmpdir("corrupt");
+        let store = StateStore::open(&d).expect("open");
+        let path = store.path_for("web");
+        fs::write(&path, b"{\"version\": 1, \"polic").expect("write");
+        let err = store.load("web", ts(1234)).expect_err("corrupt");
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+        assert!(!path.exists());
+        assert!(store.dir().join("web.json.corrupt-1234").exists());
+        assert!(store.load("web", ts(1235)).expect("fresh").is_none());
+        let _ = fs::remove_dir_all(&d);
+    }
+}
