@@ -5,6 +5,7 @@
 //! awaits, or reads a clock: `now` is always an argument, files arrive as text, and outputs
 //! are data that the caller acts on.
 
+pub mod backtest;
 pub mod decide;
 pub mod duration;
 pub mod fleet;

@@ -1,0 +1,331 @@
+//! Backtest: replay a real load trace through a policy's [`crate::decide`], beside reference
+//! strategies, on a simulated fleet and clock.
+//!
+//! [`run`] turns a [`Trace`] into demand in instance units (`value / capacity_per_instance`
+//! for request rates, `value / 100 * fleet` for CPU % recorded on a fixed fleet), simulates
+//! the policy and each strategy asked for on the same fleet model (see `sim.rs`), and returns
+//! each one's supply rows and [`Figures`]. [`report`] renders `report.md`, [`chart`] the SVG.
+//!
+//! # Reference strategies
+//!
+//! All use the policy's `min` and `max`, and the CPU target of the policy's first utilisation
+//! metric (or an explicit target). `hpa` and `target-tracking` see the same signal as the
+//! policy: the mean CPU % of the serving instances, delivered `metric_lag` late.
+//!
+//! - **`hpa`**: the Kubernetes HorizontalPodAutoscaler (autoscaling/v2) with its default
+//!   settings, per the Kubernetes documentation ("Horizontal Pod Autoscaling", algorithm
+//!   details and configurable scaling behavior) and `pkg/controller/podautoscaler`
+//!   (`replica_calculator.go`, `horizontal.go`). Every 15 s
+//!   (`--horizontal-pod-autoscaler-sync-period`) it reads the latest 15 s CPU average; outside
+//!   the tolerance of 0.1 it recommends `ceil(ready * utilisation / target)`, counting booting
+//!   pods as 0 % busy when that would scale up; it scales down only to the highest
+//!   recommendation of the last 300 s (`stabilizationWindowSeconds`), and scales up by at most
+//!   `max(+100 %, +4 pods)` per 15 s (the default `scaleUp` policies).
+//! - **`target-tracking`**: AWS EC2 Auto Scaling target tracking on average CPU, per the EC2
+//!   Auto Scaling user guide ("Target tracking scaling policies", "instance warmup") and the
+//!   alarms it creates (`TargetTracking-...-AlarmHigh`: 3 of 3 one-minute datapoints above the
+//!   target; `AlarmLow`: 15 of 15 below 90 % of it). On each new 1-minute datapoint, with the
+//!   high alarm firing it raises capacity to `ceil(serving * metric / target)`; with the low
+//!   alarm firing it lowers capacity to the same formula, unless an instance is within its
+//!   300 s warm-up. Booting instances are not in the metric (they serve no load). A datapoint
+//!   measured before the last scaling action does not count towards either alarm (simulation
+//!   choice: the alarm would otherwise act twice on the same evidence).
+//! - **`static`**: a constant fleet sized for the trace's peak at the target:
+//!   `ceil(peak_demand * 100 / target)`, within `[min, max]`. What you buy without autoscaling.
+//! - **`oracle`**: perfect foresight at 100 % utilisation: `ceil(demand)` instances (within
+//!   `[min, max]`) serving at every instant, each started exactly `boot_delay` before it is
+//!   needed and stopped as soon as it is not (kept when its next use is less than a boot away,
+//!   which costs the same). The cost floor no strategy can beat without under-provisioning;
+//!   the report's `cost_vs_oracle` divides by its instance-hours.
+//!
+//! Not here: files, progress bars or timing (the `vmscaler backtest` command does those).
+
+pub mod chart;
+pub mod metrics;
+pub mod policy_run;
+pub mod report;
+pub mod sim;
+pub mod strategies;
+pub mod trace;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use metrics::{Figures, SupplyRow, figures};
+pub use strategies::Limits;
+pub use trace::{Fill, Trace, TraceError, TraceOptions, TraceSummary, read_trace};
+
+use crate::policy::{Goal, Policy};
+use policy_run::PolicyController;
+use sim::{Load, Pool};
+use strategies::{Hpa, TargetTracking, oracle_rows, static_rows, static_size};
+
+/// How trace values become demand in instance units.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DemandUnit {
+    /// Request-rate traces: `value / capacity_per_instance`.
+    CapacityPerInstance(f64),
+    /// CPU % recorded on a fixed fleet of this many instances: `value / 100 * fleet`.
+    CpuFleet(f64),
+}
+
+impl DemandUnit {
+    fn factor(self) -> f64 {
+        match self {
+            DemandUnit::CapacityPerInstance(c) => 1.0 / c,
+            DemandUnit::CpuFleet(n) => n / 100.0,
+        }
+    }
+}
+
+/// The simulation's settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scenario {
+    pub demand: DemandUnit,
+    #[serde(serialize_with = "secs")]
+    pub boot_delay: Duration,
+    #[serde(serialize_with = "secs")]
+    pub metric_lag: Duration,
+    /// Instances serving at the start (default: the policy's `min`).
+    pub initial: Option<u32>,
+    /// CPU target for the reference strategies (default: the policy's).
+    pub target: Option<f64>,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// A strategy to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    Policy,
+    Hpa,
+    TargetTracking,
+    Static,
+    Oracle,
+}
+
+impl Strategy {
+    pub const REFERENCES: [Strategy; 4] = [Strategy::Hpa, Strategy::TargetTracking, Strategy::Static, Strategy::Oracle];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Policy => "policy",
+            Strategy::Hpa => "hpa",
+            Strategy::TargetTracking => "target-tracking",
+            Strategy::Static => "static",
+            Strategy::Oracle => "oracle",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = BacktestError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "hpa" => Ok(Strategy::Hpa),
+            "target-tracking" => Ok(Strategy::TargetTracking),
+            "static" => Ok(Strategy::Static),
+            "oracle" => Ok(Strategy::Oracle),
+            other => Err(BacktestError::UnknownStrategy(other.to_owned())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BacktestError {
+    #[error("unknown strategy {0:?} (known: hpa, target-tracking, static, oracle)")]
+    UnknownStrategy(String),
+    #[error("the policy has no utilisation metric to take a CPU target from; give --target")]
+    NoTarget,
+    #[error("{0} must be a positive number")]
+    NotPositive(&'static str),
+    #[error("the trace has no points")]
+    EmptyTrace,
+}
+
+/// One strategy's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub strategy: Strategy,
+    pub figures: Figures,
+    pub rows: Vec<SupplyRow>,
+}
+
+/// Everything a backtest produced.
+#[derive(Debug, Clone)]
+pub struct Backtest {
+    pub policy: String,
+    pub limits: Limits,
+    pub scenario: Scenario,
+    pub trace: TraceSummary,
+    pub end_ms: i64,
+    pub runs: Vec<Run>,
+    /// Intervals during which the policy had a pre-warm floor active.
+    pub prewarm: Vec<(i64, i64)>,
+    pub decisions: u64,
+}
+
+/// A prepared backtest: demand computed, limits resolved.
+#[derive(Debug, Clone)]
+pub struct Prepared<'a> {
+    pub policy: &'a Policy,
+    pub scenario: Scenario,
+    pub limits: Limits,
+    pub demand: Vec<(i64, f64)>,
+    pub end_ms: i64,
+    pub initial: u32,
+    boot_ms: i64,
+    lag_ms: i64,
+    queue: bool,
+    queue_unit: f64,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+/// The CPU target of the policy's first utilisation metric.
+pub fn policy_target(policy: &Policy) -> Option<f64> {
+    policy.metrics.iter().find_map(|m| match m.goal {
+        Goal::Utilization { target } => Some(target),
+        Goal::PerInstance { .. } => None,
+    })
+}
+
+/// Checks the settings and computes demand.
+pub fn prepare<'a>(policy: &'a Policy, trace: &Trace, scenario: Scenario) -> Result<Prepared<'a>, BacktestError> {
+    match scenario.demand {
+        DemandUnit::CapacityPerInstance(c) if !(c.is_finite() && c > 0.0) => {
+            return Err(BacktestError::NotPositive("--capacity-per-instance"));
+        }
+        DemandUnit::CpuFleet(n) if !(n.is_finite() && n > 0.0) => return Err(BacktestError::NotPositive("--cpu-fleet")),
+        _ => {}
+    }
+    let target = match scenario.target {
+        Some(t) if !(t.is_finite() && t > 0.0) => return Err(BacktestError::NotPositive("--target")),
+        Some(t) => t,
+        None => policy_target(policy).ok_or(BacktestError::NoTarget)?,
+    };
+    if trace.points.is_empty() {
+        return Err(BacktestError::EmptyTrace);
+    }
+    let factor = scenario.demand.factor();
+    let demand: Vec<(i64, f64)> = trace.points.iter().map(|p| (p.at_ms, (p.value * factor).max(0.0))).collect();
+    let queue = policy.metrics.iter().any(|m| matches!(m.goal, Goal::PerInstance { .. }));
+    // Backlog in trace units: an instance serves `1 / factor` units per trace step.
+    #[allow(clippy::cast_precision_loss)]
+    let queue_unit = 1.0 / factor / (trace.step_ms() as f64 / 1000.0);
+    Ok(Prepared {
+        policy,
+        limits: Limits { min: policy.min, max: policy.max, target },
+        initial: scenario.initial.unwrap_or(policy.min),
+        boot_ms: millis(scenario.boot_delay),
+        lag_ms: millis(scenario.metric_lag),
+        scenario,
+        demand,
+        end_ms: trace.end_ms,
+        queue,
+        queue_unit,
+    })
+}
+
+impl Prepared<'_> {
+    fn load(&self) -> Load<'_> {
+        Load {
+            points: &self.demand,
+            end_ms: self.end_ms,
+            boot_ms: self.boot_ms,
+            lag_ms: self.lag_ms,
+            queue: self.queue,
+            queue_unit: self.queue_unit,
+        }
+    }
+
+    /// Runs the policy; also returns its pre-warm intervals and number of decisions.
+    pub fn run_policy(&self, progress: &mut dyn FnMut(f64)) -> (Run, Vec<(i64, i64)>, u64) {
+        let start = self.demand.first().map_or(0, |p| p.0);
+        let mut pool = PolicyController::pool(self.policy, self.initial, self.boot_ms);
+        let mut ctl = PolicyController::new(self.policy, start, &pool, self.boot_ms);
+        let rec = sim::simulate(&self.load(), &mut ctl, &mut pool, progress);
+        let rows = rec.into_rows();
+        let figures = figures(Strategy::Policy.as_str(), &rows, self.end_ms);
+        (Run { strategy: Strategy::Policy, figures, rows }, ctl.floors, ctl.decisions)
+    }
+
+    /// Runs one reference strategy.
+    pub fn run_reference(&self, strategy: Strategy, progress: &mut dyn FnMut(f64)) -> Run {
+        let start = self.demand.first().map_or(0, |p| p.0);
+        let rows = match strategy {
+            Strategy::Policy => return self.run_policy(progress).0,
+            Strategy::Hpa => {
+                let mut pool = Pool::new(0, self.initial, self.boot_ms, false);
+                let mut c = Hpa::new(self.limits, start, self.initial);
+                sim::simulate(&self.load(), &mut c, &mut pool, progress).into_rows()
+            }
+            Strategy::TargetTracking => {
+                let mut pool = Pool::new(0, self.initial, self.boot_ms, false);
+                let mut c = TargetTracking::new(self.limits, self.initial);
+                sim::simulate(&self.load(), &mut c, &mut pool, progress).into_rows()
+            }
+            Strategy::Static => {
+                let peak = self.demand.iter().map(|p| p.1).fold(0.0, f64::max);
+                static_rows(&self.demand, static_size(&self.limits, peak)).into_rows()
+            }
+            Strategy::Oracle => oracle_rows(&self.demand, self.end_ms, self.boot_ms, &self.limits).into_rows(),
+        };
+        let figures = figures(strategy.as_str(), &rows, self.end_ms);
+        Run { strategy, figures, rows }
+    }
+}
+
+/// Runs the policy and each strategy in `compare`; `progress(name, fraction)` is called as
+/// each advances.
+pub fn run(
+    policy: &Policy,
+    trace: &Trace,
+    scenario: Scenario,
+    compare: &[Strategy],
+    progress: &mut dyn FnMut(&str, f64),
+) -> Result<Backtest, BacktestError> {
+    let prep = prepare(policy, trace, scenario)?;
+    let (policy_run, prewarm, decisions) = prep.run_policy(&mut |f| progress("policy", f));
+    let mut runs = vec![policy_run];
+    for &s in compare.iter().filter(|s| **s != Strategy::Policy) {
+        if runs.iter().any(|r| r.strategy == s) {
+            continue;
+        }
+        runs.push(prep.run_reference(s, &mut |f| progress(s.as_str(), f)));
+    }
+    let oracle_hours = runs.iter().find(|r| r.strategy == Strategy::Oracle).map(|r| r.figures.instance_hours);
+    if let Some(o) = oracle_hours.filter(|o| *o > 0.0) {
+        for r in &mut runs {
+            r.figures.cost_vs_oracle = Some(r.figures.instance_hours / o);
+        }
+    }
+    Ok(Backtest {
+        policy: policy.name.clone(),
+        limits: prep.limits,
+        scenario: prep.scenario,
+        trace: trace.summary.clone(),
+        end_ms: prep.end_ms,
+        runs,
+        prewarm,
+        decisions,
+    })
+}
+
+#[cfg(test)]
+mod tests;

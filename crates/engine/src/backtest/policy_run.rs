@@ -1,0 +1,184 @@
+//! The policy under test as a simulator controller: it calls the same [`crate::decide`] the
+//! daemon calls, feeds it the simulated metrics through a [`PoolHistory`], carries out its
+//! actions on the simulated pool, and records the decision exactly as the daemon does
+//! (`push_record`, then `prune` to the policy's history window).
+//!
+//! A tagged pool is simulated as `max(policy.max, initial)` EC2 instances, stopped ones being
+//! the warm pool; a started instance is `Pending` until its boot delay has passed, then
+//! `Running`. An Auto Scaling group is simulated with the policy's `min`/`max` as the group's
+//! bounds and no activity ever in progress; lowering its desired capacity stops the most
+//! recently started instances first. `dry_run` is ignored: a backtest always acts.
+//!
+//! Not here: the fleet and metric model (`sim.rs`).
+
+use jiff::Timestamp;
+
+use super::sim::{Controller, PipelineSpec, Pool, Signal, Stat};
+use crate::decide::{Action, decide};
+use crate::fleet::{Fleet, GroupState, Member, MemberState};
+use crate::history::{PoolHistory, Sample};
+use crate::policy::{Goal, Policy, PoolTarget, Statistic};
+
+const ID_PREFIX: &str = "i-sim";
+
+pub(crate) fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 { Timestamp::MIN } else { Timestamp::MAX })
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+/// Drives a simulated pool with `decide`.
+#[derive(Debug)]
+pub struct PolicyController<'p> {
+    policy: &'p Policy,
+    history: PoolHistory,
+    fleet: Fleet,
+    next: i64,
+    desired: u32,
+    /// Intervals during which a pre-warm floor was active.
+    pub floors: Vec<(i64, i64)>,
+    pub decisions: u64,
+}
+
+impl<'p> PolicyController<'p> {
+    /// A controller for `policy` starting at `start` with `pool` (built by [`Self::pool`]).
+    pub fn new(policy: &'p Policy, start: i64, pool: &Pool, boot_ms: i64) -> PolicyController<'p> {
+        let fleet = match &policy.pool {
+            PoolTarget::AutoScalingGroup(name) => Fleet::Group(GroupState {
+                name: name.clone(),
+                desired: pool.billed,
+                min: policy.min,
+                max: policy.max,
+                in_service: pool.serving,
+                activity_in_progress: false,
+            }),
+            PoolTarget::Tagged(_) => Fleet::Instances {
+                members: (0..pool.size())
+                    .map(|i| Member {
+                        id: format!("{ID_PREFIX}{i:05}"),
+                        state: if pool.is_started(i) { MemberState::Running } else { MemberState::Stopped },
+                        launched_at: pool.is_started(i).then(|| ts(start - boot_ms)),
+                        protected: false,
+                        cpu: None,
+                    })
+                    .collect(),
+            },
+        };
+        PolicyController {
+            policy,
+            history: PoolHistory::default(),
+            fleet,
+            next: start,
+            desired: pool.billed,
+            floors: Vec::new(),
+            decisions: 0,
+        }
+    }
+
+    /// The simulated pool for `policy` with `initial` instances serving.
+    pub fn pool(policy: &Policy, initial: u32, boot_ms: i64) -> Pool {
+        match policy.pool {
+            PoolTarget::Tagged(_) => Pool::new(policy.max.max(initial) as usize, initial, boot_ms, true),
+            PoolTarget::AutoScalingGroup(_) => Pool::new(policy.max.max(initial) as usize, initial, boot_ms, false),
+        }
+    }
+
+    fn slot(id: &str) -> Option<usize> {
+        id.strip_prefix(ID_PREFIX)?.parse().ok()
+    }
+
+    fn set_member(&mut self, slot: usize, state: MemberState, launched: Option<Timestamp>) {
+        if let Fleet::Instances { members } = &mut self.fleet {
+            if let Some(m) = members.get_mut(slot) {
+                m.state = state;
+                if launched.is_some() {
+                    m.launched_at = launched;
+                }
+            }
+        }
+    }
+}
+
+impl Controller for PolicyController<'_> {
+    fn pipelines(&self) -> Vec<PipelineSpec> {
+        self.policy
+            .metrics
+            .iter()
+            .map(|m| PipelineSpec {
+                signal: match m.goal {
+                    Goal::Utilization { .. } => Signal::Cpu,
+                    Goal::PerInstance { .. } => Signal::Backlog,
+                },
+                stat: match m.statistic {
+                    Statistic::Maximum => Stat::Maximum,
+                    Statistic::Minimum => Stat::Minimum,
+                    Statistic::Average | Statistic::Sum | Statistic::SampleCount => Stat::Average,
+                },
+                period_ms: i64::try_from(m.period.as_millis()).unwrap_or(i64::MAX).max(1000),
+            })
+            .collect()
+    }
+
+    fn on_datapoint(&mut self, which: usize, period_start: i64, value: f64, _now: i64, _pool: &mut Pool) {
+        if let Some(m) = self.policy.metrics.get(which) {
+            self.history.push_sample(&m.id, Sample { at: ts(period_start), value });
+        }
+    }
+
+    fn on_boot(&mut self, slots: &[usize]) {
+        for &s in slots {
+            self.set_member(s, MemberState::Running, None);
+        }
+    }
+
+    fn next_evaluation(&self) -> Option<i64> {
+        Some(self.next)
+    }
+
+    fn evaluate(&mut self, now: i64, pool: &mut Pool) {
+        if let Fleet::Group(g) = &mut self.fleet {
+            g.desired = pool.billed;
+            g.in_service = pool.serving;
+        }
+        let at = ts(now);
+        let d = decide(self.policy, &self.history, &self.fleet, at);
+        self.decisions += 1;
+        for action in &d.actions {
+            match action {
+                Action::SetDesiredCapacity { desired, .. } => pool.scale_to(*desired, now),
+                Action::Start { instance_ids } => {
+                    for slot in instance_ids.iter().filter_map(|id| Self::slot(id)) {
+                        if pool.start_slot(slot, now) {
+                            let state = if pool.is_serving(slot) { MemberState::Running } else { MemberState::Pending };
+                            self.set_member(slot, state, Some(at));
+                        }
+                    }
+                }
+                Action::Stop { instance_ids } => {
+                    for slot in instance_ids.iter().filter_map(|id| Self::slot(id)) {
+                        if pool.stop_slot(slot) {
+                            self.set_member(slot, MemberState::Stopped, None);
+                        }
+                    }
+                }
+            }
+        }
+        self.desired = d.desired;
+        let next = ms(d.next_evaluation).max(now + 1);
+        if d.floor.is_some() {
+            match self.floors.last_mut() {
+                Some(last) if last.1 >= now => last.1 = next,
+                _ => self.floors.push((now, next)),
+            }
+        }
+        self.next = next;
+        self.history.push_record(d.record(self.policy.scaling.tolerance));
+        self.history.prune(at, self.policy.history.window);
+    }
+
+    fn desired(&self) -> u32 {
+        self.desired
+    }
+}

@@ -1,0 +1,416 @@
+//! The reference strategies a policy is compared with. See the module docs of
+//! [`crate::backtest`] for what each one models and where its parameters come from.
+//!
+//! `hpa` and `target-tracking` run in the same simulator as the policy and read the same
+//! CPU signal (mean CPU % of the serving instances, delivered `metric_lag` late); `static` and
+//! `oracle` need no simulation: their fleets follow from the whole trace.
+//!
+//! Not here: the policy's own controller (`policy_run.rs`).
+
+use std::collections::VecDeque;
+
+use serde::Serialize;
+
+use super::metrics::{Recorder, SupplyRow};
+use super::sim::{Controller, Load, PipelineSpec, Pool, Signal, Stat};
+
+/// Bounds and target shared by every strategy (the policy's).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Limits {
+    pub min: u32,
+    pub max: u32,
+    /// CPU target in %.
+    pub target: f64,
+}
+
+impl Limits {
+    fn clamp(&self, n: u32) -> u32 {
+        n.clamp(self.min, self.max.max(self.min))
+    }
+}
+
+pub(crate) fn ceil_u32(x: f64) -> u32 {
+    let c = (x - 1e-9).ceil();
+    if c.is_nan() || c <= 0.0 {
+        0
+    } else if c >= f64::from(u32::MAX) {
+        u32::MAX
+    } else {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let n = c as u32;
+        n
+    }
+}
+
+/// Kubernetes HorizontalPodAutoscaler (autoscaling/v2) with its default settings.
+pub const HPA_SYNC_MS: i64 = 15_000;
+pub const HPA_TOLERANCE: f64 = 0.1;
+pub const HPA_DOWN_STABILIZATION_MS: i64 = 300_000;
+
+#[derive(Debug)]
+pub struct Hpa {
+    limits: Limits,
+    next: i64,
+    latest: Option<f64>,
+    /// Recommendations of the last 300 s, for scale-down stabilisation.
+    recs: VecDeque<(i64, u32)>,
+    desired: u32,
+}
+
+impl Hpa {
+    pub fn new(limits: Limits, start: i64, initial: u32) -> Hpa {
+        Hpa { limits, next: start, latest: None, recs: VecDeque::new(), desired: initial }
+    }
+
+    /// The replica calculator: `ceil(ready * utilisation / target)` outside the tolerance;
+    /// not-yet-ready pods count as 0 % when that would scale up (k8s `GetResourceReplicas`).
+    fn recommend(&self, current: u32, ready: u32, util: f64) -> u32 {
+        let ratio = util / self.limits.target;
+        let unready = current.saturating_sub(ready);
+        if unready == 0 || ratio <= 1.0 {
+            if (1.0 - ratio).abs() <= HPA_TOLERANCE {
+                return current;
+            }
+            return ceil_u32(ratio * f64::from(ready));
+        }
+        let new_ratio = util * f64::from(ready) / (self.limits.target * f64::from(current));
+        if (1.0 - new_ratio).abs() <= HPA_TOLERANCE || new_ratio < 1.0 {
+            return current;
+        }
+        ceil_u32(new_ratio * f64::from(current)).max(current)
+    }
+}
+
+impl Controller for Hpa {
+    fn pipelines(&self) -> Vec<PipelineSpec> {
+        vec![PipelineSpec { signal: Signal::Cpu, stat: Stat::Average, period_ms: HPA_SYNC_MS }]
+    }
+
+    fn on_datapoint(&mut self, _which: usize, _at: i64, value: f64, _now: i64, _pool: &mut Pool) {
+        self.latest = Some(value);
+    }
+
+    fn next_evaluation(&self) -> Option<i64> {
+        Some(self.next)
+    }
+
+    fn evaluate(&mut self, now: i64, pool: &mut Pool) {
+        self.next = now + HPA_SYNC_MS;
+        let current = pool.billed;
+        let Some(util) = self.latest.filter(|_| pool.serving > 0) else {
+            return; // no metrics: the HPA skips the scale
+        };
+        let rec = self.recommend(current, pool.serving, util);
+        // Stabilisation: scale down only to the highest recommendation of the last 300 s.
+        while self.recs.front().is_some_and(|&(t, _)| now - t > HPA_DOWN_STABILIZATION_MS) {
+            self.recs.pop_front();
+        }
+        self.recs.push_back((now, rec));
+        let stabilized = if rec < current {
+            self.recs.iter().map(|&(_, r)| r).max().unwrap_or(rec).min(current)
+        } else {
+            rec
+        };
+        // Scale-up rate: max(+100 %, +4 pods) per 15 s period; scale-down: 100 % per 15 s.
+        let up_limit = current.saturating_mul(2).max(current.saturating_add(4));
+        let desired = self.limits.clamp(stabilized.min(up_limit));
+        self.desired = desired;
+        if desired != current {
+            pool.scale_to(desired, now);
+        }
+    }
+
+    fn desired(&self) -> u32 {
+        self.desired
+    }
+}
+
+/// AWS EC2 Auto Scaling target tracking on average CPU utilisation.
+pub const TT_PERIOD_MS: i64 = 60_000;
+pub const TT_OUT_DATAPOINTS: u32 = 3;
+pub const TT_IN_DATAPOINTS: u32 = 15;
+pub const TT_IN_FACTOR: f64 = 0.9;
+pub const TT_WARMUP_MS: i64 = 300_000;
+
+#[derive(Debug)]
+pub struct TargetTracking {
+    limits: Limits,
+    above: u32,
+    below: u32,
+    last_at: Option<i64>,
+    last_action: i64,
+    desired: u32,
+}
+
+impl TargetTracking {
+    pub fn new(limits: Limits, initial: u32) -> TargetTracking {
+        TargetTracking { limits, above: 0, below: 0, last_at: None, last_action: i64::MIN, desired: initial }
+    }
+}
+
+impl Controller for TargetTracking {
+    fn pipelines(&self) -> Vec<PipelineSpec> {
+        vec![PipelineSpec { signal: Signal::Cpu, stat: Stat::Average, period_ms: TT_PERIOD_MS }]
+    }
+
+    fn on_datapoint(&mut self, _which: usize, at: i64, value: f64, now: i64, pool: &mut Pool) {
+        // The alarms need consecutive datapoints; a missing one or one measured before the
+        // last scaling action starts the count again.
+        let consecutive = self.last_at == Some(at - TT_PERIOD_MS) && at >= self.last_action;
+        self.last_at = Some(at);
+        if at < self.last_action {
+            self.above = 0;
+            self.below = 0;
+            return;
+        }
+        let t = self.limits.target;
+        self.above = if value > t { if consecutive { self.above + 1 } else { 1 } } else { 0 };
+        self.below = if value < TT_IN_FACTOR * t { if consecutive { self.below + 1 } else { 1 } } else { 0 };
+        let current = pool.billed;
+        // Proportional: the capacity that would bring the serving fleet's metric to target.
+        let wanted = self.limits.clamp(ceil_u32(f64::from(pool.serving) * value / t));
+        let new = if self.above >= TT_OUT_DATAPOINTS && wanted > current {
+            wanted
+        } else if self.below >= TT_IN_DATAPOINTS && wanted < current && !pool.any_younger_than(TT_WARMUP_MS, now) {
+            wanted
+        } else {
+            return;
+        };
+        self.desired = new;
+        self.last_action = now;
+        self.above = 0;
+        self.below = 0;
+        pool.scale_to(new, now);
+    }
+
+    fn next_evaluation(&self) -> Option<i64> {
+        None
+    }
+
+    fn evaluate(&mut self, _now: i64, _pool: &mut Pool) {}
+
+    fn desired(&self) -> u32 {
+        self.desired
+    }
+}
+
+/// A constant fleet sized for the trace's peak at the target.
+pub fn static_size(limits: &Limits, peak_demand: f64) -> u32 {
+    limits.clamp(ceil_u32(peak_demand * 100.0 / limits.target))
+}
+
+/// Rows of the static strategy: `n` instances, serving throughout.
+pub fn static_rows(points: &[(i64, f64)], n: u32) -> Recorder {
+    let mut rec = Recorder::with_capacity(points.len());
+    for &(at_ms, demand) in points {
+        rec.set(SupplyRow { at_ms, demand, serving: n, billed: n, desired: n });
+    }
+    rec
+}
+
+/// Rows of the oracle: each instance billed from exactly `boot_ms` before it is needed until
+/// it is not, at 100 % utilisation (`ceil(demand)` within `[min, max]`). An instance whose next
+/// use is less than a boot away is kept (stopping it would cost as much).
+pub fn oracle_rows(points: &[(i64, f64)], end_ms: i64, boot_ms: i64, limits: &Limits) -> Recorder {
+    let mut rec = Recorder::with_capacity(points.len() * 2);
+    if points.is_empty() {
+        return rec;
+    }
+    let need: Vec<(i64, u32)> = points.iter().map(|&(t, d)| (t, limits.clamp(ceil_u32(d)))).collect();
+    let billed = window_extreme(&need, end_ms, boot_ms, true);
+    let serving = window_extreme(&billed, end_ms, boot_ms, false);
+    // Merge the three step functions.
+    let (mut i, mut j, mut k) = (0, 0, 0);
+    let mut t = points[0].0;
+    loop {
+        while points.get(i + 1).is_some_and(|p| p.0 <= t) {
+            i += 1;
+        }
+        while billed.get(j + 1).is_some_and(|p| p.0 <= t) {
+            j += 1;
+        }
+        while serving.get(k + 1).is_some_and(|p| p.0 <= t) {
+            k += 1;
+        }
+        let b = billed[j].1;
+        rec.set(SupplyRow { at_ms: t, demand: points[i].1, serving: serving[k].1, billed: b, desired: b });
+        let next = [points.get(i + 1).map(|p| p.0), billed.get(j + 1).map(|p| p.0), serving.get(k + 1).map(|p| p.0)]
+            .into_iter()
+            .flatten()
+            .min();
+        match next {
+            Some(n) if n < end_ms => t = n,
+            _ => break,
+        }
+    }
+    rec
+}
+
+/// For a step function `f` (pieces starting at each point, the last ending at `end`):
+/// `max` → `g(t) = max f over [t, t + w]` (forward window); `!max` → `g(t) = min f over
+/// [t - w, t]` (backward window, `f` before its start taken as its first value).
+fn window_extreme(f: &[(i64, u32)], end: i64, w: i64, max: bool) -> Vec<(i64, u32)> {
+    let start = f[0].0;
+    let piece_end = |i: usize| f.get(i + 1).map_or(end, |p| p.0);
+    // Candidate breakpoints: where a piece enters or leaves the window.
+    let mut cands: Vec<i64> = Vec::with_capacity(f.len() * 2 + 1);
+    cands.push(start);
+    for (i, &(a, _)) in f.iter().enumerate() {
+        if max {
+            cands.push(a - w);
+            cands.push(piece_end(i));
+        } else {
+            cands.push(a);
+            cands.push(piece_end(i) + w);
+        }
+    }
+    cands.retain(|&t| t >= start && t < end);
+    cands.sort_unstable();
+    cands.dedup();
+    let mut out: Vec<(i64, u32)> = Vec::with_capacity(cands.len());
+    let mut dq: VecDeque<usize> = VecDeque::new();
+    let mut hi = 0; // next piece to enter
+    let better = |a: u32, b: u32| if max { a >= b } else { a <= b };
+    for &t in &cands {
+        // Window of pieces intersecting [lo_t, hi_t] (closed).
+        let (lo_t, hi_t) = if max { (t, t + w) } else { (t - w, t) };
+        while hi < f.len() && f[hi].0 <= hi_t {
+            while dq.back().is_some_and(|&b| better(f[hi].1, f[b].1)) {
+                dq.pop_back();
+            }
+            dq.push_back(hi);
+            hi += 1;
+        }
+        // A piece leaves when it ends at or before lo_t (the first piece extends backwards).
+        while dq.front().is_some_and(|&i| piece_end(i) <= lo_t && !(!max && i == 0 && lo_t < start)) {
+            dq.pop_front();
+        }
+        if let Some(&i) = dq.front() {
+            let v = f[i].1;
+            if out.last().is_none_or(|l| l.1 != v) {
+                out.push((t, v));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::metrics::figures;
+    use super::super::sim::simulate;
+    use super::*;
+
+    const M: i64 = 60_000;
+    const L: Limits = Limits { min: 1, max: 20, target: 50.0 };
+
+    /// (seconds, serving, billed) at each change of the fleet (demand changes left out).
+    fn rows(rec: &Recorder) -> Vec<(i64, u32, u32)> {
+        let mut out: Vec<(i64, u32, u32)> = Vec::new();
+        for r in rec.rows() {
+            if out.last().is_none_or(|l| (l.1, l.2) != (r.serving, r.billed)) {
+                out.push((r.at_ms / 1000, r.serving, r.billed));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn static_sizes_for_peak_at_target() {
+        // Peak 3.2 instances at 50 % -> 6.4 -> 7.
+        assert_eq!(static_size(&L, 3.2), 7);
+        assert_eq!(static_size(&L, 30.0), 20, "capped at max");
+        assert_eq!(static_size(&L, 0.0), 1, "raised to min");
+    }
+
+    #[test]
+    fn oracle_starts_a_boot_ahead_and_stops_at_once() {
+        // need: 1 until 10 min, 3 from 10 to 20, 1 after; boot 2 min; end 30.
+        let points = [(0, 1.0), (10 * M, 2.5), (20 * M, 0.4)];
+        let rec = oracle_rows(&points, 30 * M, 2 * M, &L);
+        // Billed rises at 8 min, serving at 10; both fall at 20.
+        assert_eq!(rows(&rec), [(0, 1, 1), (480, 1, 3), (600, 3, 3), (1200, 1, 1)]);
+        let f = figures("oracle", rec.rows(), 30 * M);
+        assert_eq!(f.under_provisioned_minutes, 0.0);
+        assert!((f.instance_hours - (8.0 + 36.0 + 10.0) / 60.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn oracle_keeps_instances_over_short_dips() {
+        // need 2, dips to 1 for 1 min (shorter than the 2 min boot), back to 2.
+        let points = [(0, 2.0), (5 * M, 1.0), (6 * M, 2.0)];
+        let rec = oracle_rows(&points, 10 * M, 2 * M, &L);
+        assert_eq!(rows(&rec), [(0, 2, 2)]);
+        // A 3-minute dip: stop at 5, restart at 6 (2 min before 8), serving again at 8.
+        let points = [(0, 2.0), (5 * M, 1.0), (8 * M, 2.0)];
+        let rec = oracle_rows(&points, 10 * M, 2 * M, &L);
+        assert_eq!(rows(&rec), [(0, 2, 2), (300, 1, 1), (360, 1, 2), (480, 2, 2)]);
+    }
+
+    fn load(points: &[(i64, f64)], end: i64, boot: i64, lag: i64) -> Load<'_> {
+        Load { points, end_ms: end, boot_ms: boot, lag_ms: lag, queue: false, queue_unit: 1.0 }
+    }
+
+    #[test]
+    fn hpa_scales_up_limited_and_down_after_stabilisation() {
+        // 2 instances, target 50 %; demand 2 (100 % CPU) from 0 s. No lag, no boot delay.
+        // 15 s: datapoint 100 % on 2 -> ceil(2 * 2) = 4 (limit max(4, 6) = 6).
+        // 30 s: 2 on 4 = 50 %: within tolerance.
+        // Demand drops to 0.5 at 60 s: 75 s sees 12.5 % -> ceil(0.25 * 4) = 1, but the 300 s
+        // window still holds 4 from 60 s (recommendation at 60 s was 4): down only at 375 s.
+        let points = [(0, 2.0), (60_000, 0.5)];
+        let l = load(&points, 10 * M, 0, 0);
+        let mut hpa = Hpa::new(Limits { min: 1, max: 20, target: 50.0 }, 0, 2);
+        let mut pool = Pool::new(0, 2, 0, false);
+        let rec = simulate(&l, &mut hpa, &mut pool, &mut |_| {});
+        assert_eq!(rows(&rec), [(0, 2, 2), (15, 4, 4), (375, 1, 1)]);
+    }
+
+    #[test]
+    fn hpa_up_step_is_max_of_double_and_plus_four() {
+        // 1 instance at 100 % with target 10 %: wants 10, limited to max(2, 5) = 5 at 15 s,
+        // then at 30 s: 1 demand on 5 = 20 % -> ceil(5 * 2) = 10.
+        let points = [(0, 1.0)];
+        let l = load(&points, 40_000, 0, 0);
+        let mut hpa = Hpa::new(Limits { min: 1, max: 20, target: 10.0 }, 0, 1);
+        let mut pool = Pool::new(0, 1, 0, false);
+        let rec = simulate(&l, &mut hpa, &mut pool, &mut |_| {});
+        assert_eq!(rows(&rec), [(0, 1, 1), (15, 5, 5), (30, 10, 10)]);
+    }
+
+    #[test]
+    fn hpa_counts_unready_pods_as_idle_when_scaling_up() {
+        let h = Hpa::new(L, 0, 4);
+        // 4 replicas, 2 ready at 100 %: ceil(2 * 100 / 50) = 4 = current: no change.
+        assert_eq!(h.recommend(4, 2, 100.0), 4);
+        // 3 ready at 100 %: 6.
+        assert_eq!(h.recommend(4, 3, 100.0), 6);
+        // All ready, 54 % of 50 %: within tolerance.
+        assert_eq!(h.recommend(4, 4, 54.0), 4);
+        assert_eq!(h.recommend(4, 4, 20.0), 2);
+    }
+
+    #[test]
+    fn target_tracking_waits_for_three_datapoints_and_fifteen_to_scale_in() {
+        // 2 instances, target 50 %, demand 1.5 (75 %); boot 0, lag 0, 1-minute datapoints.
+        // Datapoints at 1, 2, 3 min are > 50 %: scale out at 3 min to ceil(2 * 75 / 50) = 3.
+        // Then 1.5 on 3 = 50 %: no alarm. Demand falls to 0.3 at 10 min: 10 % per instance
+        // < 45 % from the datapoint of minute 10 (delivered at 11); the 15th such at 25 min ->
+        // ceil(3 * 10 / 50) = 1.
+        let points = [(0, 1.5), (10 * M, 0.3)];
+        let l = load(&points, 40 * M, 0, 0);
+        let mut tt = TargetTracking::new(L, 2);
+        let mut pool = Pool::new(0, 2, 0, false);
+        let rec = simulate(&l, &mut tt, &mut pool, &mut |_| {});
+        assert_eq!(rows(&rec), [(0, 2, 2), (180, 3, 3), (25 * 60, 1, 1)]);
+    }
+
+    #[test]
+    fn target_tracking_warmup_blocks_scale_in() {
+        // Warm-up 300 s: with boot 0, an instance started at 3 min blocks scale-in until 8 min.
+        let mut pool = Pool::new(0, 2, 0, false);
+        pool.scale_to(3, 3 * M);
+        assert!(pool.any_younger_than(TT_WARMUP_MS, 7 * M));
+        assert!(!pool.any_younger_than(TT_WARMUP_MS, 8 * M));
+    }
+}

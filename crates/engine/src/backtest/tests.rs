@@ -1,0 +1,1 @@
+//! End-to-end tests of the backtest: the policy through `decide` on hand-made traces.
