@@ -2,6 +2,7 @@
 //!
 //! All I/O lives in this crate: files, AWS calls, HTTP, signals and the clock.
 
+pub mod aws;
 pub mod clock;
 pub mod cmd;
 pub mod policies;

@@ -1,0 +1,260 @@
+//! Observing pools: tagged EC2 pools and Auto Scaling groups as engine [`Fleet`]s.
+//!
+//! All pools are described together: one paginated `DescribeInstances` per tag key (the
+//! pools' tag values batched into its filter), one paginated `DescribeAutoScalingGroups` per
+//! 50 group names, and `DescribeScalingActivities` only for a group whose instances do not
+//! already show it steady (every instance `InService` and as many as desired).
+//!
+//! Not here: changing anything ([`super::actuate`] does) or CPU readings of members (the
+//! metric reader supplies them; see [`super::metrics::apply_member_cpu`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::anyhow;
+use aws_sdk_autoscaling::types::{AutoScalingGroup, LifecycleState, ScalingActivityStatusCode};
+use aws_sdk_ec2::types::{Filter, Instance};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use vmscaler_engine::policy::{PoolTarget, Tag};
+use vmscaler_engine::{Fleet, GroupState, Member, MemberState, Policy};
+
+use super::stats::{CallCounter, Operation};
+use super::{Aws, to_timestamp};
+
+/// EC2's limit on values in one filter.
+const FILTER_VALUES_PER_CALL: usize = 200;
+/// Group names per `DescribeAutoScalingGroups` call (the API pages at 100 groups).
+const GROUPS_PER_CALL: usize = 50;
+/// Instance states worth listing: terminated instances are never members again.
+const LISTED_STATES: [&str; 5] = ["pending", "running", "stopping", "stopped", "shutting-down"];
+
+/// Describes every pool of `policies`, keyed by policy name. A pool whose description failed
+/// has an `Err`; the others are unaffected.
+pub async fn describe_fleets(aws: &Aws, policies: &[&Policy]) -> BTreeMap<String, anyhow::Result<Fleet>> {
+    let mut out = BTreeMap::new();
+    let tagged: Vec<(&Policy, &Tag)> = policies
+        .iter()
+        .filter_map(|p| match &p.pool {
+            PoolTarget::Tagged(t) => Some((*p, t)),
+            PoolTarget::AutoScalingGroup(_) => None,
+        })
+        .collect();
+    let groups: Vec<(&Policy, &str)> = policies
+        .iter()
+        .filter_map(|p| match &p.pool {
+            PoolTarget::AutoScalingGroup(g) => Some((*p, g.as_str())),
+            PoolTarget::Tagged(_) => None,
+        })
+        .collect();
+    let (tagged_result, group_result) = tokio::join!(describe_tagged(aws, &tagged), describe_groups(aws, &groups));
+    out.extend(tagged_result);
+    out.extend(group_result);
+    out
+}
+
+async fn describe_tagged(aws: &Aws, pools: &[(&Policy, &Tag)]) -> BTreeMap<String, anyhow::Result<Fleet>> {
+    let mut by_key: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (_, tag) in pools {
+        by_key.entry(tag.key.as_str()).or_default().insert(tag.value.as_str());
+    }
+    // Instances by (tag key, tag value); failures by tag key.
+    let mut found: BTreeMap<(String, String), Vec<Instance>> = BTreeMap::new();
+    let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    for (key, values) in &by_key {
+        let values: Vec<&str> = values.iter().copied().collect();
+        for chunk in values.chunks(FILTER_VALUES_PER_CALL) {
+            match list_instances(aws, key, chunk).await {
+                Ok(instances) => {
+                    for inst in instances {
+                        let value = inst.tags().iter().find(|t| t.key() == Some(*key)).and_then(|t| t.value());
+                        if let Some(v) = value {
+                            found.entry(((*key).to_owned(), v.to_owned())).or_default().push(inst);
+                        }
+                    }
+                }
+                Err(e) => {
+                    failed.insert((*key).to_owned(), e);
+                }
+            }
+        }
+    }
+    pools
+        .iter()
+        .map(|(policy, tag)| {
+            let result = match failed.get(&tag.key) {
+                Some(e) => Err(anyhow!("{e}")),
+                None => {
+                    let instances = found.get(&(tag.key.clone(), tag.value.clone())).map(Vec::as_slice).unwrap_or(&[]);
+                    let mut members: Vec<Member> =
+                        instances.iter().filter_map(|i| member(i, policy.scale_in.protect_tag.as_ref())).collect();
+                    members.sort_by(|a, b| a.id.cmp(&b.id));
+                    members.dedup_by(|a, b| a.id == b.id);
+                    Ok(Fleet::Instances { members })
+                }
+            };
+            (policy.name.clone(), result)
+        })
+        .collect()
+}
+
+fn member(inst: &Instance, protect: Option<&Tag>) -> Option<Member> {
+    let id = inst.instance_id()?.to_owned();
+    let state = inst.state().and_then(|s| s.name()).map_or(MemberState::Gone, |n| MemberState::from_ec2(n.as_str()));
+    let protected = protect.is_some_and(|p| {
+        inst.tags().iter().any(|t| t.key() == Some(p.key.as_str()) && t.value() == Some(p.value.as_str()))
+    });
+    Some(Member { id, state, launched_at: inst.launch_time().and_then(to_timestamp), protected, cpu: None })
+}
+
+/// All non-terminated instances whose tag `key` has one of `values`, every page.
+async fn list_instances(aws: &Aws, key: &str, values: &[&str]) -> Result<Vec<Instance>, String> {
+    let tag_filter = Filter::builder()
+        .name(format!("tag:{key}"))
+        .set_values(Some(values.iter().map(|v| (*v).to_owned()).collect()))
+        .build();
+    let state_filter = Filter::builder()
+        .name("instance-state-name")
+        .set_values(Some(LISTED_STATES.map(str::to_owned).to_vec()))
+        .build();
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let resp = aws
+            .ec2
+            .describe_instances()
+            .filters(tag_filter.clone())
+            .filters(state_filter.clone())
+            .max_results(1000)
+            .set_next_token(token.take())
+            .customize()
+            .interceptor(CallCounter::new(aws.stats_arc(), Operation::DescribeInstances))
+            .send()
+            .await
+            .map_err(|e| format!("DescribeInstances failed: {}", DisplayErrorContext(&e)))?;
+        for r in resp.reservations() {
+            out.extend(r.instances().iter().cloned());
+        }
+        match resp.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+async fn describe_groups(aws: &Aws, pools: &[(&Policy, &str)]) -> BTreeMap<String, anyhow::Result<Fleet>> {
+    let names: Vec<&str> = pools.iter().map(|(_, g)| *g).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut found: BTreeMap<String, GroupState> = BTreeMap::new();
+    let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    for chunk in names.chunks(GROUPS_PER_CALL) {
+        match list_groups(aws, chunk).await {
+            Ok(groups) => {
+                for g in groups {
+                    if let Some(name) = g.auto_scaling_group_name() {
+                        let steady = is_steady(&g);
+                        found.insert(name.to_owned(), group_state(name, &g, false));
+                        if !steady {
+                            match activity_in_progress(aws, name).await {
+                                Ok(busy) => {
+                                    if let Some(s) = found.get_mut(name) {
+                                        s.activity_in_progress = busy;
+                                    }
+                                }
+                                Err(e) => {
+                                    failed.insert(name.to_owned(), e);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                for name in chunk {
+                    failed.insert((*name).to_owned(), e.clone());
+                }
+            }
+        }
+    }
+    pools
+        .iter()
+        .map(|(policy, name)| {
+            let result = match (failed.get(*name), found.get(*name)) {
+                (Some(e), _) => Err(anyhow!("{e}")),
+                (None, Some(g)) => Ok(Fleet::Group(g.clone())),
+                (None, None) => Err(anyhow!("auto scaling group {name} not found")),
+            };
+            (policy.name.clone(), result)
+        })
+        .collect()
+}
+
+fn to_u32(n: Option<i32>) -> u32 {
+    n.and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
+}
+
+fn in_service(g: &AutoScalingGroup) -> u32 {
+    let n = g.instances().iter().filter(|i| i.lifecycle_state() == Some(&LifecycleState::InService)).count();
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Every instance in service and as many as desired: no activity can be in progress.
+fn is_steady(g: &AutoScalingGroup) -> bool {
+    let all_in_service = g.instances().iter().all(|i| i.lifecycle_state() == Some(&LifecycleState::InService));
+    all_in_service && in_service(g) == to_u32(g.desired_capacity())
+}
+
+fn group_state(name: &str, g: &AutoScalingGroup, activity_in_progress: bool) -> GroupState {
+    GroupState {
+        name: name.to_owned(),
+        desired: to_u32(g.desired_capacity()),
+        min: to_u32(g.min_size()),
+        max: to_u32(g.max_size()),
+        in_service: in_service(g),
+        activity_in_progress,
+    }
+}
+
+async fn list_groups(aws: &Aws, names: &[&str]) -> Result<Vec<AutoScalingGroup>, String> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let resp = aws
+            .autoscaling
+            .describe_auto_scaling_groups()
+            .set_auto_scaling_group_names(Some(names.iter().map(|n| (*n).to_owned()).collect()))
+            .max_records(100)
+            .set_next_token(token.take())
+            .customize()
+            .interceptor(CallCounter::new(aws.stats_arc(), Operation::DescribeAutoScalingGroups))
+            .send()
+            .await
+            .map_err(|e| format!("DescribeAutoScalingGroups failed: {}", DisplayErrorContext(&e)))?;
+        out.extend(resp.auto_scaling_groups().iter().cloned());
+        match resp.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Whether any of the group's recent scaling activities is unfinished.
+async fn activity_in_progress(aws: &Aws, group: &str) -> Result<bool, String> {
+    let resp = aws
+        .autoscaling
+        .describe_scaling_activities()
+        .auto_scaling_group_name(group)
+        .max_records(20)
+        .customize()
+        .interceptor(CallCounter::new(aws.stats_arc(), Operation::DescribeScalingActivities))
+        .send()
+        .await
+        .map_err(|e| format!("DescribeScalingActivities failed: {}", DisplayErrorContext(&e)))?;
+    Ok(resp.activities().iter().any(|a| {
+        !matches!(
+            a.status_code(),
+            Some(
+                ScalingActivityStatusCode::Successful
+                    | ScalingActivityStatusCode::Failed
+                    | ScalingActivityStatusCode::Cancelled
+            ) | None
+        )
+    }))
+}

@@ -1,0 +1,127 @@
+//! AWS adapters: CloudWatch in, EC2 and Auto Scaling out.
+//!
+//! [`Aws`] holds one client per service, configured once with explicit retry and timeout
+//! settings, and a shared [`ApiStats`] that every call made through this module feeds (calls,
+//! errors, throttled attempts and retries per operation). The submodules turn AWS answers
+//! into engine types and engine decisions into AWS calls:
+//! - [`metrics`]: every series of every pool in as few `GetMetricData` calls as the API allows;
+//! - [`fleet`]: tagged pools and Auto Scaling groups as [`vmscaler_engine::Fleet`]s;
+//! - [`actuate`]: a [`vmscaler_engine::Decision`]'s actions, for real or as a dry run.
+//!
+//! Deliberately not here: deciding anything (the engine does), scheduling evaluations,
+//! persisting state or reading the clock (callers pass `now`).
+
+pub mod actuate;
+pub mod fleet;
+pub mod metrics;
+pub mod stats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_ec2::config::Region;
+
+pub use stats::{ApiStats, OpStats};
+
+/// Where and as whom to call AWS. Unset fields fall back to the standard AWS settings
+/// (`AWS_REGION`, `AWS_PROFILE`, `AWS_ENDPOINT_URL`, the shared config files, instance roles).
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    /// A custom endpoint for every service (moto server, LocalStack).
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+}
+
+/// Attempts per call, the first one included. Throttling and transient errors are retried
+/// with the SDK's exponential backoff and jitter.
+pub const MAX_ATTEMPTS: u32 = 4;
+/// Longest a single attempt may take.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest one call may take, retries and backoff included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a TCP/TLS connect may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Clients for the three services vmscaler uses, sharing one [`ApiStats`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Aws {
+    pub(crate) ec2: aws_sdk_ec2::Client,
+    pub(crate) autoscaling: aws_sdk_autoscaling::Client,
+    pub(crate) cloudwatch: aws_sdk_cloudwatch::Client,
+    stats: Arc<ApiStats>,
+}
+
+impl Aws {
+    /// Loads the standard AWS configuration, overridden by `settings`, and builds the clients.
+    pub async fn connect(settings: &AwsSettings) -> anyhow::Result<Aws> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(profile) = &settings.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = &settings.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(url) = &settings.endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let config = loader.load().await;
+        if config.region().is_none() {
+            anyhow::bail!("no AWS region configured: set AWS_REGION, a profile region or the region setting");
+        }
+        Ok(Aws::from_sdk_config(&config))
+    }
+
+    /// Builds the clients from an already loaded SDK configuration (tests use this to pass
+    /// static credentials), applying vmscaler's retry and timeout settings on top.
+    pub fn from_sdk_config(config: &aws_config::SdkConfig) -> Aws {
+        let retry = RetryConfig::standard()
+            .with_max_attempts(MAX_ATTEMPTS)
+            .with_initial_backoff(Duration::from_millis(200))
+            .with_max_backoff(Duration::from_secs(5));
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build();
+        let ec2 = aws_sdk_ec2::config::Builder::from(config)
+            .retry_config(retry.clone())
+            .timeout_config(timeouts.clone())
+            .build();
+        let autoscaling = aws_sdk_autoscaling::config::Builder::from(config)
+            .retry_config(retry.clone())
+            .timeout_config(timeouts.clone())
+            .build();
+        let cloudwatch =
+            aws_sdk_cloudwatch::config::Builder::from(config).retry_config(retry).timeout_config(timeouts).build();
+        Aws {
+            ec2: aws_sdk_ec2::Client::from_conf(ec2),
+            autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch),
+            stats: Arc::new(ApiStats::default()),
+        }
+    }
+
+    /// Counters of every call made through this value and its clones.
+    pub fn stats(&self) -> &ApiStats {
+        &self.stats
+    }
+
+    pub(crate) fn stats_arc(&self) -> Arc<ApiStats> {
+        Arc::clone(&self.stats)
+    }
+}
+
+/// Converts an SDK timestamp; `None` when it does not fit jiff's range.
+pub(crate) fn to_timestamp(t: &aws_smithy_types::DateTime) -> Option<jiff::Timestamp> {
+    let nanos = i32::try_from(t.subsec_nanos()).ok()?;
+    jiff::Timestamp::new(t.secs(), nanos).ok()
+}
+
+pub(crate) fn to_datetime(t: jiff::Timestamp) -> aws_smithy_types::DateTime {
+    let nanos = u32::try_from(t.subsec_nanosecond()).unwrap_or(0);
+    aws_smithy_types::DateTime::from_secs_and_nanos(t.as_second(), nanos)
+}
