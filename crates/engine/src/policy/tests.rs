@@ -242,3 +242,51 @@ fn policy_set_rejects_shared_pools_and_names() {
         ]
     );
 }
+
+#[test]
+fn remaining_messages_each_with_their_location() {
+    let m = "  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, statistic: Average, period: 1m, target: 50}\n";
+    let cases: &[(&str, &str)] = &[
+        (&BASE.replace("name: web", "name: \"\""), "t.yaml:1:7: name: is empty"),
+        (&BASE.replace("target: 50}", "target: 0}"), "t.yaml:6:97: metrics[0].target: 0 must be a number above 0"),
+        (&BASE.replace("target: 50}", "target: 50, ceiling: -3}"), "t.yaml:6:110: metrics[0].ceiling: -3 must be a number above 0"),
+        (&BASE.replace("target: 50}", "target: 50, weight: .nan}"), "t.yaml:6:109: metrics[0].weight: NaN is not a number"),
+        (&BASE.replace("namespace: AWS/EC2, ", ""), "t.yaml:6:5: metrics[0].namespace: is required"),
+        (&BASE.replace(m, "").replace("metrics:\n", "metrics: []\n"), "t.yaml:5:10: metrics: is empty (at least one metric)"),
+        (&BASE.replace("key: pool", "key: \"\""), "t.yaml:2:19: pool.tag.key: \"\" must be 1 to 128 characters"),
+        (&BASE.replace("value: web", &format!("value: {}", "v".repeat(257))), "t.yaml:2:32: pool.tag.value: must be at most 256 characters"),
+        (&with("scaling:\n  scale_up: {max_step: lots}\n"), "t.yaml:8:24: scaling.scale_up.max_step: \"lots\" is not a step (write a count like 4 or a percentage like 25%)"),
+        (&with("scaling:\n  scale_up: {max_step: \"x%\"}\n"), "t.yaml:8:24: scaling.scale_up.max_step: \"x%\" is not a percentage (write a count like 4 or a percentage like 25%)"),
+        (&with("scaling:\n  scale_up: {cooldown: 2d}\n"), "t.yaml:8:24: scaling.scale_up.cooldown: 2d is longer than 1d"),
+        (&with("scaling:\n  scale_down: {cooldown: 36h}\n"), "t.yaml:8:26: scaling.scale_down.cooldown: 1d12h is longer than 1d"),
+        (&with("history: {window: 8d}\n"), "t.yaml:7:19: history.window: 8d is longer than 7d"),
+        (&with("prewarm:\n  - {name: a, cron: \"0 20 * * *\", duration: 0s, time_zone: UTC, capacity: 5}\n"), "t.yaml:8:45: prewarm[0].duration: must be above 0s"),
+        (&with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, duration: 0s, time_zone: UTC, capacity: 5}\n"), "t.yaml:8:50: prewarm[0].duration: must be above 0s"),
+        (&with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, end: 2026-11-28T00:00, duration: 1h, time_zone: UTC, capacity: 5}\n"), "t.yaml:8:73: prewarm[0].duration: give either `end` or `duration`, not both"),
+        (&with("prewarm:\n  - {name: a, time_zone: UTC, capacity: 5}\n"), "t.yaml:8:5: prewarm[0].start: is required (`start` for a one-off window, or `cron` for a recurring one)"),
+        (&with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, duration: 1h, time_zone: UTC}\n"), "t.yaml:8:5: prewarm[0].capacity: is required"),
+        (&with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, duration: 1h, time_zone: UTC, capacity: 0}\n"), "t.yaml:8:80: prewarm[0].capacity: 0 is out of range (allowed 1 to 10000)"),
+    ];
+    let mut wrong = Vec::new();
+    for (text, want) in cases {
+        let r = parse_policy("t.yaml", text);
+        let got: Vec<String> = r.diagnostics.iter().map(ToString::to_string).collect();
+        if got != [*want] || r.policy.is_some() {
+            wrong.push(format!("want {want}\n got {got:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    check(
+        &with("history: {max_age: 0s}\n"),
+        &[
+            "t.yaml:7:20: history.max_age: must be above 0s",
+            "t.yaml:7:20: warning: history.max_age: 0s is shorter than metric \"cpu\"'s period 1m: its datapoints will often count as missing",
+        ],
+    );
+    // A warning, not an error: the policy still loads.
+    check(
+        &BASE.replace("{tag: {key: pool, value: web}}", "{auto_scaling_group: web}")
+            .replace("metrics:", "scale_in: {protect_tag: {key: keep, value: \"yes\"}}\nmetrics:"),
+        &["t.yaml:5:25: warning: scale_in.protect_tag: has no effect on an Auto Scaling group (use the group's scale-in protection)"],
+    );
+}

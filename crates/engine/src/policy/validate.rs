@@ -559,17 +559,22 @@ fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
             Some(v)
         }
     });
-    let (up_cooldown, _) = ctx.duration(&up.and_then(|u| u.cooldown.clone()), "scaling.scale_up.cooldown", Duration::from_secs(120));
+    let (up_cooldown, up_cd_loc) =
+        ctx.duration(&up.and_then(|u| u.cooldown.clone()), "scaling.scale_up.cooldown", Duration::from_secs(120));
     let up_step = ctx.step(&up.and_then(|u| u.max_step.clone()), "scaling.scale_up.max_step", Step::Percent(100.0));
 
     let down = s.and_then(|s| s.scale_down.as_ref()).map(|d| &d.value);
     let (stabilization, stab_loc) =
         ctx.duration(&down.and_then(|d| d.stabilization.clone()), "scaling.scale_down.stabilization", Duration::from_secs(600));
-    let (down_cooldown, _) = ctx.duration(&down.and_then(|d| d.cooldown.clone()), "scaling.scale_down.cooldown", Duration::from_secs(300));
+    let (down_cooldown, down_cd_loc) =
+        ctx.duration(&down.and_then(|d| d.cooldown.clone()), "scaling.scale_down.cooldown", Duration::from_secs(300));
     let down_step = ctx.step(&down.and_then(|d| d.max_step.clone()), "scaling.scale_down.max_step", Step::Percent(10.0));
-    for (d, field) in [(up_cooldown, "scaling.scale_up.cooldown"), (stabilization, "scaling.scale_down.stabilization"), (down_cooldown, "scaling.scale_down.cooldown")] {
+    for (d, loc, field) in [
+        (up_cooldown, up_cd_loc, "scaling.scale_up.cooldown"),
+        (stabilization, stab_loc, "scaling.scale_down.stabilization"),
+        (down_cooldown, down_cd_loc, "scaling.scale_down.cooldown"),
+    ] {
         if d > Duration::from_secs(86_400) {
-            let loc = stab_loc;
             ctx.err(loc, field, format!("{} is longer than 1d", Human(d)));
         }
     }
@@ -633,9 +638,6 @@ fn convert_prewarm(ctx: &mut Ctx<'_>, rules: &[S<RawPrewarm>], min: Option<u32>,
                 None
             }
             (Some(start), None) => {
-                if let Some(c) = &raw.cron {
-                    ctx.err(c.referenced, &f("cron"), "is not allowed with `start`");
-                }
                 // Without a valid zone, still check the dates' syntax (against UTC).
                 let zone = tz.as_ref().map_or(TimeZone::UTC, |(tz, _)| tz.clone());
                 one_off(ctx, raw, start, &zone, &f).filter(|_| tz.is_some())
