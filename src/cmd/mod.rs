@@ -1,5 +1,6 @@
 //! One module per CLI subcommand: its clap arguments and its `run`.
 
+pub mod backtest;
 pub mod plan;
 pub mod run;
 pub mod status;

@@ -32,7 +32,14 @@ fn color(s: Strategy) -> (&'static str, &'static str, f64) {
 }
 
 /// Per-bucket (time-weighted mean, max) of `value` over `[t0, t1)`.
-fn buckets(rows: &[SupplyRow], end: i64, t0: i64, t1: i64, n: usize, value: impl Fn(&SupplyRow) -> f64) -> Vec<(f64, f64)> {
+fn buckets(
+    rows: &[SupplyRow],
+    end: i64,
+    t0: i64,
+    t1: i64,
+    n: usize,
+    value: impl Fn(&SupplyRow) -> f64,
+) -> Vec<(f64, f64)> {
     let mut out = vec![(0.0, f64::NEG_INFINITY); n];
     #[allow(clippy::cast_precision_loss)]
     let width = (t1 - t0) as f64 / n as f64;
@@ -95,16 +102,14 @@ fn panel(o: &mut String, b: &Backtest, top: f64, t0: i64, t1: i64, title: &str) 
     let demand = buckets(&first.rows, b.end_ms, t0, t1, n, |r| r.demand);
     let series: Vec<(Strategy, Vec<(f64, f64)>)> =
         b.runs.iter().map(|r| (r.strategy, buckets(&r.rows, b.end_ms, t0, t1, n, |x| f64::from(x.serving)))).collect();
-    let ymax = demand
-        .iter()
-        .map(|d| d.1)
-        .chain(series.iter().flat_map(|s| s.1.iter().map(|v| v.0)))
-        .fold(1.0, f64::max)
-        * 1.08;
+    let ymax =
+        demand.iter().map(|d| d.1).chain(series.iter().flat_map(|s| s.1.iter().map(|v| v.0))).fold(1.0, f64::max)
+            * 1.08;
     let x = |t: i64| LEFT + (t - t0) as f64 / (t1 - t0).max(1) as f64 * pw;
     let bx = |k: usize| LEFT + k as f64 * pw / n as f64;
     let y = |v: f64| top + PANEL_H - v / ymax * PANEL_H;
-    let _ = writeln!(o, r#"<text x="{LEFT}" y="{:.1}" font-size="14" font-weight="bold">{}</text>"#, top - 8.0, esc(title));
+    let _ =
+        writeln!(o, r#"<text x="{LEFT}" y="{:.1}" font-size="14" font-weight="bold">{}</text>"#, top - 8.0, esc(title));
     let _ = writeln!(
         o,
         r##"<rect x="{LEFT}" y="{top}" width="{pw}" height="{PANEL_H}" fill="#ffffff" stroke="#999999"/>"##
@@ -224,7 +229,11 @@ pub fn svg(b: &Backtest, trace_name: &str) -> String {
     );
     // Legend.
     let mut lx = LEFT;
-    let _ = writeln!(o, r##"<rect x="{lx}" y="28" width="14" height="10" fill="#c8c8c8"/><text x="{:.1}" y="37" font-size="12">demand (peak, mean line)</text>"##, lx + 18.0);
+    let _ = writeln!(
+        o,
+        r##"<rect x="{lx}" y="28" width="14" height="10" fill="#c8c8c8"/><text x="{:.1}" y="37" font-size="12">demand (peak, mean line)</text>"##,
+        lx + 18.0
+    );
     lx += 190.0;
     for r in &b.runs {
         let (c, dash, w) = color(r.strategy);
@@ -240,7 +249,11 @@ pub fn svg(b: &Backtest, trace_name: &str) -> String {
         lx += 40.0 + 7.0 * r.strategy.as_str().len() as f64;
     }
     if !b.prewarm.is_empty() {
-        let _ = writeln!(o, r##"<rect x="{lx}" y="28" width="14" height="10" fill="#ffe08a"/><text x="{:.1}" y="37" font-size="12">pre-warm floor</text>"##, lx + 18.0);
+        let _ = writeln!(
+            o,
+            r##"<rect x="{lx}" y="28" width="14" height="10" fill="#ffe08a"/><text x="{:.1}" y="37" font-size="12">pre-warm floor</text>"##,
+            lx + 18.0
+        );
     }
     let top = TOP + 20.0;
     panel(&mut o, b, top, t0, t1, "whole trace");

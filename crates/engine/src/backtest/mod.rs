@@ -211,7 +211,9 @@ pub fn prepare<'a>(policy: &'a Policy, trace: &Trace, scenario: Scenario) -> Res
         DemandUnit::CapacityPerInstance(c) if !(c.is_finite() && c > 0.0) => {
             return Err(BacktestError::NotPositive("--capacity-per-instance"));
         }
-        DemandUnit::CpuFleet(n) if !(n.is_finite() && n > 0.0) => return Err(BacktestError::NotPositive("--cpu-fleet")),
+        DemandUnit::CpuFleet(n) if !(n.is_finite() && n > 0.0) => {
+            return Err(BacktestError::NotPositive("--cpu-fleet"));
+        }
         _ => {}
     }
     let target = match scenario.target {
@@ -224,7 +226,7 @@ pub fn prepare<'a>(policy: &'a Policy, trace: &Trace, scenario: Scenario) -> Res
     }
     let factor = scenario.demand.factor();
     let demand: Vec<(i64, f64)> = trace.points.iter().map(|p| (p.at_ms, (p.value * factor).max(0.0))).collect();
-    let queue = policy.metrics.iter().any(|m| matches!(m.goal, Goal::PerInstance { .. }));
+    let queue = policy.metrics.iter().any(|m| policy_run::signal(m) == sim::Signal::Backlog);
     // Backlog in trace units: an instance serves `1 / factor` units per trace step.
     #[allow(clippy::cast_precision_loss)]
     let queue_unit = 1.0 / factor / (trace.step_ms() as f64 / 1000.0);

@@ -17,7 +17,7 @@ use super::sim::{Controller, PipelineSpec, Pool, Signal, Stat};
 use crate::decide::{Action, decide};
 use crate::fleet::{Fleet, GroupState, Member, MemberState};
 use crate::history::{PoolHistory, Sample};
-use crate::policy::{Goal, Policy, PoolTarget, Statistic};
+use crate::policy::{Goal, MetricSpec, Policy, PoolTarget, Statistic};
 
 const ID_PREFIX: &str = "i-sim";
 
@@ -27,6 +27,20 @@ pub(crate) fn ts(ms: i64) -> Timestamp {
 
 fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
+}
+
+/// What a policy metric measures in the simulation: utilisation goals are CPU %; of the
+/// per-instance goals, request counts (`RequestCount`, `RequestCountPerTarget`: names containing
+/// `RequestCount`) are the work arriving per period, per serving instance for `...PerTarget`,
+/// and everything else (queue depths) is the backlog.
+pub fn signal(m: &MetricSpec) -> Signal {
+    match m.goal {
+        Goal::Utilization { .. } => Signal::Cpu,
+        Goal::PerInstance { .. } if m.name.contains("RequestCount") => {
+            Signal::Arrivals { per_target: m.name.contains("PerTarget") || m.per_instance.is_some() }
+        }
+        Goal::PerInstance { .. } => Signal::Backlog,
+    }
 }
 
 /// Drives a simulated pool with `decide`.
@@ -107,14 +121,12 @@ impl Controller for PolicyController<'_> {
             .metrics
             .iter()
             .map(|m| PipelineSpec {
-                signal: match m.goal {
-                    Goal::Utilization { .. } => Signal::Cpu,
-                    Goal::PerInstance { .. } => Signal::Backlog,
-                },
-                stat: match m.statistic {
-                    Statistic::Maximum => Stat::Maximum,
-                    Statistic::Minimum => Stat::Minimum,
-                    Statistic::Average | Statistic::Sum | Statistic::SampleCount => Stat::Average,
+                signal: signal(m),
+                stat: match (signal(m), m.statistic) {
+                    (Signal::Arrivals { .. }, _) => Stat::Sum,
+                    (_, Statistic::Maximum) => Stat::Maximum,
+                    (_, Statistic::Minimum) => Stat::Minimum,
+                    (_, Statistic::Average | Statistic::Sum | Statistic::SampleCount) => Stat::Average,
                 },
                 period_ms: i64::try_from(m.period.as_millis()).unwrap_or(i64::MAX).max(1000),
             })

@@ -157,7 +157,11 @@ pub fn markdown(b: &Backtest, trace_name: &str) -> String {
     let _ = writeln!(o, "- `chart.svg`: demand and each strategy's serving capacity; pre-warm floors shaded.");
     let _ = writeln!(o, "- `report.json`: these figures and the trace summary.");
     for r in &b.runs {
-        let _ = writeln!(o, "- `supply-{}.csv`: `timestamp,demand,serving,billed,desired`, one row per change.", r.strategy);
+        let _ = writeln!(
+            o,
+            "- `supply-{}.csv`: `timestamp,demand,serving,billed,desired`, one row per change.",
+            r.strategy
+        );
     }
     o
 }

@@ -25,7 +25,13 @@ use super::metrics::{Recorder, SupplyRow};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
     Cpu,
+    /// Queue depth, in trace units.
     Backlog,
+    /// Work arriving, in trace units per second; per serving instance when `per_target`
+    /// (like ALB `RequestCountPerTarget`).
+    Arrivals {
+        per_target: bool,
+    },
 }
 
 /// How a period's values become its datapoint.
@@ -35,6 +41,8 @@ pub enum Stat {
     Average,
     Maximum,
     Minimum,
+    /// Integral over the period, per second (a count from a rate).
+    Sum,
 }
 
 /// One published metric: datapoints for aligned periods, delivered `lag` after the period ends.
@@ -95,6 +103,7 @@ impl Pipeline {
                     Stat::Average => self.integral / self.observed_ms as f64,
                     Stat::Maximum => self.max,
                     Stat::Minimum => self.min,
+                    Stat::Sum => self.integral / 1000.0,
                 };
                 self.pending.push_back((self.next_boundary + lag, self.period_start, value));
             }
@@ -284,7 +293,7 @@ pub struct Load<'a> {
     pub lag_ms: i64,
     /// Simulate a backlog of unserved demand.
     pub queue: bool,
-    /// Backlog units per instance-second of unserved demand.
+    /// Trace units per instance-second: the backlog's and arrivals' unit.
     pub queue_unit: f64,
 }
 
@@ -372,11 +381,19 @@ fn advance(load: &Load<'_>, pipes: &mut [Pipeline], demand: f64, serving: u32, b
         return;
     }
     let steady_cpu = cpu(demand, serving);
+    let rate = demand * load.queue_unit;
+    for p in pipes.iter_mut() {
+        if let Signal::Arrivals { per_target } = p.spec.signal {
+            let v = if per_target { (serving > 0).then(|| rate / f64::from(serving)) } else { Some(rate) };
+            p.add(len, v.map(|v| (v, v, v)));
+        }
+    }
     if !load.queue {
         for p in pipes.iter_mut() {
             match p.spec.signal {
                 Signal::Cpu => p.add(len, steady_cpu.map(|c| (c, c, c))),
                 Signal::Backlog => p.add(len, Some((0.0, 0.0, 0.0))),
+                Signal::Arrivals { .. } => {}
             }
         }
         return;
@@ -420,6 +437,7 @@ fn advance(load: &Load<'_>, pipes: &mut [Pipeline], demand: f64, serving: u32, b
                     p.add(len - busy_len, Some((0.0, 0.0, 0.0)));
                 }
             }
+            Signal::Arrivals { .. } => {}
         }
     }
     *backlog = b1.max(0.0);
@@ -465,7 +483,8 @@ mod tests {
         // Demand 2 for 10 minutes; 1 instance at first, a second started at minute 2 that
         // serves from minute 3.5 (boot 90 s).
         let points = [(0, 2.0)];
-        let load = Load { points: &points, end_ms: 10 * M, boot_ms: 90_000, lag_ms: 60_000, queue: false, queue_unit: 1.0 };
+        let load =
+            Load { points: &points, end_ms: 10 * M, boot_ms: 90_000, lag_ms: 60_000, queue: false, queue_unit: 1.0 };
         let spec = PipelineSpec { signal: Signal::Cpu, stat: Stat::Average, period_ms: M };
         let mut ctl = Scripted { plan: vec![(2 * M, 2)], next: 0, desired: 1, seen: vec![], spec: vec![spec] };
         let mut pool = Pool::new(0, 1, 90_000, false);
@@ -473,10 +492,11 @@ mod tests {
         let rows: Vec<(i64, u32, u32)> = rec.rows().iter().map(|r| (r.at_ms, r.serving, r.billed)).collect();
         assert_eq!(rows, [(0, 1, 1), (2 * M, 1, 2), (3 * M + 30_000, 2, 2)]);
         let f = super::super::metrics::figures("s", rec.rows(), load.end_ms);
+        assert_eq!(rec.rows()[0].demand, 2.0);
         assert!((f.instance_hours - 18.0 / 60.0).abs() < 1e-12, "{}", f.instance_hours);
         assert_eq!(f.under_provisioned_minutes, 3.5);
-        // Datapoint for minute 3 (half at 100 %, half at 100 %... 2/2 = 100 %): first 30 s at
-        // 100 % (2 on 1), then 100 % (2 on 2) - all 100. Minute 0 is delivered at 2 min.
+        // Demand 2 keeps every serving instance at 100 %. The datapoint of minute 0 closes at
+        // 1 min and arrives a lag later.
         assert_eq!(ctl.seen[0], (0, 2 * M, 100.0));
         assert_eq!(ctl.seen.len(), 9, "periods 0..9 delivered by minute 10");
     }

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use serde::Serialize;
 
 use super::metrics::{Recorder, SupplyRow};
-use super::sim::{Controller, Load, PipelineSpec, Pool, Signal, Stat};
+use super::sim::{Controller, PipelineSpec, Pool, Signal, Stat};
 
 /// Bounds and target shared by every strategy (the policy's).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -106,11 +106,8 @@ impl Controller for Hpa {
             self.recs.pop_front();
         }
         self.recs.push_back((now, rec));
-        let stabilized = if rec < current {
-            self.recs.iter().map(|&(_, r)| r).max().unwrap_or(rec).min(current)
-        } else {
-            rec
-        };
+        let stabilized =
+            if rec < current { self.recs.iter().map(|&(_, r)| r).max().unwrap_or(rec).min(current) } else { rec };
         // Scale-up rate: max(+100 %, +4 pods) per 15 s period; scale-down: 100 % per 15 s.
         let up_limit = current.saturating_mul(2).max(current.saturating_add(4));
         let desired = self.limits.clamp(stabilized.min(up_limit));
@@ -298,7 +295,7 @@ fn window_extreme(f: &[(i64, u32)], end: i64, w: i64, max: bool) -> Vec<(i64, u3
 #[cfg(test)]
 mod tests {
     use super::super::metrics::figures;
-    use super::super::sim::simulate;
+    use super::super::sim::{Load, simulate};
     use super::*;
 
     const M: i64 = 60_000;

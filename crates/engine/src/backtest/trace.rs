@@ -145,8 +145,9 @@ pub fn parse_time(field: &str) -> Option<(i64, bool)> {
     if f.is_empty() {
         return None;
     }
-    let numeric = f.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+' || b == b'e' || b == b'E')
-        && !f[1..].contains('-');
+    let numeric =
+        f.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+' || b == b'e' || b == b'E')
+            && !f[1..].contains('-');
     if numeric {
         let secs: f64 = f.parse().ok()?;
         let ms = (secs * 1000.0).round();
@@ -187,9 +188,11 @@ fn ts(ms: i64) -> Result<Timestamp, TraceError> {
 
 /// Reads a trace from CSV text.
 pub fn read_trace(text: &str, opts: &TraceOptions) -> Result<Trace, TraceError> {
-    let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end_matches('\r'))).filter(|(_, l)| !l.trim().is_empty());
+    let mut lines =
+        text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end_matches('\r'))).filter(|(_, l)| !l.trim().is_empty());
     let (_, header_line) = lines.next().ok_or(TraceError::Empty)?;
-    let header: Vec<String> = split_row(header_line.trim_start_matches('\u{feff}')).into_iter().map(str::to_owned).collect();
+    let header: Vec<String> =
+        split_row(header_line.trim_start_matches('\u{feff}')).into_iter().map(str::to_owned).collect();
     let rows: Vec<(usize, Vec<&str>)> = lines.map(|(n, l)| (n, split_row(l))).collect();
     let first = rows.first().ok_or(TraceError::Empty)?;
     let columns = header.join(", ");
@@ -229,8 +232,8 @@ pub fn read_trace(text: &str, opts: &TraceOptions) -> Result<Trace, TraceError> 
         }
         let at = match (time_col, step_ms) {
             (Some(c), _) => {
-                let (ms, is_epoch) =
-                    parse_time(fields[c]).ok_or_else(|| TraceError::BadTime { line: *line, text: fields[c].to_owned() })?;
+                let (ms, is_epoch) = parse_time(fields[c])
+                    .ok_or_else(|| TraceError::BadTime { line: *line, text: fields[c].to_owned() })?;
                 if k == 0 {
                     epoch = is_epoch;
                 }

@@ -1,0 +1,201 @@
+//! `vmscaler backtest`: replay a load trace through a policy beside reference strategies.
+//!
+//! The I/O edge of `vmscaler_engine::backtest`: reads the policy and the trace, runs the pure
+//! simulation, shows a progress bar when stderr is a terminal, and writes `report.md`,
+//! `report.json`, `chart.svg` and one `supply-<strategy>.csv` per strategy into `--out`.
+//! Not here: any simulation logic (the engine owns it).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use jiff::Timestamp;
+use vmscaler_engine::backtest::{self, DemandUnit, Fill, Scenario, Strategy, TraceOptions, chart, report};
+use vmscaler_engine::duration::parse_duration;
+
+use super::{EX_CONFIG, EX_USAGE};
+use crate::policies::load_file;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FillArg {
+    Zero,
+    Hold,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("unit").required(true).args(["capacity_per_instance", "cpu_fleet"])))]
+pub struct Args {
+    /// The policy file to test.
+    #[arg(long)]
+    pub policy: PathBuf,
+    /// CSV trace with a header: a time column (ISO-8601 or epoch seconds) and a value column.
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// The trace column holding the load (default: the first numeric column).
+    #[arg(long)]
+    pub value_column: Option<String>,
+    /// Request-rate trace: how much of the value one instance serves at 100 % CPU.
+    #[arg(long)]
+    pub capacity_per_instance: Option<f64>,
+    /// CPU % trace recorded on a fixed fleet of this many instances.
+    #[arg(long)]
+    pub cpu_fleet: Option<f64>,
+    /// Time from starting an instance to its serving load.
+    #[arg(long, default_value = "90s", value_parser = duration_arg)]
+    pub boot_delay: Duration,
+    /// Delay before a metric datapoint reaches the policy.
+    #[arg(long, default_value = "60s", value_parser = duration_arg)]
+    pub metric_lag: Duration,
+    /// Reference strategies to compare with.
+    #[arg(long, value_delimiter = ',', default_value = "hpa,target-tracking,static,oracle", value_parser = strategy_arg)]
+    pub compare: Vec<Strategy>,
+    /// Instances serving at the start (default: the policy's min).
+    #[arg(long)]
+    pub initial: Option<u32>,
+    /// CPU target % for the reference strategies (default: the policy's first utilisation target).
+    #[arg(long)]
+    pub target: Option<f64>,
+    /// Interval between rows of a trace without a time column (also the nominal step for gaps).
+    #[arg(long, value_parser = duration_arg)]
+    pub step: Option<Duration>,
+    /// First row's time for a trace without a time column (RFC 3339).
+    #[arg(long)]
+    pub start: Option<Timestamp>,
+    /// How to fill gaps and empty values.
+    #[arg(long, value_enum, default_value = "zero")]
+    pub fill: FillArg,
+    /// Output directory (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+fn duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn strategy_arg(s: &str) -> Result<Strategy, String> {
+    s.parse::<Strategy>().map_err(|e| e.to_string())
+}
+
+/// A one-line progress bar on stderr, drawn only on a terminal.
+struct Progress {
+    tty: bool,
+    last: Option<(String, u32)>,
+}
+
+impl Progress {
+    fn update(&mut self, name: &str, fraction: f64) {
+        if !self.tty {
+            return;
+        }
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let pct = (fraction.clamp(0.0, 1.0) * 100.0) as u32;
+        if self.last.as_ref().is_some_and(|(n, p)| n == name && *p == pct) {
+            return;
+        }
+        let filled = (pct / 4) as usize;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r{name:>16} [{}{}] {pct:>3}%", "#".repeat(filled), " ".repeat(25 - filled));
+        if pct == 100 {
+            let _ = writeln!(err);
+        }
+        let _ = err.flush();
+        self.last = Some((name.to_owned(), pct));
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let report_ = load_file(&args.policy);
+    for d in &report_.diagnostics {
+        eprintln!("{d}");
+    }
+    let Some(policy) = report_.policy else { return Ok(ExitCode::from(EX_CONFIG)) };
+
+    let text = match std::fs::read_to_string(&args.trace) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("vmscaler: cannot read trace {}: {e}", args.trace.display());
+            return Ok(ExitCode::from(EX_USAGE));
+        }
+    };
+    let opts = TraceOptions {
+        value_column: args.value_column.clone(),
+        step: args.step,
+        start: args.start,
+        fill: match args.fill {
+            FillArg::Zero => Fill::Zero,
+            FillArg::Hold => Fill::Hold,
+        },
+    };
+    let trace = match backtest::read_trace(&text, &opts) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("vmscaler: {}: {e}", args.trace.display());
+            return Ok(ExitCode::from(EX_USAGE));
+        }
+    };
+    let s = &trace.summary;
+    if s.out_of_order > 0 {
+        eprintln!(
+            "vmscaler: {}: {} row(s) out of order (first at line {}), sorted",
+            args.trace.display(),
+            s.out_of_order,
+            s.out_of_order_lines.first().copied().unwrap_or(0)
+        );
+    }
+    if s.gap_count > 0 || s.empty_values > 0 {
+        eprintln!(
+            "vmscaler: {}: {} gap(s) ({} missing point(s)) and {} empty value(s), filled with {}",
+            args.trace.display(),
+            s.gap_count,
+            s.missing_points,
+            s.empty_values,
+            s.fill.as_str()
+        );
+    }
+
+    let demand = match (args.capacity_per_instance, args.cpu_fleet) {
+        (Some(c), None) => DemandUnit::CapacityPerInstance(c),
+        (None, Some(n)) => DemandUnit::CpuFleet(n),
+        _ => bail!("give exactly one of --capacity-per-instance and --cpu-fleet"),
+    };
+    let scenario = Scenario {
+        demand,
+        boot_delay: args.boot_delay,
+        metric_lag: args.metric_lag,
+        initial: args.initial,
+        target: args.target,
+    };
+    let mut progress = Progress { tty: std::io::stderr().is_terminal(), last: None };
+    let result = match backtest::run(&policy, &trace, scenario, &args.compare, &mut |n, f| progress.update(n, f)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vmscaler: {e}");
+            return Ok(ExitCode::from(EX_USAGE));
+        }
+    };
+
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let trace_name =
+        args.trace.file_name().map_or_else(|| args.trace.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let md = report::markdown(&result, &trace_name);
+    write(&args.out, "report.md", &md)?;
+    write(&args.out, "report.json", &report::json(&result, &trace_name))?;
+    write(&args.out, "chart.svg", &chart::svg(&result, &trace_name))?;
+    for r in &result.runs {
+        write(&args.out, &format!("supply-{}.csv", r.strategy), &report::supply_csv(r))?;
+    }
+    // The results table on stdout.
+    if let Some(table) = md.split("## Results\n\n").nth(1).and_then(|t| t.split("\n\n").next()) {
+        println!("{table}");
+    }
+    println!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
