@@ -58,7 +58,8 @@ pub fn load_file(path: &Path) -> PolicyReport {
 pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     if path.is_dir() {
         let entries = std::fs::read_dir(path).map_err(|e| io_diag(path, "read policy directory", &e))?;
-        let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_policy_file(p)).collect();
+        let mut files: Vec<PathBuf> =
+            entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_policy_file(p)).collect();
         files.sort();
         Ok(files)
     } else {
@@ -86,7 +87,8 @@ pub fn load_paths(paths: &[PathBuf]) -> LoadedSet {
         }
     }
     let names: Vec<String> = set.policies.iter().map(|(f, _)| f.display().to_string()).collect();
-    let pairs: Vec<(&str, &Policy)> = names.iter().map(String::as_str).zip(set.policies.iter().map(|(_, p)| p)).collect();
+    let pairs: Vec<(&str, &Policy)> =
+        names.iter().map(String::as_str).zip(set.policies.iter().map(|(_, p)| p)).collect();
     let cross = check_policy_set(&pairs);
     // A policy that collides with an earlier one is dropped from the runnable set.
     let bad: Vec<String> = cross.iter().map(|d| d.file.clone()).collect();

@@ -42,7 +42,8 @@ fn broken_policy_exits_78_with_locations() {
     let out = vmscaler(&["validate", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let want = format!("{}:6:77: metrics[0].weight: -1 is negative (weights must be >= 0)", dir.join("web.yaml").display());
+    let want =
+        format!("{}:6:77: metrics[0].weight: -1 is negative (weights must be >= 0)", dir.join("web.yaml").display());
     assert!(stderr.contains(&want), "{stderr}");
 
     let out = vmscaler(&["validate", dir.to_str().unwrap(), "--output", "json"]);
@@ -66,14 +67,18 @@ fn warnings_fail_only_with_deny_warnings() {
     assert_eq!(vmscaler(&["validate", d]).status.code(), Some(0));
     let out = vmscaler(&["validate", d, "--deny-warnings"]);
     assert_eq!(out.status.code(), Some(78));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("w.yaml:8:77: warning: prewarm[0].capacity: 9 is above max 4"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("w.yaml:8:77: warning: prewarm[0].capacity: 9 is above max 4")
+    );
 }
 
 #[test]
 fn duplicate_pools_across_files_name_both() {
     let dir = scratch("dup");
     let body = |name: &str| {
-        format!("name: {name}\npool: {{tag: {{key: pool, value: web}}}}\nmin: 1\nmax: 3\nmetrics:\n  - {{id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}}\n")
+        format!(
+            "name: {name}\npool: {{tag: {{key: pool, value: web}}}}\nmin: 1\nmax: 3\nmetrics:\n  - {{id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}}\n"
+        )
     };
     std::fs::write(dir.join("a.yaml"), body("a")).unwrap();
     std::fs::write(dir.join("b.yaml"), body("b")).unwrap();
@@ -109,7 +114,19 @@ fn plan_explains_a_confirmed_scale_up_and_a_prewarm_floor() {
     assert!(stdout.contains("start i-plan00006, i-plan00007, i-plan00008, i-plan00009"), "{stdout}");
 
     // 04:50Z is 23:50 in New York: inside Black Friday's 20-minute lead.
-    let out = vmscaler(&["plan", "--policy", "policies/web-storefront.yaml", "--metrics", c, "--current", "6", "--at", "2026-11-27T04:50:00Z", "--output", "json"]);
+    let out = vmscaler(&[
+        "plan",
+        "--policy",
+        "policies/web-storefront.yaml",
+        "--metrics",
+        c,
+        "--current",
+        "6",
+        "--at",
+        "2026-11-27T04:50:00Z",
+        "--output",
+        "json",
+    ]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["decision"]["desired"], 40);
     assert_eq!(json["decision"]["floor"]["rule"], "black-friday-2026");

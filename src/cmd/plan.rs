@@ -15,8 +15,8 @@ use jiff::Timestamp;
 use super::EX_CONFIG;
 use super::validate::Output;
 use crate::policies::load_file;
-use vmscaler_engine::{Decision, Fleet, GroupState, Member, MemberState, PoolHistory, Sample, decide};
 use vmscaler_engine::policy::PoolTarget;
+use vmscaler_engine::{Decision, Fleet, GroupState, Member, MemberState, PoolHistory, Sample, decide};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -81,12 +81,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("{d}");
     }
     let Some(policy) = report.policy else { return Ok(ExitCode::from(EX_CONFIG)) };
-    let text = std::fs::read_to_string(&args.metrics).with_context(|| format!("cannot read {}", args.metrics.display()))?;
+    let text =
+        std::fs::read_to_string(&args.metrics).with_context(|| format!("cannot read {}", args.metrics.display()))?;
     let rows = read_metrics_csv(&text).with_context(|| args.metrics.display().to_string())?;
     for (_, values) in rows.iter().take(1) {
         for (id, _) in values {
             if !policy.metrics.iter().any(|m| &m.id == id) {
-                eprintln!("warning: {}: column {id:?} is not a metric of policy {:?} (ignored)", args.metrics.display(), policy.name);
+                eprintln!(
+                    "warning: {}: column {id:?} is not a metric of policy {:?} (ignored)",
+                    args.metrics.display(),
+                    policy.name
+                );
             }
         }
     }

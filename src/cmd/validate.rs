@@ -49,7 +49,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 eprintln!("{d}");
             }
             if set.files.is_empty() && errors == 0 {
-                eprintln!("no policy files (*.yaml, *.yml) found in {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+                eprintln!(
+                    "no policy files (*.yaml, *.yml) found in {}",
+                    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                );
             }
             let verdict = if ok { "ok" } else { "invalid" };
             println!(

@@ -156,7 +156,9 @@ impl fmt::Display for Bound {
             Bound::WithinTolerance { score, tolerance } => {
                 write!(f, "score {score:.3} within tolerance ±{tolerance}: hold")
             }
-            Bound::Saturated { metric, ratio } => write!(f, "{metric} saturated: its ratio {ratio:.3} drives the score"),
+            Bound::Saturated { metric, ratio } => {
+                write!(f, "{metric} saturated: its ratio {ratio:.3} drives the score")
+            }
             Bound::AwaitingConfirmation { seen, needed } => {
                 write!(f, "scale-up awaiting confirmation ({seen}/{needed} evaluations above band)")
             }
@@ -332,16 +334,15 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
         };
         let seen = 1 + confirming_records(history, policy.interval, now);
         let confirmed = from_missing_rule || seen >= needed;
-        if let Some((sc, t)) = fast.filter(|_| !confirmed) {
-            if sc.is_finite() {
-                bounds.push(Bound::FastScaleUp { score: sc, threshold: t });
-            }
+        if let Some((sc, t)) = fast.filter(|_| !confirmed)
+            && sc.is_finite()
+        {
+            bounds.push(Bound::FastScaleUp { score: sc, threshold: t });
         }
         if !confirmed && fast.is_none() {
             bounds.push(Bound::AwaitingConfirmation { seen, needed });
-        } else if let Some(left) = history
-            .last_scaled(Direction::Up)
-            .and_then(|r| remaining(r.at, scaling.scale_up.cooldown, now))
+        } else if let Some(left) =
+            history.last_scaled(Direction::Up).and_then(|r| remaining(r.at, scaling.scale_up.cooldown, now))
         {
             bounds.push(Bound::CooldownUp { remaining_secs: left });
         } else {
@@ -359,7 +360,8 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
         // A window counts as observed when its first record is within one interval of its start.
         let slack = policy.interval.max(Duration::from_secs(1));
         let observed = observed_since.map_or(Duration::ZERO, |t| now.duration_since(t).unsigned_abs());
-        let highest = history.records.iter().filter(|r| r.at >= from).map(|r| r.proposal).max().unwrap_or(0).max(proposal);
+        let highest =
+            history.records.iter().filter(|r| r.at >= from).map(|r| r.proposal).max().unwrap_or(0).max(proposal);
         if !s.missing.is_empty() {
             bounds.push(Bound::NoScaleInWithMissingData { metrics: s.missing.clone() });
         } else if window > Duration::ZERO && observed + slack < window {

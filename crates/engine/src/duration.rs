@@ -89,13 +89,9 @@ mod tests {
 
     #[test]
     fn parses_and_prints() {
-        for (text, secs, shown) in [
-            ("90s", 90, "1m30s"),
-            ("5m", 300, "5m"),
-            ("1h30m", 5400, "1h30m"),
-            ("2d", 172_800, "2d"),
-            ("0s", 0, "0s"),
-        ] {
+        for (text, secs, shown) in
+            [("90s", 90, "1m30s"), ("5m", 300, "5m"), ("1h30m", 5400, "1h30m"), ("2d", 172_800, "2d"), ("0s", 0, "0s")]
+        {
             let d = parse_duration(text).unwrap();
             assert_eq!(d, Duration::from_secs(secs), "{text}");
             assert_eq!(Human(d).to_string(), shown);
@@ -105,7 +101,13 @@ mod tests {
 
     #[test]
     fn rejects_with_reason() {
-        for (text, why) in [("", "empty"), ("5", "missing unit"), ("5y", "unknown unit"), ("m", "expected a number"), ("-5m", "expected a number")] {
+        for (text, why) in [
+            ("", "empty"),
+            ("5", "missing unit"),
+            ("5y", "unknown unit"),
+            ("m", "expected a number"),
+            ("-5m", "expected a number"),
+        ] {
             let e = parse_duration(text).unwrap_err();
             assert!(e.to_string().contains(why), "{text}: {e}");
         }

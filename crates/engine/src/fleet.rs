@@ -78,10 +78,8 @@ impl Fleet {
     pub fn current(&self) -> u32 {
         match self {
             Fleet::Instances { members } => {
-                let n = members
-                    .iter()
-                    .filter(|m| matches!(m.state, MemberState::Running | MemberState::Pending))
-                    .count();
+                let n =
+                    members.iter().filter(|m| matches!(m.state, MemberState::Running | MemberState::Pending)).count();
                 u32::try_from(n).unwrap_or(u32::MAX)
             }
             Fleet::Group(g) => g.desired,

@@ -122,7 +122,15 @@ mod tests {
     #[test]
     fn prune_keeps_last_scaling_records() {
         let mut h = PoolHistory::default();
-        let rec = |t, scaled| EvalRecord { at: ts(t), score: None, above_band: false, proposal: 1, current: 1, desired: 1, scaled };
+        let rec = |t, scaled| EvalRecord {
+            at: ts(t),
+            score: None,
+            above_band: false,
+            proposal: 1,
+            current: 1,
+            desired: 1,
+            scaled,
+        };
         h.push_record(rec(0, Some(Direction::Up)));
         h.push_record(rec(60, None));
         h.push_record(rec(120, Some(Direction::Down)));

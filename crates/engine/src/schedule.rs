@@ -85,10 +85,10 @@ impl PrewarmRule {
             ramping,
         };
         // Full capacity from `start - lead` until `end`.
-        if let Some(w) = self.window_starting_by(add(now, self.lead)) {
-            if now < w.end {
-                return Some(floor(w, self.capacity, false));
-            }
+        if let Some(w) = self.window_starting_by(add(now, self.lead))
+            && now < w.end
+        {
+            return Some(floor(w, self.capacity, false));
         }
         // Ramping towards the next window.
         if self.ramp > Duration::ZERO {
@@ -168,7 +168,8 @@ mod tests {
 
     #[test]
     fn daily_rule_fires_once_on_both_dst_days_in_new_york() {
-        let p = policy("  - {name: n, cron: \"30 1 * * *\", duration: 10m, time_zone: America/New_York, capacity: 9}\n");
+        let p =
+            policy("  - {name: n, cron: \"30 1 * * *\", duration: 10m, time_zone: America/New_York, capacity: 9}\n");
         // 2026-03-08: clocks spring forward at 02:00 EST; 01:30 EST = 06:30Z exists once.
         assert_eq!(activations(&p, "2026-03-08T04:00:00Z", "2026-03-09T04:00:00Z"), ["2026-03-08T06:30:00Z"]);
         // 2026-11-01: clocks fall back at 02:00 EDT; 01:30 happens twice (05:30Z EDT, 06:30Z EST).
@@ -182,17 +183,23 @@ mod tests {
     fn rule_in_the_spring_gap_fires_after_the_gap() {
         // 02:30 does not exist on 2026-03-08 in New York: the window starts at the first real
         // instant after the gap (03:00 EDT = 07:00Z), once.
-        let p = policy("  - {name: g, cron: \"30 2 * * *\", duration: 10m, time_zone: America/New_York, capacity: 9}\n");
+        let p =
+            policy("  - {name: g, cron: \"30 2 * * *\", duration: 10m, time_zone: America/New_York, capacity: 9}\n");
         assert_eq!(activations(&p, "2026-03-08T04:00:00Z", "2026-03-09T04:00:00Z"), ["2026-03-08T07:00:00Z"]);
     }
 
     #[test]
     fn black_friday_floor_starts_at_the_right_utc_instant() {
         // 2026-11-27T00:00 in New York is EST (UTC-5): 05:00Z; a 20-minute lead makes it 04:40Z.
-        let p = policy("  - {name: bf, start: 2026-11-27T00:00, end: 2026-11-28T00:00, time_zone: America/New_York, lead: 20m, capacity: 40}\n");
+        let p = policy(
+            "  - {name: bf, start: 2026-11-27T00:00, end: 2026-11-28T00:00, time_zone: America/New_York, lead: 20m, capacity: 40}\n",
+        );
         assert_eq!(active_floor(&p, ts("2026-11-27T04:39:59Z")), None);
         let f = active_floor(&p, ts("2026-11-27T04:40:00Z")).unwrap();
-        assert_eq!((f.capacity, f.event_start, f.event_end), (40, ts("2026-11-27T05:00:00Z"), ts("2026-11-28T05:00:00Z")));
+        assert_eq!(
+            (f.capacity, f.event_start, f.event_end),
+            (40, ts("2026-11-27T05:00:00Z"), ts("2026-11-28T05:00:00Z"))
+        );
         assert!(active_floor(&p, ts("2026-11-28T04:59:59Z")).is_some());
         assert_eq!(active_floor(&p, ts("2026-11-28T05:00:00Z")), None);
         assert_eq!(next_activation(&p, ts("2026-11-20T00:00:00Z")), Some(ts("2026-11-27T04:40:00Z")));
@@ -201,7 +208,9 @@ mod tests {
     #[test]
     fn singles_day_in_shanghai_and_a_ramp() {
         // 11.11 00:00 in Shanghai (UTC+8) is 2026-11-10T16:00Z; lead 20m, ramp 30m from min 2 to 50.
-        let p = policy("  - {name: s, start: 2026-11-11T00:00, duration: 24h, time_zone: Asia/Shanghai, lead: 20m, ramp: 30m, capacity: 50}\n");
+        let p = policy(
+            "  - {name: s, start: 2026-11-11T00:00, duration: 24h, time_zone: Asia/Shanghai, lead: 20m, ramp: 30m, capacity: 50}\n",
+        );
         assert_eq!(active_floor(&p, ts("2026-11-10T15:09:59Z")), None);
         let at = |s| active_floor(&p, ts(s)).map(|f| (f.capacity, f.ramping));
         assert_eq!(at("2026-11-10T15:10:00Z"), Some((2, true)));
@@ -219,7 +228,10 @@ mod tests {
         );
         // 2026-11-27T12:30Z is 20:30 in Shanghai and inside Black Friday in New York.
         assert_eq!(active_floor(&p, ts("2026-11-27T12:30:00Z")).map(|f| f.rule), Some("bf".into()));
-        assert_eq!(active_floor(&p, ts("2026-11-26T12:30:00Z")).map(|f| (f.rule, f.capacity)), Some(("daily".into(), 12)));
+        assert_eq!(
+            active_floor(&p, ts("2026-11-26T12:30:00Z")).map(|f| (f.rule, f.capacity)),
+            Some(("daily".into(), 12))
+        );
         assert_eq!(active_floor(&p, ts("2026-11-26T14:00:00Z")), None, "the 2h window has ended");
     }
 }

@@ -35,7 +35,8 @@ history: {window: 1h, max_age: 3m}
     } else {
         base.to_owned()
     };
-    let text = if extra.contains("scaling:") { format!("{base}{extra}") } else { format!("{base}{default_scaling}{extra}") };
+    let text =
+        if extra.contains("scaling:") { format!("{base}{extra}") } else { format!("{base}{default_scaling}{extra}") };
     let r = parse_policy("t.yaml", &text);
     assert!(r.policy.is_some(), "{:?}", r.diagnostics);
     r.policy.unwrap()
@@ -53,7 +54,10 @@ fn member(i: u32, state: MemberState) -> Member {
 
 fn fleet(running: u32, stopped: u32) -> Fleet {
     Fleet::Instances {
-        members: (0..running).map(|i| member(i, MemberState::Running)).chain((running..running + stopped).map(|i| member(i, MemberState::Stopped))).collect(),
+        members: (0..running)
+            .map(|i| member(i, MemberState::Running))
+            .chain((running..running + stopped).map(|i| member(i, MemberState::Stopped)))
+            .collect(),
     }
 }
 
@@ -139,7 +143,15 @@ fn a_saturated_metric_is_never_averaged_away() {
     );
     let mut h = history_with(&[(-1, 95.0), (0, 95.0)]);
     h.push_sample("queue", Sample { at: at(0), value: 20.0 });
-    h.push_record(EvalRecord { at: at(-1), score: Some(1.9), above_band: true, proposal: 8, current: 4, desired: 4, scaled: None });
+    h.push_record(EvalRecord {
+        at: at(-1),
+        score: Some(1.9),
+        above_band: true,
+        proposal: 8,
+        current: 4,
+        desired: 4,
+        scaled: None,
+    });
     let d = decide(&p, &h, &fleet(4, 10), at(0));
     // Blend: (0.1 * 7.6 + 0.9 * 2) / 1.0 = 2.56 instances; CPU alone wants 4 * 1.9 = 7.6.
     assert_eq!(d.bounds[0], Bound::Saturated { metric: "cpu".into(), ratio: 1.9 });
@@ -160,7 +172,11 @@ fn scale_down_follows_the_highest_proposal_of_the_window() {
     // start) holds minute 1's proposal of 7. Minutes 5-7: the 4m scale-down cooldown. Minute 8:
     // minute 1 has left the window; 7 at 22.9% CPU wants 4.
     assert_eq!(&got[..9], [8, 8, 8, 8, 7, 7, 7, 7, 4]);
-    assert!(matches!(ds[2].bounds[..], [Bound::Stabilizing { observed_secs: 120, window_secs: 300 }]), "{:?}", ds[2].bounds);
+    assert!(
+        matches!(ds[2].bounds[..], [Bound::Stabilizing { observed_secs: 120, window_secs: 300 }]),
+        "{:?}",
+        ds[2].bounds
+    );
     assert_eq!(ds[4].bounds, [Bound::Stabilized { highest: 7 }]);
     assert_eq!(ds[6].bounds, [Bound::Stabilized { highest: 7 }], "minute 1 is still in the window");
     assert_eq!(ds[7].bounds, [Bound::CooldownDown { remaining_secs: 60 }]);
@@ -168,7 +184,9 @@ fn scale_down_follows_the_highest_proposal_of_the_window() {
 
 #[test]
 fn no_scale_down_inside_the_cooldown() {
-    let p = policy("scaling:\n  scale_up: {confirmations: 1}\n  scale_down: {stabilization: 0s, cooldown: 4m, max_step: 100%}\n");
+    let p = policy(
+        "scaling:\n  scale_up: {confirmations: 1}\n  scale_down: {stabilization: 0s, cooldown: 4m, max_step: 100%}\n",
+    );
     // Scale up at minute 0 (4 -> 8), then load vanishes.
     let ds = run(&p, fleet(4, 10), 7, |m, _| Some(if m == 0 { 100.0 } else { 5.0 }));
     let got = desired(&ds);
@@ -200,9 +218,19 @@ fn missing_data_never_scales_in() {
 
 #[test]
 fn partly_missing_data_blocks_scale_in_only() {
-    let p = policy("metrics:\n  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}\n  - {id: gpu, namespace: CWAgent, name: gpu, target: 50}\n");
+    let p = policy(
+        "metrics:\n  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}\n  - {id: gpu, namespace: CWAgent, name: gpu, target: 50}\n",
+    );
     let mut h = history_with(&[(0, 10.0)]);
-    h.push_record(EvalRecord { at: at(-6), score: Some(0.2), above_band: false, proposal: 2, current: 8, desired: 8, scaled: None });
+    h.push_record(EvalRecord {
+        at: at(-6),
+        score: Some(0.2),
+        above_band: false,
+        proposal: 2,
+        current: 8,
+        desired: 8,
+        scaled: None,
+    });
     let d = decide(&p, &h, &fleet(8, 0), at(0));
     assert_eq!(d.desired, 8);
     assert_eq!(d.bounds, [Bound::NoScaleInWithMissingData { metrics: vec!["gpu".into()] }]);
@@ -210,7 +238,9 @@ fn partly_missing_data_blocks_scale_in_only() {
 
 #[test]
 fn protected_and_in_transit_members_are_never_acted_on_twice() {
-    let p = policy("scaling:\n  scale_down: {stabilization: 0s, cooldown: 0s, max_step: 100%}\nscale_in: {order: oldest}\n");
+    let p = policy(
+        "scaling:\n  scale_down: {stabilization: 0s, cooldown: 0s, max_step: 100%}\nscale_in: {order: oldest}\n",
+    );
     let mut f = fleet(6, 0);
     let Fleet::Instances { members } = &mut f else { unreachable!() };
     members[0].protected = true; // oldest, but protected
@@ -247,7 +277,9 @@ fn scale_in_order_and_warm_pool_shortfall() {
         }
     }
     let pick = |order: &str| {
-        let p = policy(&format!("scaling:\n  scale_down: {{stabilization: 0s, cooldown: 0s, max_step: 2}}\nscale_in: {{order: {order}}}\n"));
+        let p = policy(&format!(
+            "scaling:\n  scale_down: {{stabilization: 0s, cooldown: 0s, max_step: 2}}\nscale_in: {{order: {order}}}\n"
+        ));
         decide(&p, &history_with(&[(0, 5.0)]), &f, at(0)).actions
     };
     assert_eq!(pick("newest"), [Action::Stop { instance_ids: vec!["i-03".into(), "i-02".into()] }]);
@@ -265,7 +297,16 @@ fn scale_in_order_and_warm_pool_shortfall() {
 fn group_bounds_and_activity_in_progress() {
     let mut p = policy("scaling:\n  scale_up: {confirmations: 1}\n");
     p.pool = crate::policy::PoolTarget::AutoScalingGroup("g".into());
-    let g = |activity| Fleet::Group(GroupState { name: "g".into(), desired: 4, min: 1, max: 6, in_service: 4, activity_in_progress: activity });
+    let g = |activity| {
+        Fleet::Group(GroupState {
+            name: "g".into(),
+            desired: 4,
+            min: 1,
+            max: 6,
+            in_service: 4,
+            activity_in_progress: activity,
+        })
+    };
     let d = decide(&p, &history_with(&[(0, 100.0)]), &g(false), at(0));
     assert_eq!(d.desired, 6);
     assert_eq!(d.bounds.last(), Some(&Bound::GroupMax { max: 6 }));
@@ -287,7 +328,10 @@ fn prewarm_floor_beats_cooldown_and_is_capped_at_max() {
     assert_eq!(d.desired, 20);
     assert_eq!(
         d.bounds[1..],
-        [Bound::FloorAboveMax { rule: "promo".into(), capacity: 30, max: 20 }, Bound::Floor { rule: "promo".into(), capacity: 20 }]
+        [
+            Bound::FloorAboveMax { rule: "promo".into(), capacity: 30, max: 20 },
+            Bound::Floor { rule: "promo".into(), capacity: 20 }
+        ]
     );
     let before: Timestamp = "2026-11-18T11:49:00Z".parse().unwrap();
     let d = decide(&p, &PoolHistory::default(), &fleet(4, 30), before);

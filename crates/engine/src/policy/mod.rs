@@ -180,7 +180,10 @@ impl Step {
             Step::Percent(p) => {
                 let n = (f64::from(current) * p / 100.0).ceil();
                 // Validation bounds `p`, so `n` fits; saturate rather than trust that.
-                if n >= f64::from(u32::MAX) { u32::MAX } else { (n as u32).max(1) }
+                // In range: checked against u32::MAX, and `ceil` of a non-negative number.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let n = if n >= f64::from(u32::MAX) { u32::MAX } else { (n as u32).max(1) };
+                n
             }
         }
     }
@@ -254,10 +257,11 @@ impl OccurrenceCache {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some((prev, next)) = *guard {
-            if prev <= t && next.is_none_or(|n| t < n) {
-                return (Some(prev), next);
-            }
+        if let Some((prev, next)) = *guard
+            && prev <= t
+            && next.is_none_or(|n| t < n)
+        {
+            return (Some(prev), next);
         }
         let (prev, next) = search();
         *guard = prev.map(|p| (p, next));

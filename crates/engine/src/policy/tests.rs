@@ -113,7 +113,9 @@ fn structural_errors_carry_yaml_locations() {
     check("name: x\n  pool: [\n", &["t.yaml:2:7: mapping values are not allowed in this context"]);
     check(
         &with("metricz: []\n"),
-        &["t.yaml:7:1: unknown field `metricz`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out"],
+        &[
+            "t.yaml:7:1: unknown field `metricz`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out",
+        ],
     );
     check(&BASE.replace("max: 10", "max: \"ten\""), &["t.yaml:4:6: invalid floating point"]);
     let nested = with("scaling:\n  scale_up:\n    cooldwn: 2m\n");
@@ -137,9 +139,14 @@ fn required_fields_point_at_their_parent() {
     );
     check(
         &BASE.replace("statistic: Average, period: 1m, target: 50", "statistic: Average, period: 1m"),
-        &["t.yaml:6:5: metrics[0].target: is required (`target` for a utilisation, `target_per_instance` for a backlog)"],
+        &[
+            "t.yaml:6:5: metrics[0].target: is required (`target` for a utilisation, `target_per_instance` for a backlog)",
+        ],
     );
-    check(&BASE.replace("{tag: {key: pool, value: web}}", "{}"), &["t.yaml:2:7: pool: needs a `tag: {key, value}` or an `auto_scaling_group`"]);
+    check(
+        &BASE.replace("{tag: {key: pool, value: web}}", "{}"),
+        &["t.yaml:2:7: pool: needs a `tag: {key, value}` or an `auto_scaling_group`"],
+    );
 }
 
 #[test]
@@ -171,9 +178,12 @@ fn pool_and_metric_conflicts() {
         &BASE.replace("target: 50}", "target: 50, per_instance: avg, dimensions: {InstanceId: i-1}}"),
         &["t.yaml:6:145: metrics[0].dimensions.InstanceId: is added per member for a per_instance metric: remove it"],
     );
-    check(&with("metrics: []\n").replace("metrics:\n  - {id", "unused:\n  - {id"), &[
-        "t.yaml:5:1: unknown field `unused`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out",
-    ]);
+    check(
+        &with("metrics: []\n").replace("metrics:\n  - {id", "unused:\n  - {id"),
+        &[
+            "t.yaml:5:1: unknown field `unused`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out",
+        ],
+    );
 }
 
 #[test]
@@ -197,7 +207,10 @@ fn missing_data_forms() {
         let r = parse_policy("t.yaml", &with(yaml));
         assert_eq!(r.policy.map(|p| p.missing_data), Some(want), "{yaml}");
     }
-    check(&with("missing_data: {fixed: -1}\n"), &["t.yaml:7:15: missing_data.fixed: -1 is out of range (allowed 0 to 10000)"]);
+    check(
+        &with("missing_data: {fixed: -1}\n"),
+        &["t.yaml:7:15: missing_data.fixed: -1 is out of range (allowed 0 to 10000)"],
+    );
 }
 
 #[test]
@@ -219,11 +232,15 @@ fn prewarm_window_rules() {
         &["t.yaml:8:22: prewarm[0].end: is required (or `duration`)"],
     );
     check(
-        &with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, duration: 1h, time_zone: UTC, capacity: 5}\n  - {name: a, start: 2026-11-28T00:00, duration: 1h, time_zone: UTC, capacity: 5}\n"),
+        &with(
+            "prewarm:\n  - {name: a, start: 2026-11-27T00:00, duration: 1h, time_zone: UTC, capacity: 5}\n  - {name: a, start: 2026-11-28T00:00, duration: 1h, time_zone: UTC, capacity: 5}\n",
+        ),
         &["t.yaml:9:12: prewarm[1].name: \"a\" is used by another pre-warm rule"],
     );
     check(
-        &with("prewarm:\n  - {name: a, cron: \"0 20 * * *\", end: 2026-11-28T00:00, duration: 1h, time_zone: UTC, capacity: 5}\n"),
+        &with(
+            "prewarm:\n  - {name: a, cron: \"0 20 * * *\", end: 2026-11-28T00:00, duration: 1h, time_zone: UTC, capacity: 5}\n",
+        ),
         &["t.yaml:8:40: prewarm[0].end: is for one-off windows: a cron window takes `duration`"],
     );
 }
@@ -233,7 +250,8 @@ fn policy_set_rejects_shared_pools_and_names() {
     let a = parse_policy("a.yaml", BASE).policy.unwrap();
     let b = parse_policy("b.yaml", &BASE.replace("name: web", "name: web2")).policy.unwrap();
     let c = parse_policy("c.yaml", &BASE.replace("value: web", "value: other")).policy.unwrap();
-    let got: Vec<String> = check_policy_set(&[("a.yaml", &a), ("b.yaml", &b), ("c.yaml", &c)]).iter().map(ToString::to_string).collect();
+    let got: Vec<String> =
+        check_policy_set(&[("a.yaml", &a), ("b.yaml", &b), ("c.yaml", &c)]).iter().map(ToString::to_string).collect();
     assert_eq!(
         got,
         [
@@ -249,23 +267,67 @@ fn remaining_messages_each_with_their_location() {
     let cases: &[(&str, &str)] = &[
         (&BASE.replace("name: web", "name: \"\""), "t.yaml:1:7: name: is empty"),
         (&BASE.replace("target: 50}", "target: 0}"), "t.yaml:6:97: metrics[0].target: 0 must be a number above 0"),
-        (&BASE.replace("target: 50}", "target: 50, ceiling: -3}"), "t.yaml:6:110: metrics[0].ceiling: -3 must be a number above 0"),
-        (&BASE.replace("target: 50}", "target: 50, weight: .nan}"), "t.yaml:6:109: metrics[0].weight: NaN is not a number"),
+        (
+            &BASE.replace("target: 50}", "target: 50, ceiling: -3}"),
+            "t.yaml:6:110: metrics[0].ceiling: -3 must be a number above 0",
+        ),
+        (
+            &BASE.replace("target: 50}", "target: 50, weight: .nan}"),
+            "t.yaml:6:109: metrics[0].weight: NaN is not a number",
+        ),
         (&BASE.replace("namespace: AWS/EC2, ", ""), "t.yaml:6:5: metrics[0].namespace: is required"),
-        (&BASE.replace(m, "").replace("metrics:\n", "metrics: []\n"), "t.yaml:5:10: metrics: is empty (at least one metric)"),
+        (
+            &BASE.replace(m, "").replace("metrics:\n", "metrics: []\n"),
+            "t.yaml:5:10: metrics: is empty (at least one metric)",
+        ),
         (&BASE.replace("key: pool", "key: \"\""), "t.yaml:2:19: pool.tag.key: \"\" must be 1 to 128 characters"),
-        (&BASE.replace("value: web", &format!("value: {}", "v".repeat(257))), "t.yaml:2:32: pool.tag.value: must be at most 256 characters"),
-        (&with("scaling:\n  scale_up: {max_step: lots}\n"), "t.yaml:8:24: scaling.scale_up.max_step: \"lots\" is not a step (write a count like 4 or a percentage like 25%)"),
-        (&with("scaling:\n  scale_up: {max_step: \"x%\"}\n"), "t.yaml:8:24: scaling.scale_up.max_step: \"x%\" is not a percentage (write a count like 4 or a percentage like 25%)"),
-        (&with("scaling:\n  scale_up: {cooldown: 2d}\n"), "t.yaml:8:24: scaling.scale_up.cooldown: 2d is longer than 1d"),
-        (&with("scaling:\n  scale_down: {cooldown: 36h}\n"), "t.yaml:8:26: scaling.scale_down.cooldown: 1d12h is longer than 1d"),
+        (
+            &BASE.replace("value: web", &format!("value: {}", "v".repeat(257))),
+            "t.yaml:2:32: pool.tag.value: must be at most 256 characters",
+        ),
+        (
+            &with("scaling:\n  scale_up: {max_step: lots}\n"),
+            "t.yaml:8:24: scaling.scale_up.max_step: \"lots\" is not a step (write a count like 4 or a percentage like 25%)",
+        ),
+        (
+            &with("scaling:\n  scale_up: {max_step: \"x%\"}\n"),
+            "t.yaml:8:24: scaling.scale_up.max_step: \"x%\" is not a percentage (write a count like 4 or a percentage like 25%)",
+        ),
+        (
+            &with("scaling:\n  scale_up: {cooldown: 2d}\n"),
+            "t.yaml:8:24: scaling.scale_up.cooldown: 2d is longer than 1d",
+        ),
+        (
+            &with("scaling:\n  scale_down: {cooldown: 36h}\n"),
+            "t.yaml:8:26: scaling.scale_down.cooldown: 1d12h is longer than 1d",
+        ),
         (&with("history: {window: 8d}\n"), "t.yaml:7:19: history.window: 8d is longer than 7d"),
-        (&with("prewarm:\n  - {name: a, cron: \"0 20 * * *\", duration: 0s, time_zone: UTC, capacity: 5}\n"), "t.yaml:8:45: prewarm[0].duration: must be above 0s"),
-        (&with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, duration: 0s, time_zone: UTC, capacity: 5}\n"), "t.yaml:8:50: prewarm[0].duration: must be above 0s"),
-        (&with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, end: 2026-11-28T00:00, duration: 1h, time_zone: UTC, capacity: 5}\n"), "t.yaml:8:73: prewarm[0].duration: give either `end` or `duration`, not both"),
-        (&with("prewarm:\n  - {name: a, time_zone: UTC, capacity: 5}\n"), "t.yaml:8:5: prewarm[0].start: is required (`start` for a one-off window, or `cron` for a recurring one)"),
-        (&with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, duration: 1h, time_zone: UTC}\n"), "t.yaml:8:5: prewarm[0].capacity: is required"),
-        (&with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, duration: 1h, time_zone: UTC, capacity: 0}\n"), "t.yaml:8:80: prewarm[0].capacity: 0 is out of range (allowed 1 to 10000)"),
+        (
+            &with("prewarm:\n  - {name: a, cron: \"0 20 * * *\", duration: 0s, time_zone: UTC, capacity: 5}\n"),
+            "t.yaml:8:45: prewarm[0].duration: must be above 0s",
+        ),
+        (
+            &with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, duration: 0s, time_zone: UTC, capacity: 5}\n"),
+            "t.yaml:8:50: prewarm[0].duration: must be above 0s",
+        ),
+        (
+            &with(
+                "prewarm:\n  - {name: a, start: 2026-11-27T00:00, end: 2026-11-28T00:00, duration: 1h, time_zone: UTC, capacity: 5}\n",
+            ),
+            "t.yaml:8:73: prewarm[0].duration: give either `end` or `duration`, not both",
+        ),
+        (
+            &with("prewarm:\n  - {name: a, time_zone: UTC, capacity: 5}\n"),
+            "t.yaml:8:5: prewarm[0].start: is required (`start` for a one-off window, or `cron` for a recurring one)",
+        ),
+        (
+            &with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, duration: 1h, time_zone: UTC}\n"),
+            "t.yaml:8:5: prewarm[0].capacity: is required",
+        ),
+        (
+            &with("prewarm:\n  - {name: a, start: 2026-11-27T00:00, duration: 1h, time_zone: UTC, capacity: 0}\n"),
+            "t.yaml:8:80: prewarm[0].capacity: 0 is out of range (allowed 1 to 10000)",
+        ),
     ];
     let mut wrong = Vec::new();
     for (text, want) in cases {
@@ -285,8 +347,11 @@ fn remaining_messages_each_with_their_location() {
     );
     // A warning, not an error: the policy still loads.
     check(
-        &BASE.replace("{tag: {key: pool, value: web}}", "{auto_scaling_group: web}")
+        &BASE
+            .replace("{tag: {key: pool, value: web}}", "{auto_scaling_group: web}")
             .replace("metrics:", "scale_in: {protect_tag: {key: keep, value: \"yes\"}}\nmetrics:"),
-        &["t.yaml:5:25: warning: scale_in.protect_tag: has no effect on an Auto Scaling group (use the group's scale-in protection)"],
+        &[
+            "t.yaml:5:25: warning: scale_in.protect_tag: has no effect on an Auto Scaling group (use the group's scale-in protection)",
+        ],
     );
 }

@@ -74,7 +74,7 @@ impl PolicyReport {
 }
 
 /// Limits that keep a policy sane; each message that enforces one states it.
-const MAX_CAPACITY: f64 = 10_000.0;
+const MAX_CAPACITY: u32 = 10_000;
 const MIN_INTERVAL: Duration = Duration::from_secs(10);
 const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 const MAX_WINDOW: Duration = Duration::from_secs(7 * 86_400);
@@ -205,7 +205,9 @@ impl Ctx<'_> {
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
 }
 
 /// CloudWatch query ids must start with a lowercase letter; we also keep them short and plain.
@@ -244,12 +246,11 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     };
     let mut msg = msg.trim_start_matches("error: ").trim();
     // And a leading "line X column Y: " (we print the location ourselves).
-    if let Some(rest) = msg.strip_prefix("line ") {
-        if let Some(i) = rest.find(": ") {
-            if rest[..i].split(" column ").all(|n| n.trim().parse::<u64>().is_ok()) {
-                msg = rest[i + 2..].trim();
-            }
-        }
+    if let Some(rest) = msg.strip_prefix("line ")
+        && let Some(i) = rest.find(": ")
+        && rest[..i].split(" column ").all(|n| n.trim().parse::<u64>().is_ok())
+    {
+        msg = rest[i + 2..].trim();
     }
     if msg.is_empty() { "invalid YAML".to_owned() } else { msg.to_owned() }
 }
@@ -285,7 +286,7 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
         },
     };
 
-    let hi = MAX_CAPACITY as u32;
+    let hi = MAX_CAPACITY;
     let min = match &raw.min {
         Some(v) => ctx.count(v, "min", 0, hi),
         None => {
@@ -300,10 +301,10 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
             None
         }
     };
-    if let (Some(lo), Some(up), Some(v)) = (min, max, &raw.max) {
-        if lo > up {
-            ctx.err(v.referenced, "max", format!("{up} is below min {lo}"));
-        }
+    if let (Some(lo), Some(up), Some(v)) = (min, max, &raw.max)
+        && lo > up
+    {
+        ctx.err(v.referenced, "max", format!("{up} is below min {lo}"));
     }
 
     let (interval, interval_loc) = ctx.duration(&raw.interval, "interval", Duration::from_secs(60));
@@ -360,10 +361,12 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
         Some(s) => match &s.value {
             RawMissing::Word(Text(w)) if w == "hold" => MissingData::Hold,
             RawMissing::Word(Text(w)) if w == "scale_up" => MissingData::ScaleUp,
-            RawMissing::Fixed(f) => match ctx.count(&Spanned::new(f.fixed, s.referenced, s.defined), "missing_data.fixed", 0, hi) {
-                Some(n) => MissingData::Fixed(n),
-                None => MissingData::Hold,
-            },
+            RawMissing::Fixed(f) => {
+                match ctx.count(&Spanned::new(f.fixed, s.referenced, s.defined), "missing_data.fixed", 0, hi) {
+                    Some(n) => MissingData::Fixed(n),
+                    None => MissingData::Hold,
+                }
+            }
             RawMissing::Word(Text(w)) => {
                 ctx.err(
                     s.referenced,
@@ -384,8 +387,10 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
         &[("newest", ScaleInOrder::Newest), ("oldest", ScaleInOrder::Oldest), ("lowest_cpu", ScaleInOrder::LowestCpu)],
         ScaleInOrder::Newest,
     );
-    let protect_tag = scale_in_raw.and_then(|s| s.protect_tag.as_ref()).and_then(|t| ctx.tag(&t.value, "scale_in.protect_tag"));
-    if let (Some(PoolTarget::AutoScalingGroup(_)), Some(t)) = (&pool, scale_in_raw.and_then(|s| s.protect_tag.as_ref())) {
+    let protect_tag =
+        scale_in_raw.and_then(|s| s.protect_tag.as_ref()).and_then(|t| ctx.tag(&t.value, "scale_in.protect_tag"));
+    if let (Some(PoolTarget::AutoScalingGroup(_)), Some(t)) = (&pool, scale_in_raw.and_then(|s| s.protect_tag.as_ref()))
+    {
         ctx.warn(
             t.referenced,
             "scale_in.protect_tag",
@@ -450,7 +455,11 @@ fn convert_metric(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&st
     let errors_before = ctx.diags.iter().filter(|d| d.severity == Severity::Error).count();
     let id = ctx.text(&m.id, at, &f("id")).map(|(s, loc)| {
         if !valid_metric_id(s) {
-            ctx.err(loc, &f("id"), format!("{s:?} must start with a lowercase letter and use only a-z, 0-9, '_' (at most 32)"));
+            ctx.err(
+                loc,
+                &f("id"),
+                format!("{s:?} must start with a lowercase letter and use only a-z, 0-9, '_' (at most 32)"),
+            );
         }
         s.to_owned()
     });
@@ -472,19 +481,27 @@ fn convert_metric(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&st
     let secs = period.as_secs();
     let high_res = [1, 5, 10, 30].contains(&secs);
     if period.subsec_nanos() != 0 || !(high_res || (secs >= 60 && secs % 60 == 0)) {
-        ctx.err(period_loc, &f("period"), format!("{} is not a CloudWatch period (1s, 5s, 10s, 30s or a multiple of 60s)", Human(period)));
+        ctx.err(
+            period_loc,
+            &f("period"),
+            format!("{} is not a CloudWatch period (1s, 5s, 10s, 30s or a multiple of 60s)", Human(period)),
+        );
     }
     let goal = match (&m.target, &m.target_per_instance) {
         (Some(t), None) => {
             let v = ctx.positive(t, &f("target"));
-            if let Some(x) = v {
-                if m.namespace.as_ref().is_some_and(|n| n.value.0.starts_with("AWS/")) && m.name.as_ref().is_some_and(|n| n.value.0.contains("Utilization")) && x > 100.0 {
-                    ctx.err(t.referenced, &f("target"), format!("{x} is above 100 (a utilisation target is a percentage)"));
-                }
+            if let Some(x) = v
+                && m.namespace.as_ref().is_some_and(|n| n.value.0.starts_with("AWS/"))
+                && m.name.as_ref().is_some_and(|n| n.value.0.contains("Utilization"))
+                && x > 100.0
+            {
+                ctx.err(t.referenced, &f("target"), format!("{x} is above 100 (a utilisation target is a percentage)"));
             }
             v.map(|target| Goal::Utilization { target })
         }
-        (None, Some(t)) => ctx.positive(t, &f("target_per_instance")).map(|target_per_instance| Goal::PerInstance { target_per_instance }),
+        (None, Some(t)) => ctx
+            .positive(t, &f("target_per_instance"))
+            .map(|target_per_instance| Goal::PerInstance { target_per_instance }),
         (Some(_), Some(t)) => {
             ctx.err(t.referenced, &f("target_per_instance"), "give either `target` or `target_per_instance`, not both");
             None
@@ -507,24 +524,34 @@ fn convert_metric(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&st
         Some(w) => w.value,
     };
     let ceiling = m.ceiling.as_ref().and_then(|c| ctx.positive(c, &f("ceiling")));
-    if let (Some(c), Some(Goal::Utilization { target }), Some(cs)) = (ceiling, goal, &m.ceiling) {
-        if c <= target {
-            ctx.err(cs.referenced, &f("ceiling"), format!("{c} must be above the target {target}"));
-        }
+    if let (Some(c), Some(Goal::Utilization { target }), Some(cs)) = (ceiling, goal, &m.ceiling)
+        && c <= target
+    {
+        ctx.err(cs.referenced, &f("ceiling"), format!("{c} must be above the target {target}"));
     }
-    if weight == 0.0 && ceiling.is_none() {
-        if let Some(w) = &m.weight {
-            ctx.warn(w.referenced, &f("weight"), "is 0 and the metric has no ceiling: it never affects capacity");
-        }
+    if weight == 0.0
+        && ceiling.is_none()
+        && let Some(w) = &m.weight
+    {
+        ctx.warn(w.referenced, &f("weight"), "is 0 and the metric has no ceiling: it never affects capacity");
     }
     let per_instance = match &m.per_instance {
         None => None,
-        Some(_) => Some(ctx.choice(&m.per_instance, &f("per_instance"), &[("avg", Aggregation::Avg), ("max", Aggregation::Max)], Aggregation::Avg)),
+        Some(_) => Some(ctx.choice(
+            &m.per_instance,
+            &f("per_instance"),
+            &[("avg", Aggregation::Avg), ("max", Aggregation::Max)],
+            Aggregation::Avg,
+        )),
     };
     let mut dimensions = BTreeMap::new();
     for (k, v) in m.dimensions.iter().flatten() {
         if per_instance.is_some() && k == "InstanceId" {
-            ctx.err(v.referenced, &f(&format!("dimensions.{k}")), "is added per member for a per_instance metric: remove it");
+            ctx.err(
+                v.referenced,
+                &f(&format!("dimensions.{k}")),
+                "is added per member for a per_instance metric: remove it",
+            );
         }
         dimensions.insert(k.clone(), v.value.0.clone());
     }
@@ -532,7 +559,18 @@ fn convert_metric(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&st
     if errors_after > errors_before {
         return None;
     }
-    Some(MetricSpec { id: id?, namespace: namespace?, name: name?, dimensions, statistic, period, goal: goal?, weight, ceiling, per_instance })
+    Some(MetricSpec {
+        id: id?,
+        namespace: namespace?,
+        name: name?,
+        dimensions,
+        statistic,
+        period,
+        goal: goal?,
+        weight,
+        ceiling,
+        per_instance,
+    })
 }
 
 fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
@@ -553,7 +591,11 @@ fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
     let fast_threshold = up.and_then(|u| u.fast_threshold.as_ref()).and_then(|f| {
         let v = f.value;
         if !v.is_finite() || v <= 1.0 + tolerance {
-            ctx.err(f.referenced, "scaling.scale_up.fast_threshold", format!("{v} must be above the tolerance band (above {})", 1.0 + tolerance));
+            ctx.err(
+                f.referenced,
+                "scaling.scale_up.fast_threshold",
+                format!("{v} must be above the tolerance band (above {})", 1.0 + tolerance),
+            );
             None
         } else {
             Some(v)
@@ -564,11 +606,15 @@ fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
     let up_step = ctx.step(&up.and_then(|u| u.max_step.clone()), "scaling.scale_up.max_step", Step::Percent(100.0));
 
     let down = s.and_then(|s| s.scale_down.as_ref()).map(|d| &d.value);
-    let (stabilization, stab_loc) =
-        ctx.duration(&down.and_then(|d| d.stabilization.clone()), "scaling.scale_down.stabilization", Duration::from_secs(600));
+    let (stabilization, stab_loc) = ctx.duration(
+        &down.and_then(|d| d.stabilization.clone()),
+        "scaling.scale_down.stabilization",
+        Duration::from_secs(600),
+    );
     let (down_cooldown, down_cd_loc) =
         ctx.duration(&down.and_then(|d| d.cooldown.clone()), "scaling.scale_down.cooldown", Duration::from_secs(300));
-    let down_step = ctx.step(&down.and_then(|d| d.max_step.clone()), "scaling.scale_down.max_step", Step::Percent(10.0));
+    let down_step =
+        ctx.step(&down.and_then(|d| d.max_step.clone()), "scaling.scale_down.max_step", Step::Percent(10.0));
     for (d, loc, field) in [
         (up_cooldown, up_cd_loc, "scaling.scale_up.cooldown"),
         (stabilization, stab_loc, "scaling.scale_down.stabilization"),
@@ -605,28 +651,32 @@ fn convert_prewarm(ctx: &mut Ctx<'_>, rules: &[S<RawPrewarm>], min: Option<u32>,
         let tz = ctx.text(&raw.time_zone, at, &f("time_zone")).and_then(|(z, loc)| match TimeZone::get(z) {
             Ok(tz) => Some((tz, z.to_owned())),
             Err(_) => {
-                ctx.err(loc, &f("time_zone"), format!("{z:?} is not an IANA time zone (e.g. America/New_York, Asia/Shanghai, UTC)"));
+                ctx.err(
+                    loc,
+                    &f("time_zone"),
+                    format!("{z:?} is not an IANA time zone (e.g. America/New_York, Asia/Shanghai, UTC)"),
+                );
                 None
             }
         });
         let (lead, _) = ctx.duration(&raw.lead, &f("lead"), Duration::ZERO);
         let (ramp, _) = ctx.duration(&raw.ramp, &f("ramp"), Duration::ZERO);
         let capacity = match &raw.capacity {
-            Some(c) => ctx.count(c, &f("capacity"), 1, MAX_CAPACITY as u32),
+            Some(c) => ctx.count(c, &f("capacity"), 1, MAX_CAPACITY),
             None => {
                 ctx.err(at, &f("capacity"), "is required");
                 None
             }
         };
-        if let (Some(c), Some(mx), Some(cs)) = (capacity, max, &raw.capacity) {
-            if c > mx {
-                ctx.warn(cs.referenced, &f("capacity"), format!("{c} is above max {mx}: the floor is capped at {mx}"));
-            }
+        if let (Some(c), Some(mx), Some(cs)) = (capacity, max, &raw.capacity)
+            && c > mx
+        {
+            ctx.warn(cs.referenced, &f("capacity"), format!("{c} is above max {mx}: the floor is capped at {mx}"));
         }
-        if let (Some(c), Some(mn), Some(cs)) = (capacity, min, &raw.capacity) {
-            if c <= mn {
-                ctx.warn(cs.referenced, &f("capacity"), format!("{c} is not above min {mn}: the rule has no effect"));
-            }
+        if let (Some(c), Some(mn), Some(cs)) = (capacity, min, &raw.capacity)
+            && c <= mn
+        {
+            ctx.warn(cs.referenced, &f("capacity"), format!("{c} is not above min {mn}: the rule has no effect"));
         }
         let when = match (&raw.start, &raw.cron) {
             (Some(_), Some(c)) => {
@@ -670,14 +720,21 @@ fn convert_prewarm(ctx: &mut Ctx<'_>, rules: &[S<RawPrewarm>], min: Option<u32>,
         if errors_after > errors_before {
             continue;
         }
-        if let (Some(name), Some((time_zone, time_zone_name)), Some(when), Some(capacity)) = (name, tz, when, capacity) {
+        if let (Some(name), Some((time_zone, time_zone_name)), Some(when), Some(capacity)) = (name, tz, when, capacity)
+        {
             out.push(PrewarmRule { name, when, time_zone, time_zone_name, lead, ramp, capacity });
         }
     }
     out
 }
 
-fn one_off(ctx: &mut Ctx<'_>, raw: &RawPrewarm, start: &S<Text>, tz: &TimeZone, f: &dyn Fn(&str) -> String) -> Option<PrewarmWhen> {
+fn one_off(
+    ctx: &mut Ctx<'_>,
+    raw: &RawPrewarm,
+    start: &S<Text>,
+    tz: &TimeZone,
+    f: &dyn Fn(&str) -> String,
+) -> Option<PrewarmWhen> {
     let parse = |ctx: &mut Ctx<'_>, s: &S<Text>, field: &str| -> Option<jiff::Timestamp> {
         let text = s.value.0.trim();
         match DateTime::from_str(text) {
@@ -689,7 +746,11 @@ fn one_off(ctx: &mut Ctx<'_>, raw: &RawPrewarm, start: &S<Text>, tz: &TimeZone, 
                 }
             },
             Err(_) => {
-                ctx.err(s.referenced, field, format!("{text:?} is not a local date-time with a year (write e.g. 2026-11-27T00:00)"));
+                ctx.err(
+                    s.referenced,
+                    field,
+                    format!("{text:?} is not a local date-time with a year (write e.g. 2026-11-27T00:00)"),
+                );
                 None
             }
         }
@@ -747,7 +808,10 @@ pub fn check_policy_set(policies: &[(&str, &Policy)]) -> Vec<Diagnostic> {
                 PoolTarget::Tagged(t) => format!("instances tagged {}={}", t.key, t.value),
                 PoolTarget::AutoScalingGroup(g) => format!("Auto Scaling group {g:?}"),
             };
-            out.push(diag("pool", format!("{what} are already claimed by {other}: two policies cannot scale the same pool")));
+            out.push(diag(
+                "pool",
+                format!("{what} are already claimed by {other}: two policies cannot scale the same pool"),
+            ));
         }
     }
     out
