@@ -1,3 +1,5 @@
 //! The one integration-test binary (one link of the AWS SDK instead of one per file).
 
 mod cli;
+mod support;
+mod daemon_loop;
