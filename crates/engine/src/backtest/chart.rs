@@ -97,6 +97,7 @@ fn esc(s: &str) -> String {
 #[allow(clippy::cast_precision_loss, clippy::too_many_lines)]
 fn panel(o: &mut String, b: &Backtest, top: f64, t0: i64, t1: i64, title: &str) {
     let pw = W - LEFT - RIGHT;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let n = ((pw / BUCKET_PX) as usize).max(1);
     let Some(first) = b.runs.first() else { return };
     let demand = buckets(&first.rows, b.end_ms, t0, t1, n, |r| r.demand);

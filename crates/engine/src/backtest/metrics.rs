@@ -132,12 +132,12 @@ pub fn figures(strategy: &str, rows: &[SupplyRow], end_ms: i64) -> Figures {
         if i > 0 && r.billed != rows[i - 1].billed {
             actions += 1;
             let dir = if r.billed > rows[i - 1].billed { Direction::Up } else { Direction::Down };
-            if let Some((t, d)) = last_action {
-                if d != dir {
-                    reversals += 1;
-                    if r.at_ms - t <= REVERSAL_WINDOW_MS {
-                        reversals_30m += 1;
-                    }
+            if let Some((t, d)) = last_action
+                && d != dir
+            {
+                reversals += 1;
+                if r.at_ms - t <= REVERSAL_WINDOW_MS {
+                    reversals_30m += 1;
                 }
             }
             last_action = Some((r.at_ms, dir));

@@ -104,12 +104,12 @@ impl<'p> PolicyController<'p> {
     }
 
     fn set_member(&mut self, slot: usize, state: MemberState, launched: Option<Timestamp>) {
-        if let Fleet::Instances { members } = &mut self.fleet {
-            if let Some(m) = members.get_mut(slot) {
-                m.state = state;
-                if launched.is_some() {
-                    m.launched_at = launched;
-                }
+        if let Fleet::Instances { members } = &mut self.fleet
+            && let Some(m) = members.get_mut(slot)
+        {
+            m.state = state;
+            if launched.is_some() {
+                m.launched_at = launched;
             }
         }
     }

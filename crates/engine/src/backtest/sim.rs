@@ -367,7 +367,7 @@ pub fn simulate(load: &Load<'_>, ctl: &mut dyn Controller, pool: &mut Pool, prog
         advance(load, &mut pipes, demand, pool.serving, &mut backlog, next - now);
         now = next;
         iterations += 1;
-        if iterations % 65_536 == 0 {
+        if iterations.is_multiple_of(65_536) {
             #[allow(clippy::cast_precision_loss)]
             progress(((now - start) as f64 / span).min(1.0));
         }

@@ -166,13 +166,12 @@ impl Controller for TargetTracking {
         let current = pool.billed;
         // Proportional: the capacity that would bring the serving fleet's metric to target.
         let wanted = self.limits.clamp(ceil_u32(f64::from(pool.serving) * value / t));
-        let new = if self.above >= TT_OUT_DATAPOINTS && wanted > current {
-            wanted
-        } else if self.below >= TT_IN_DATAPOINTS && wanted < current && !pool.any_younger_than(TT_WARMUP_MS, now) {
-            wanted
-        } else {
+        let out = self.above >= TT_OUT_DATAPOINTS && wanted > current;
+        let scale_in = self.below >= TT_IN_DATAPOINTS && wanted < current && !pool.any_younger_than(TT_WARMUP_MS, now);
+        if !(out || scale_in) {
             return;
-        };
+        }
+        let new = wanted;
         self.desired = new;
         self.last_action = now;
         self.above = 0;
