@@ -154,8 +154,7 @@ async fn low_load_stops_after_stabilisation_and_never_a_protected_member() {
     // must stop the newer one first and never the protected one.
     let old = moto.create_tagged_pool(("vmscaler:pool", "web"), 1, 0, 0, None).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let newer =
-        moto.create_tagged_pool(("vmscaler:pool", "web"), 1, 0, 1, Some(("vmscaler:protect", "true"))).await;
+    let newer = moto.create_tagged_pool(("vmscaler:pool", "web"), 1, 0, 1, Some(("vmscaler:protect", "true"))).await;
     let pool = vmscaler_support_pool(&old, &newer);
     let s = Scratch::new("lowload");
     s.write_policy("web.yaml", &tagged_policy("web", FAST_SCALING));
@@ -197,7 +196,10 @@ async fn low_load_stops_after_stabilisation_and_never_a_protected_member() {
 }
 
 /// The unprotected members (older first) and the protected one of two pool batches.
-fn vmscaler_support_pool(old: &crate::support::TaggedPool, newer: &crate::support::TaggedPool) -> crate::support::TaggedPool {
+fn vmscaler_support_pool(
+    old: &crate::support::TaggedPool,
+    newer: &crate::support::TaggedPool,
+) -> crate::support::TaggedPool {
     crate::support::TaggedPool {
         running: old.running.iter().chain(&newer.running).cloned().collect(),
         stopped: vec![],
@@ -386,13 +388,8 @@ async fn restart_keeps_the_cooldown_and_the_window() {
         assert_eq!((e.current, e.desired), (1, 2), "{e:?}");
     }
     // Restart one minute later under heavier load: the 10m scale-up cooldown still holds.
-    let running: Vec<String> = moto
-        .instance_states()
-        .await
-        .into_iter()
-        .filter(|(_, st)| st == "running")
-        .map(|(id, _)| id)
-        .collect();
+    let running: Vec<String> =
+        moto.instance_states().await.into_iter().filter(|(_, st)| st == "running").map(|(id, _)| id).collect();
     put_cpu(&moto, &running, t0 + 60.seconds(), 1, 100.0).await;
     let mut d = daemon(&moto, s.config(&moto), t0 + 60.seconds()).await;
     let restored = d.history("web").expect("history");

@@ -3,3 +3,5 @@
 mod cli;
 mod support;
 mod daemon_loop;
+mod daemon_process;
+mod daemon_systemd;

@@ -108,6 +108,28 @@ pub fn load_policy_dir(dir: &Path) -> DirLoad {
     DirLoad { good: set.policies, rejected, unreadable: None }
 }
 
+/// When the loop last made progress (an evaluation finished or a tick ended), for the systemd
+/// watchdog: a tick over many pools may outlast the watchdog interval, a stuck one must not.
+#[derive(Debug)]
+pub struct Heartbeat(std::sync::Mutex<std::time::Instant>);
+
+impl Default for Heartbeat {
+    fn default() -> Heartbeat {
+        Heartbeat(std::sync::Mutex::new(crate::clock::monotonic()))
+    }
+}
+
+impl Heartbeat {
+    pub fn beat(&self) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = crate::clock::monotonic();
+    }
+
+    /// Time since the last beat.
+    pub fn age(&self) -> Duration {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed()
+    }
+}
+
 /// The daemon's state: policies, per-pool history and the live board.
 pub struct Daemon {
     cfg: Config,
@@ -115,6 +137,7 @@ pub struct Daemon {
     store: StateStore,
     pools: BTreeMap<String, Pool>,
     board: Arc<SharedBoard>,
+    heartbeat: Arc<Heartbeat>,
 }
 
 impl Daemon {
@@ -129,7 +152,14 @@ impl Daemon {
             dry_run: cfg.dry_run,
             ..Board::default()
         };
-        let mut d = Daemon { cfg, aws, store, pools: BTreeMap::new(), board: Arc::new(SharedBoard::new(board)) };
+        let mut d = Daemon {
+            cfg,
+            aws,
+            store,
+            pools: BTreeMap::new(),
+            board: Arc::new(SharedBoard::new(board)),
+            heartbeat: Arc::default(),
+        };
         let load = load_policy_dir(&d.cfg.policy_dir);
         if let Some(e) = &load.unreadable {
             anyhow::bail!("cannot load policies from {}: {e}", d.cfg.policy_dir.display());
@@ -140,6 +170,11 @@ impl Daemon {
 
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// Progress of the loop, for the watchdog.
+    pub fn heartbeat(&self) -> Arc<Heartbeat> {
+        Arc::clone(&self.heartbeat)
     }
 
     /// The live board shared with the HTTP server.
@@ -298,6 +333,7 @@ impl Daemon {
             self.tick_pools(&due, now, &mut report).instrument(span).await;
         }
         self.publish_api_stats(now);
+        self.heartbeat.beat();
         report.next_due = self.next_due();
         report
     }
@@ -324,6 +360,7 @@ impl Daemon {
             let pool_metrics = metrics.remove(name);
             let span = info_span!("evaluate", policy = %name);
             let entry = self.evaluate(name, now, fleet, pool_metrics).instrument(span).await;
+            self.heartbeat.beat();
             report.evaluated.push(name.clone());
             if let Some(e) = entry {
                 report.decisions.push(e);
@@ -384,7 +421,10 @@ impl Daemon {
         }
         pool.state.saved_at = now;
         pool.next_due = decision.next_evaluation.max(now.checked_add(Duration::from_secs(1)).unwrap_or(now));
-        log_decision(&decision, &entry);
+        let previous = pool.state.decisions.iter().rev().nth(1);
+        let news =
+            previous.is_none_or(|p| (p.current, p.desired) != (entry.current, entry.desired) || !p.outcomes.is_empty());
+        log_decision(&decision, &entry, news);
         let save = self.store.save(&pool.state);
         let failed_outcomes = outcomes.iter().filter(|o| matches!(o, Outcome::Failed { .. })).count();
         {
@@ -543,13 +583,17 @@ fn entry_for(d: &Decision, outcomes: &[Outcome], dry_run: bool) -> DecisionEntry
     }
 }
 
-fn log_decision(d: &Decision, e: &DecisionEntry) {
+/// Logs a decision: at info level when it acts, or holds at a capacity other than the previous
+/// decision's (`news`); a repeated hold goes to debug level (`/v1/decisions` has every one).
+fn log_decision(d: &Decision, e: &DecisionEntry, news: bool) {
     let score = d.score.map(|s| format!("{s:.3}")).unwrap_or_else(|| "none".to_owned());
     let reason = e.reasons.join("; ");
     let outcomes = e.outcomes.join("; ");
     if d.desired != d.current || !e.outcomes.is_empty() {
         info!(current = d.current, desired = d.desired, score = %score, proposal = d.proposal, dry_run = e.dry_run, reason = %reason, outcomes = %outcomes, "decision");
-    } else {
+    } else if news {
         info!(current = d.current, desired = d.desired, score = %score, proposal = d.proposal, reason = %reason, "hold");
+    } else {
+        debug!(current = d.current, desired = d.desired, score = %score, proposal = d.proposal, reason = %reason, "hold");
     }
 }

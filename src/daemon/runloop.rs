@@ -71,6 +71,27 @@ fn status_line(daemon: &Daemon) -> String {
     s
 }
 
+/// Longest a single evaluation may go without progress before the watchdog is left to fire:
+/// two AWS operation timeouts and some slack.
+pub const STALL_LIMIT: Duration = Duration::from_secs(2 * crate::aws::OPERATION_TIMEOUT.as_secs() + 30);
+
+/// Pings the systemd watchdog every `every` while the loop makes progress; once it has made
+/// none for [`STALL_LIMIT`], stops pinging so systemd restarts a stuck daemon.
+async fn ping_watchdog(heartbeat: Arc<super::Heartbeat>, every: Duration) {
+    let mut warned = false;
+    loop {
+        let age = heartbeat.age();
+        if age < STALL_LIMIT {
+            notify(&[NotifyState::Watchdog]);
+            warned = false;
+        } else if !warned {
+            warn!(stalled_for = ?age, "no progress in the evaluation loop: no longer pinging the watchdog");
+            warned = true;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. `listener` (if any) serves the HTTP endpoints.
 pub async fn run(mut daemon: Daemon, clock: Arc<dyn Clock>, listener: Option<TcpListener>) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
@@ -91,6 +112,7 @@ pub async fn run(mut daemon: Daemon, clock: Arc<dyn Clock>, listener: Option<Tcp
     let poll = daemon.config().reload_poll;
     let mut usec = 0u64;
     let watchdog = sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec / 2));
+    let pinger = watchdog.map(|every| tokio::spawn(ping_watchdog(daemon.heartbeat(), every)));
     let mut watcher = DirWatcher::new(&daemon.config().policy_dir);
     notify(&[NotifyState::Ready, NotifyState::Status(&status_line(&daemon))]);
     info!(
@@ -101,17 +123,15 @@ pub async fn run(mut daemon: Daemon, clock: Arc<dyn Clock>, listener: Option<Tcp
     );
     let reason = loop {
         let report = daemon.tick(clock.now()).await;
-        notify(&[NotifyState::Watchdog, NotifyState::Status(&status_line(&daemon))]);
+        notify(&[NotifyState::Status(&status_line(&daemon))]);
         // Real time to sleep: until the next pool is due on the daemon's clock, but wake for
         // directory polling and the watchdog.
         let until_due = report.next_due.map_or(poll, |due| {
             let virt = due.duration_since(clock.now()).as_secs_f64().max(0.0);
             Duration::try_from_secs_f64(virt / scale).unwrap_or(poll)
         });
-        let mut nap = until_due.min(poll);
-        if let Some(w) = watchdog {
-            nap = nap.min(w);
-        }
+        // Wake at least every 30 s so the heartbeat stays fresh while idle.
+        let nap = until_due.min(poll).min(Duration::from_secs(30));
         tokio::select! {
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
@@ -132,6 +152,9 @@ pub async fn run(mut daemon: Daemon, clock: Arc<dyn Clock>, listener: Option<Tcp
     };
     info!(signal = reason, "stopping");
     notify(&[NotifyState::Stopping]);
+    if let Some(p) = pinger {
+        p.abort();
+    }
     let _ = stop_tx.send(true);
     if let Some(h) = server {
         match tokio::time::timeout(Duration::from_secs(5), h).await {
