@@ -5,3 +5,5 @@ mod support;
 mod daemon_loop;
 mod daemon_process;
 mod daemon_systemd;
+mod aws_fleet;
+mod aws_metrics;

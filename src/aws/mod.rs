@@ -13,6 +13,7 @@
 
 pub mod actuate;
 pub mod fleet;
+pub mod json_protocol;
 pub mod metrics;
 pub mod stats;
 
@@ -95,8 +96,13 @@ impl Aws {
             .retry_config(retry.clone())
             .timeout_config(timeouts.clone())
             .build();
-        let cloudwatch =
-            aws_sdk_cloudwatch::config::Builder::from(config).retry_config(retry).timeout_config(timeouts).build();
+        // CloudWatch goes over AWS JSON 1.0 (see `json_protocol`): moto has no RPC v2 CBOR.
+        let cloudwatch = aws_sdk_cloudwatch::config::Builder::from(config)
+            .retry_config(retry)
+            .timeout_config(timeouts)
+            .interceptor(json_protocol::JsonRequests)
+            .http_client(json_protocol::JsonResponses::new(config.http_client()))
+            .build();
         Aws {
             ec2: aws_sdk_ec2::Client::from_conf(ec2),
             autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling),
@@ -108,6 +114,22 @@ impl Aws {
     /// Counters of every call made through this value and its clones.
     pub fn stats(&self) -> &ApiStats {
         &self.stats
+    }
+
+    /// The EC2 client, for callers with needs beyond this module (demo setup). Calls made on
+    /// it directly are not counted in [`ApiStats`].
+    pub fn ec2(&self) -> &aws_sdk_ec2::Client {
+        &self.ec2
+    }
+
+    /// The Auto Scaling client (uncounted, like [`Aws::ec2`]).
+    pub fn autoscaling(&self) -> &aws_sdk_autoscaling::Client {
+        &self.autoscaling
+    }
+
+    /// The CloudWatch client, speaking AWS JSON 1.0 (uncounted, like [`Aws::ec2`]).
+    pub fn cloudwatch(&self) -> &aws_sdk_cloudwatch::Client {
+        &self.cloudwatch
     }
 
     pub(crate) fn stats_arc(&self) -> Arc<ApiStats> {

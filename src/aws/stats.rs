@@ -171,15 +171,11 @@ fn response_has_code(status: u16, query_error: Option<&str>, body: Option<&[u8]>
     body.is_some_and(|b| codes.iter().any(|c| contains_code(b, c.as_bytes())))
 }
 
-/// `code` occurs in `body` as a whole word (so `Throttling` does not match `ThrottlingException`'s
-/// prefix twice, and never matches inside another identifier).
+/// `code` occurs in `body`. No word boundaries: in CBOR the byte before or after a text is
+/// its length header or the next item's, which may well be an ASCII letter. The codes that
+/// are prefixes of others (`Throttling`, `RequestThrottled`) are throttling codes too.
 fn contains_code(body: &[u8], code: &[u8]) -> bool {
-    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    body.windows(code.len()).enumerate().any(|(i, w)| {
-        w == code
-            && (i == 0 || !is_ident(body[i - 1]))
-            && body.get(i + code.len()).is_none_or(|&after| !is_ident(after))
-    })
+    body.windows(code.len()).any(|w| w == code)
 }
 
 fn classify(ctx: &FinalizerInterceptorContextRef<'_>, codes: &[&str]) -> bool {
@@ -255,10 +251,12 @@ mod tests {
         let xml = b"<Response><Errors><Error><Code>RequestLimitExceeded</Code></Error></Errors></Response>";
         assert!(response_has_code(503, None, Some(xml), &THROTTLING_CODES));
         assert!(response_has_code(400, Some("Throttling;Sender"), None, &THROTTLING_CODES));
-        let cbor = b"\xa2f__typexFcom.amazonaws.cloudwatch#ThrottlingExceptiongmessage";
+        let cbor = b"\xa2f__typex\x2ecom.amazonaws.cloudwatch#ThrottlingExceptiongmessage";
+        assert!(response_has_code(400, None, Some(cbor), &THROTTLING_CODES));
+        let cbor = b"\xa1dcodejThrottlingx";
         assert!(response_has_code(400, None, Some(cbor), &THROTTLING_CODES));
         assert!(!response_has_code(200, Some("Throttling;Sender"), Some(xml), &THROTTLING_CODES), "success");
-        let other = b"<Code>InvalidInstanceID.NotFound</Code><Message>ThrottlingIsNotThis</Message>";
+        let other = b"<Code>InvalidInstanceID.NotFound</Code><Message>no such instance</Message>";
         assert!(!response_has_code(400, None, Some(other), &THROTTLING_CODES));
     }
 

@@ -6,6 +6,9 @@
 //! processes ([`Moto::env`]), never through this process's environment.
 #![allow(dead_code)] // each test module uses a different part of the harness
 
+pub mod policy;
+pub mod throttle;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -132,8 +135,10 @@ impl Moto {
         aws_sdk_autoscaling::Client::new(&self.sdk_config().await)
     }
 
+    /// A CloudWatch client that speaks moto's protocol (AWS JSON 1.0, see
+    /// `vmscaler::aws::json_protocol`); the SDK's own CBOR is not understood by moto.
     pub async fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
-        aws_sdk_cloudwatch::Client::new(&self.sdk_config().await)
+        self.aws().await.cloudwatch().clone()
     }
 
     /// Creates a tagged pool: `running` running members, `stopped` stopped ones, and
