@@ -3,6 +3,7 @@
 //! All I/O lives in this crate: files, AWS calls, HTTP, signals and the clock.
 
 pub mod aws;
+pub mod cli;
 pub mod clock;
 pub mod cmd;
 pub mod policies;

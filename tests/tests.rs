@@ -7,3 +7,4 @@ mod daemon_process;
 mod daemon_systemd;
 mod aws_fleet;
 mod aws_metrics;
+mod deploy_iam;

@@ -1,6 +1,8 @@
 //! One module per CLI subcommand: its clap arguments and its `run`.
 
 pub mod backtest;
+pub mod dist;
+pub mod iam_policy;
 pub mod plan;
 pub mod run;
 pub mod status;

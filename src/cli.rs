@@ -1,0 +1,57 @@
+//! The command-line definition (clap derive): the top-level [`Cli`] and its [`Command`]s.
+//!
+//! It lives in the library, not in `main.rs`, so that `vmscaler dist` can generate shell
+//! completions and man pages from the very definition the binary parses. Each subcommand's
+//! arguments and behaviour live in its own `cmd::<name>` module; this file only lists them and
+//! dispatches. Not here: any subcommand's logic.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+
+/// `vmscaler --version`: the crate version and the git revision (see `build.rs`).
+pub const VERSION: &str = env!("VMSCALER_VERSION");
+
+/// Autoscaler for EC2 tagged pools and Auto Scaling groups, with scheduled pre-warm.
+#[derive(Debug, Parser)]
+#[command(name = "vmscaler", version = VERSION, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check policy files; exit 78 on errors.
+    Validate(cmd::validate::Args),
+    /// One decision from given inputs, with its reasons.
+    Plan(cmd::plan::Args),
+    /// Run the autoscaling daemon.
+    Run(cmd::run::Args),
+    /// Show what a running daemon is doing.
+    Status(cmd::status::Args),
+    /// Replay a load trace through a policy beside reference strategies.
+    Backtest(cmd::backtest::Args),
+    /// Print the least-privilege IAM policy (JSON) the daemon needs for a policy set.
+    IamPolicy(cmd::iam_policy::Args),
+    /// Write shell completions and man pages (used by packaging).
+    #[command(hide = true)]
+    Dist(cmd::dist::Args),
+}
+
+impl Command {
+    /// Runs the chosen subcommand.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Validate(args) => cmd::validate::run(args),
+            Command::Plan(args) => cmd::plan::run(args),
+            Command::Run(args) => cmd::run::run(args),
+            Command::Status(args) => cmd::status::run(args),
+            Command::Backtest(args) => cmd::backtest::run(args),
+            Command::IamPolicy(args) => cmd::iam_policy::run(args),
+            Command::Dist(args) => cmd::dist::run(args),
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! `vmscaler iam-policy [--policies DIR]`: the least-privilege IAM policy for a policy set.
+//!
+//! One source of truth for what the daemon may do in AWS. [`API_ACTIONS`] lists every AWS
+//! operation the daemon's code calls (a test scans `src/` for SDK calls and checks the table
+//! against them, both ways), and [`document`] turns a validated policy set into the JSON
+//! document an operator attaches to the daemon's role:
+//! - reads (`cloudwatch:GetMetricData`, the `Describe*` calls) on `*`, since none of them
+//!   supports resource-level permissions, and only for the pool kinds the set uses;
+//! - `ec2:StartInstances`/`ec2:StopInstances` only on instances carrying one of the pools'
+//!   tags (`aws:ResourceTag/<key>`), one statement per tag key because keys in one condition
+//!   block are ANDed, plus an explicit deny of `StopInstances` on a pool's protected members;
+//! - `autoscaling:SetDesiredCapacity` only on the named groups' ARNs
+//!   (`...:autoScalingGroup:*:autoScalingGroupName/<name>`).
+//!
+//! The document deliberately grants no tagging action (`ec2:CreateTags`), so the daemon cannot
+//! move an instance into one of its pools. Not here: attaching the policy to a role (see
+//! `terraform/`), or region/account scoping (ARNs use `*`; the tag and name conditions are
+//! what restrict the daemon).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use vmscaler_engine::Policy;
+use vmscaler_engine::policy::PoolTarget;
+
+use super::EX_CONFIG;
+use crate::policies::load_paths;
+
+/// Which pools make the daemon call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeededFor {
+    /// Every policy set with at least one policy.
+    AnyPool,
+    /// Sets with a tagged EC2 pool.
+    TaggedPool,
+    /// Sets with an Auto Scaling group.
+    AutoScalingGroup,
+}
+
+/// One AWS operation the daemon calls, as an IAM action (`service:Operation`).
+#[derive(Debug, Clone, Copy)]
+pub struct ApiAction {
+    pub action: &'static str,
+    pub needed_for: NeededFor,
+    /// Where and why the daemon calls it.
+    pub why: &'static str,
+}
+
+/// Every AWS operation the daemon's code calls. `tests/deploy_iam.rs` derives the same list
+/// from the SDK calls in `src/` and fails when the two differ.
+pub const API_ACTIONS: [ApiAction; 7] = [
+    ApiAction {
+        action: "cloudwatch:GetMetricData",
+        needed_for: NeededFor::AnyPool,
+        why: "aws::metrics reads every pool's series",
+    },
+    ApiAction {
+        action: "ec2:DescribeInstances",
+        needed_for: NeededFor::TaggedPool,
+        why: "aws::fleet lists the members of tagged pools",
+    },
+    ApiAction {
+        action: "ec2:StartInstances",
+        needed_for: NeededFor::TaggedPool,
+        why: "aws::actuate starts stopped members (and dry-runs the call)",
+    },
+    ApiAction {
+        action: "ec2:StopInstances",
+        needed_for: NeededFor::TaggedPool,
+        why: "aws::actuate stops running members (and dry-runs the call)",
+    },
+    ApiAction {
+        action: "autoscaling:DescribeAutoScalingGroups",
+        needed_for: NeededFor::AutoScalingGroup,
+        why: "aws::fleet reads the groups' capacity and instances",
+    },
+    ApiAction {
+        action: "autoscaling:DescribeScalingActivities",
+        needed_for: NeededFor::AutoScalingGroup,
+        why: "aws::fleet checks a group for a scaling activity in progress",
+    },
+    ApiAction {
+        action: "autoscaling:SetDesiredCapacity",
+        needed_for: NeededFor::AutoScalingGroup,
+        why: "aws::actuate resizes the groups",
+    },
+];
+
+/// Characters that IAM would read as a wildcard or a policy variable inside an ARN.
+const ARN_SPECIAL: [char; 3] = ['*', '?', '$'];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IamPolicyError {
+    #[error("no policies: the IAM policy would grant nothing")]
+    Empty,
+    #[error(
+        "policy {policy}: auto scaling group name {group:?} contains '*', '?' or '$', which IAM reads as a wildcard or variable in an ARN"
+    )]
+    GroupNameNotLiteral { policy: String, group: String },
+    #[error("partition {0:?} is not a valid ARN partition")]
+    Partition(String),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Policy files or directories (default: policies/).
+    #[arg(long = "policies", value_name = "PATH")]
+    pub policies: Vec<PathBuf>,
+    /// ARN partition of the account (aws, aws-cn, aws-us-gov).
+    #[arg(long, default_value = "aws")]
+    pub partition: String,
+    /// Write the document to this file instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+fn action_needed(needed_for: NeededFor, tagged: bool, groups: bool) -> bool {
+    match needed_for {
+        NeededFor::AnyPool => tagged || groups,
+        NeededFor::TaggedPool => tagged,
+        NeededFor::AutoScalingGroup => groups,
+    }
+}
+
+/// Actions of [`API_ACTIONS`] for the given pool kinds, in table order.
+fn actions(tagged: bool, groups: bool, pred: impl Fn(&str) -> bool) -> Vec<&'static str> {
+    API_ACTIONS
+        .iter()
+        .filter(|a| action_needed(a.needed_for, tagged, groups) && pred(a.action))
+        .map(|a| a.action)
+        .collect()
+}
+
+fn is_read(action: &str) -> bool {
+    action.split(':').nth(1).is_some_and(|op| op.starts_with("Describe") || op.starts_with("Get"))
+}
+
+/// Joins a CamelCase-able string into an IAM statement id (alphanumeric only).
+fn sid(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .flat_map(|p| p.split(|c: char| !c.is_ascii_alphanumeric()))
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut cs = w.chars();
+            cs.next().map_or_else(String::new, |c| c.to_ascii_uppercase().to_string() + cs.as_str())
+        })
+        .collect()
+}
+
+/// The IAM policy document for `policies`.
+pub fn document(policies: &[&Policy], partition: &str) -> Result<Value, IamPolicyError> {
+    if policies.is_empty() {
+        return Err(IamPolicyError::Empty);
+    }
+    if partition.is_empty() || !partition.chars().all(|c| c.is_ascii_lowercase() || c == '-') {
+        return Err(IamPolicyError::Partition(partition.to_owned()));
+    }
+    // Pool tag values by key; protected pools by (pool key, protect key, protect value).
+    let mut pool_tags: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let mut protected: BTreeMap<(&str, &str, &str), BTreeSet<&str>> = BTreeMap::new();
+    let mut groups: BTreeSet<&str> = BTreeSet::new();
+    for p in policies {
+        match &p.pool {
+            PoolTarget::Tagged(tag) => {
+                pool_tags.entry(tag.key.as_str()).or_default().insert(tag.value.as_str());
+                if let Some(protect) = &p.scale_in.protect_tag {
+                    // Same key: a protected instance carries another value, so it is no member.
+                    if protect.key != tag.key {
+                        protected
+                            .entry((tag.key.as_str(), protect.key.as_str(), protect.value.as_str()))
+                            .or_default()
+                            .insert(tag.value.as_str());
+                    }
+                }
+            }
+            PoolTarget::AutoScalingGroup(name) => {
+                if name.contains(ARN_SPECIAL) {
+                    return Err(IamPolicyError::GroupNameNotLiteral { policy: p.name.clone(), group: name.clone() });
+                }
+                groups.insert(name.as_str());
+            }
+        }
+    }
+    let (has_tagged, has_groups) = (!pool_tags.is_empty(), !groups.is_empty());
+    let instance_arn = format!("arn:{partition}:ec2:*:*:instance/*");
+    let mut statements = Vec::new();
+
+    let reads = actions(has_tagged, has_groups, is_read);
+    statements.push(json!({
+        "Sid": "ReadMetricsAndFleets",
+        "Effect": "Allow",
+        "Action": reads,
+        "Resource": "*",
+    }));
+    for (key, values) in &pool_tags {
+        statements.push(json!({
+            "Sid": sid(&["StartStopTaggedPools", key]),
+            "Effect": "Allow",
+            "Action": actions(true, false, |a| !is_read(a)),
+            "Resource": instance_arn,
+            "Condition": { "StringEquals": { format!("aws:ResourceTag/{key}"): values } },
+        }));
+    }
+    for ((pool_key, protect_key, protect_value), values) in &protected {
+        statements.push(json!({
+            "Sid": sid(&["NeverStopProtected", pool_key, protect_key]),
+            "Effect": "Deny",
+            "Action": "ec2:StopInstances",
+            "Resource": instance_arn,
+            "Condition": { "StringEquals": {
+                format!("aws:ResourceTag/{pool_key}"): values,
+                format!("aws:ResourceTag/{protect_key}"): protect_value,
+            } },
+        }));
+    }
+    if has_groups {
+        let arns: Vec<String> = groups
+            .iter()
+            .map(|g| format!("arn:{partition}:autoscaling:*:*:autoScalingGroup:*:autoScalingGroupName/{g}"))
+            .collect();
+        statements.push(json!({
+            "Sid": "ResizeNamedGroups",
+            "Effect": "Allow",
+            "Action": actions(false, true, |a| !is_read(a)),
+            "Resource": arns,
+        }));
+    }
+    Ok(json!({ "Version": "2012-10-17", "Statement": statements }))
+}
+
+/// The document as `vmscaler iam-policy` prints it: pretty JSON with a final newline.
+pub fn render(policies: &[&Policy], partition: &str) -> Result<String, IamPolicyError> {
+    let doc = document(policies, partition)?;
+    // Serialising a `Value` cannot fail.
+    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    text.push('\n');
+    Ok(text)
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let paths = if args.policies.is_empty() { vec![PathBuf::from("policies")] } else { args.policies };
+    let set = load_paths(&paths);
+    if set.error_count() > 0 || set.files.is_empty() {
+        for d in &set.diagnostics {
+            eprintln!("{d}");
+        }
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!("vmscaler: no IAM policy: the policy set in {} is empty or invalid", shown.join(", "));
+        return Ok(ExitCode::from(EX_CONFIG));
+    }
+    let policies: Vec<&Policy> = set.policies.iter().map(|(_, p)| p).collect();
+    let text = match render(&policies, &args.partition) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("vmscaler: {e}");
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
+    match &args.out {
+        Some(path) => std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?,
+        None => std::io::stdout().lock().write_all(text.as_bytes()).context("cannot write to standard output")?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
