@@ -51,7 +51,13 @@ async fn tagged_pools_are_described_in_one_call_per_tag_key() {
     let other = moto.create_tagged_pool(("team", "batch"), 1, 1, 0, None).await;
     let _stranger = moto.create_tagged_pool(("vmscaler:pool", "not-ours"), 2, 0, 0, None).await;
     let gone = moto.create_tagged_pool(("vmscaler:pool", "web"), 1, 0, 0, None).await;
-    moto.ec2().await.terminate_instances().set_instance_ids(Some(gone.running.clone())).send().await.expect("terminate");
+    moto.ec2()
+        .await
+        .terminate_instances()
+        .set_instance_ids(Some(gone.running.clone()))
+        .send()
+        .await
+        .expect("terminate");
 
     let batch = parse_batch_policy();
     let (pw, pa) = (policy("web"), policy("api"));
@@ -94,10 +100,17 @@ async fn start_and_stop_act_on_exactly_the_decided_members() {
     let before = moto.instance_states().await;
 
     let start = vec![pool.stopped[2].clone(), pool.stopped[0].clone()];
-    let out = apply(&aws, &p, &fleet, &decision(&p, 3, 5, vec![Action::Start { instance_ids: start.clone() }]), false).await;
+    let out =
+        apply(&aws, &p, &fleet, &decision(&p, 3, 5, vec![Action::Start { instance_ids: start.clone() }]), false).await;
     assert_eq!(out, start.iter().map(|id| Outcome::Started { id: id.clone() }).collect::<Vec<_>>());
-    let out = apply(&aws, &p, &fleet, &decision(&p, 5, 4, vec![Action::Stop { instance_ids: vec![pool.running[1].clone()] }]), false)
-        .await;
+    let out = apply(
+        &aws,
+        &p,
+        &fleet,
+        &decision(&p, 5, 4, vec![Action::Stop { instance_ids: vec![pool.running[1].clone()] }]),
+        false,
+    )
+    .await;
     assert_eq!(out, vec![Outcome::Stopped { id: pool.running[1].clone() }]);
 
     let after = moto.instance_states().await;
@@ -167,8 +180,14 @@ async fn a_policy_in_dry_run_mode_changes_nothing_either() {
     let p = tagged("web", &backlog_metric("backlog", "web"), "dry_run: true\n");
     let aws = moto.aws().await;
     let fleet = fleet_of(&moto, &p).await;
-    let out = apply(&aws, &p, &fleet, &decision(&p, 3, 4, vec![Action::Start { instance_ids: vec![pool.stopped[0].clone()] }]), false)
-        .await;
+    let out = apply(
+        &aws,
+        &p,
+        &fleet,
+        &decision(&p, 3, 4, vec![Action::Start { instance_ids: vec![pool.stopped[0].clone()] }]),
+        false,
+    )
+    .await;
     assert_eq!(out, vec![Outcome::WouldStart { id: pool.stopped[0].clone(), permitted: true }]);
     assert_eq!(moto.instance_states().await[&pool.stopped[0]], "stopped");
 }

@@ -35,25 +35,28 @@ async fn all_series_of_all_pools_share_calls_of_500() {
     let m = this_minute();
     let members = 150;
     let policies: Vec<_> = (0..3).map(|p| tagged(&format!("pool{p}"), &pool_metrics(p), "")).collect();
-    let ids: Vec<Vec<String>> =
-        (0..3).map(|p| (0..members).map(|k| format!("i-{p:02}{k:015}")).collect()).collect();
+    let ids: Vec<Vec<String>> = (0..3).map(|p| (0..members).map(|k| format!("i-{p:02}{k:015}")).collect()).collect();
     // Distinct backlog per pool, and member data for the last pool (whose series fall in the
     // second call), to prove that answers are mapped back across call boundaries.
     for p in 0..3 {
         let q = format!("q{p}");
-        moto.put_metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", &[("QueueName", &q)], &[(
-            at(m, -120 + 5),
-            10.0 * (p as f64 + 1.0),
-        )])
+        moto.put_metric(
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            &[("QueueName", &q)],
+            &[(at(m, -120 + 5), 10.0 * (p as f64 + 1.0))],
+        )
         .await;
     }
     for (k, cpu) in [(0usize, 10.0), (members - 1, 50.0)] {
         let id = ids[2][k].as_str();
         moto.put_metric("AWS/EC2", "CPUUtilization", &[("InstanceId", id)], &[(at(m, -120 + 5), cpu)]).await;
-        moto.put_metric("CWAgent", "nvidia_smi_utilization_gpu", &[("InstanceId", id)], &[(
-            at(m, -120 + 5),
-            cpu + 5.0,
-        )])
+        moto.put_metric(
+            "CWAgent",
+            "nvidia_smi_utilization_gpu",
+            &[("InstanceId", id)],
+            &[(at(m, -120 + 5), cpu + 5.0)],
+        )
         .await;
     }
 
@@ -82,11 +85,22 @@ async fn all_series_of_all_pools_share_calls_of_500() {
 #[tokio::test]
 async fn exactly_500_series_take_one_call() {
     let moto = Moto::start();
-    let policy = tagged("p", &(per_instance_metric("cpu", "AWS/EC2", "CPUUtilization", "avg", 60.0) + &backlog_metric("b", "q")), "");
+    let policy = tagged(
+        "p",
+        &(per_instance_metric("cpu", "AWS/EC2", "CPUUtilization", "avg", 60.0) + &backlog_metric("b", "q")),
+        "",
+    );
     let ids: Vec<String> = (0..499).map(|k| format!("i-{k:017}")).collect();
     let aws = moto.aws().await;
     let now = this_minute();
-    let got = fetch_metrics(&aws, &[PoolQuery { policy: &policy, instance_ids: ids }], now, Duration::ZERO, Duration::from_secs(300)).await;
+    let got = fetch_metrics(
+        &aws,
+        &[PoolQuery { policy: &policy, instance_ids: ids }],
+        now,
+        Duration::ZERO,
+        Duration::from_secs(300),
+    )
+    .await;
     assert_eq!(aws.stats().calls(Operation::GetMetricData), 1);
     assert!(got["p"].errors.is_empty(), "{:?}", got["p"].errors);
     assert!(got["p"].samples.is_empty(), "no data was put");
@@ -112,14 +126,14 @@ async fn per_instance_series_are_aggregated_per_period() {
     let got = fetch_metrics(&aws, &[query], at(m, 10), Duration::ZERO, Duration::from_secs(600)).await;
     let pm = &got["agg"];
     assert!(pm.errors.is_empty(), "{:?}", pm.errors);
-    assert_eq!(pm.samples["cpu"], vec![
-        Sample { at: at(m, -180), value: 30.0 },
-        Sample { at: at(m, -120), value: 40.0 }
-    ]);
-    assert_eq!(pm.samples["gpu"], vec![
-        Sample { at: at(m, -180), value: 60.0 },
-        Sample { at: at(m, -120), value: 70.0 }
-    ]);
+    assert_eq!(
+        pm.samples["cpu"],
+        vec![Sample { at: at(m, -180), value: 30.0 }, Sample { at: at(m, -120), value: 40.0 }]
+    );
+    assert_eq!(
+        pm.samples["gpu"],
+        vec![Sample { at: at(m, -180), value: 60.0 }, Sample { at: at(m, -120), value: 70.0 }]
+    );
     let cpus: Vec<(&str, f64)> = pm.member_cpu.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     assert_eq!(cpus, vec![(ids[0], 20.0), (ids[1], 30.0), (ids[2], 70.0)], "newest per member; none for d");
     assert_eq!(aws.stats().calls(Operation::GetMetricData), 1);

@@ -147,8 +147,8 @@ impl fmt::Debug for JsonConnector {
 
 impl HttpConnector for JsonConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let translate = request.headers().get("content-type") == Some(JSON)
-            && request.headers().get("x-amz-target").is_some();
+        let translate =
+            request.headers().get("content-type") == Some(JSON) && request.headers().get("x-amz-target").is_some();
         let call = self.inner.call(request);
         HttpConnectorFuture::new(async move {
             let mut response = call.await?;
@@ -443,9 +443,8 @@ mod tests {
     #[test]
     fn indefinite_containers_and_small_floats_decode() {
         // {_ "a": [_ 1, 1.5 (f16)], "t": 1(2.5 as f32) }
-        let cbor = [
-            0xbf, 0x61, b'a', 0x9f, 0x01, 0xf9, 0x3e, 0x00, 0xff, 0x61, b't', 0xc1, 0xfa, 0x40, 0x20, 0, 0, 0xff,
-        ];
+        let cbor =
+            [0xbf, 0x61, b'a', 0x9f, 0x01, 0xf9, 0x3e, 0x00, 0xff, 0x61, b't', 0xc1, 0xfa, 0x40, 0x20, 0, 0, 0xff];
         assert_eq!(decode(&cbor).unwrap(), serde_json::json!({"a": [1, 1.5], "t": 2.5}));
         assert!(decode(&[0xbf, 0x61]).is_err(), "truncated input is an error, not a panic");
         assert!(decode(&[0x41, 0x00]).is_err(), "byte strings are refused");

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricDatum, MetricStat, StatusCode};
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StatusCode};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use jiff::Timestamp;
 use tokio::task::JoinSet;
@@ -350,25 +350,6 @@ fn assemble(
             pool_entry(out, pools, p).samples.insert(spec.id.clone(), samples);
         }
     }
-}
-
-/// The API's limit on datapoints per `PutMetricData` call.
-pub const MAX_DATUMS_PER_PUT: usize = 1000;
-
-/// Publishes datapoints (the demo's trace replay, the benchmark), in calls of at most 1,000.
-pub async fn put_metric_data(aws: &Aws, namespace: &str, data: Vec<MetricDatum>) -> anyhow::Result<()> {
-    for chunk in data.chunks(MAX_DATUMS_PER_PUT) {
-        aws.cloudwatch
-            .put_metric_data()
-            .namespace(namespace)
-            .set_metric_data(Some(chunk.to_vec()))
-            .customize()
-            .interceptor(CallCounter::new(aws.stats_arc(), Operation::PutMetricData))
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("PutMetricData failed: {}", DisplayErrorContext(&e)))?;
-    }
-    Ok(())
 }
 
 /// One batch of at most 500 queries, all pages; results in query order.

@@ -116,8 +116,9 @@ impl Aws {
         &self.stats
     }
 
-    /// The EC2 client, for callers with needs beyond this module (demo setup). Calls made on
-    /// it directly are not counted in [`ApiStats`].
+    /// The EC2 client, for callers with needs beyond this module (test and benchmark setup).
+    /// Calls made on it directly are not counted in [`ApiStats`], and are not operations the
+    /// daemon's IAM policy grants.
     pub fn ec2(&self) -> &aws_sdk_ec2::Client {
         &self.ec2
     }

@@ -25,7 +25,6 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Operation {
     GetMetricData,
-    PutMetricData,
     DescribeInstances,
     StartInstances,
     StopInstances,
@@ -35,9 +34,8 @@ pub enum Operation {
 }
 
 impl Operation {
-    pub const ALL: [Operation; 8] = [
+    pub const ALL: [Operation; 7] = [
         Operation::GetMetricData,
-        Operation::PutMetricData,
         Operation::DescribeInstances,
         Operation::StartInstances,
         Operation::StopInstances,
@@ -50,7 +48,6 @@ impl Operation {
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::GetMetricData => "GetMetricData",
-            Operation::PutMetricData => "PutMetricData",
             Operation::DescribeInstances => "DescribeInstances",
             Operation::StartInstances => "StartInstances",
             Operation::StopInstances => "StopInstances",
