@@ -174,6 +174,29 @@ async fn dry_run_checks_permission_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn dry_run_reports_a_call_the_credentials_would_not_be_allowed() {
+    // Six unauthenticated setup actions (two RunInstances, one StopInstances, three IAM
+    // calls), then moto enforces IAM: the user may describe and stop, not start.
+    let moto = Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "6")]);
+    let pool = moto.create_tagged_pool(("vmscaler:pool", "web"), 1, 1, 0, None).await;
+    let (key, secret) = moto.create_user("operator", &["ec2:Describe*", "ec2:StopInstances"]);
+    let aws = vmscaler::aws::Aws::from_sdk_config(&moto.sdk_config_as(&key, &secret).await);
+    let p = policy("web");
+    let fleet = describe_fleets(&aws, &[&p]).await.remove("web").expect("web").expect("describe is allowed");
+    let actions =
+        vec![Action::Start { instance_ids: pool.stopped.clone() }, Action::Stop { instance_ids: pool.running.clone() }];
+    let out = apply(&aws, &p, &fleet, &decision(&p, 1, 1, actions), true).await;
+    assert_eq!(
+        out,
+        vec![
+            Outcome::WouldStart { id: pool.stopped[0].clone(), permitted: false },
+            Outcome::WouldStop { id: pool.running[0].clone(), permitted: true },
+        ]
+    );
+    assert_eq!(out[0].to_string(), format!("would start {} (NOT permitted)", pool.stopped[0]));
+}
+
+#[tokio::test]
 async fn a_policy_in_dry_run_mode_changes_nothing_either() {
     let moto = Moto::start();
     let pool = make_pool(&moto, "web").await;
@@ -203,6 +226,7 @@ async fn auto_scaling_group_desired_capacity_follows_within_bounds() {
     let aws = moto.aws().await;
     let mut fleets = describe_fleets(&aws, &[&p, &spare, &missing]).await;
     assert_eq!(aws.stats().calls(Operation::DescribeAutoScalingGroups), 1, "all groups in one call");
+    assert_eq!(aws.stats().calls(Operation::DescribeScalingActivities), 0, "settled groups need no activity check");
     let fleet = fleets.remove("queue").expect("queue").expect("ok");
     assert_eq!(
         fleet,

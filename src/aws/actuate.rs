@@ -8,8 +8,9 @@
 //! - Auto Scaling group: `SetDesiredCapacity` (not honouring the group's cooldown: vmscaler
 //!   keeps its own) within the group's bounds.
 //! - Dry run: EC2 calls are sent with `DryRun=true`, so the outcome says whether the real call
-//!   would be permitted (`DryRunOperation`) or not (`UnauthorizedOperation`); Auto Scaling has
-//!   no dry run and is only reported.
+//!   would be permitted (`DryRunOperation`) or not (`UnauthorizedOperation`, or moto's
+//!   `AccessDenied`); Auto Scaling has no dry run and is only reported. An endpoint that
+//!   ignored `DryRun` and answered success is reported as a failure, never as permitted.
 //!
 //! As a last guard, no instance that is not a member of the pool, and no protected member, is
 //! ever started or stopped, whatever the decision says.
@@ -320,10 +321,11 @@ async fn dry_run_ec2(aws: &Aws, intent: Intent, ids: &[String]) -> Vec<Outcome> 
     };
     let permitted = match code.flatten().as_deref() {
         Some("DryRunOperation") => true,
-        Some("UnauthorizedOperation") => false,
+        // moto (with IAM enforcement on) answers AccessDenied where EC2 says UnauthorizedOperation.
+        Some("UnauthorizedOperation" | "AccessDenied") => false,
         _ => {
             let verb = if intent == Intent::Start { "dry-run start" } else { "dry-run stop" };
-            let error = error.unwrap_or_else(|| "the endpoint ignored DryRun and answered success".to_owned());
+            let error = error.unwrap_or_else(|| "the endpoint ignored DryRun and carried the call out".to_owned());
             return vec![Outcome::Failed { what: format!("{verb} {}", ids.join(", ")), error }];
         }
     };

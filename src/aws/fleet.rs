@@ -258,3 +258,37 @@ async fn activity_in_progress(aws: &Aws, group: &str) -> Result<bool, String> {
         )
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_autoscaling::types::Instance as GroupInstance;
+
+    use super::*;
+
+    fn group(desired: i32, states: &[LifecycleState]) -> AutoScalingGroup {
+        let instances = states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| GroupInstance::builder().instance_id(format!("i-{i}")).lifecycle_state(s.clone()).build())
+            .collect();
+        AutoScalingGroup::builder()
+            .auto_scaling_group_name("g")
+            .min_size(0)
+            .max_size(9)
+            .desired_capacity(desired)
+            .set_instances(Some(instances))
+            .build()
+    }
+
+    #[test]
+    fn only_an_unsettled_group_needs_its_activities_read() {
+        use LifecycleState::{InService, Pending, Terminating};
+        assert!(is_steady(&group(2, &[InService, InService])));
+        assert!(is_steady(&group(0, &[])));
+        assert!(!is_steady(&group(3, &[InService, InService])), "one short of desired");
+        assert!(!is_steady(&group(2, &[InService, Pending])), "still launching");
+        assert!(!is_steady(&group(1, &[InService, Terminating])), "still terminating");
+        let g = group_state("g", &group(2, &[InService, Pending]), true);
+        assert_eq!((g.desired, g.in_service, g.min, g.max, g.activity_in_progress), (2, 1, 0, 9, true));
+    }
+}

@@ -13,7 +13,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, StatusCode};
+use aws_sdk_cloudwatch::types::{
+    Dimension, MessageData, Metric, MetricDataQuery, MetricDataResult, MetricStat, StatusCode,
+};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use jiff::Timestamp;
 use tokio::task::JoinSet;
@@ -352,6 +354,27 @@ fn assemble(
     }
 }
 
+/// Adds one page of answers to `results` (indexed by query id). A series answered
+/// `PartialData` stays partial until a later page completes it; other statuses are problems.
+fn merge_page(results: &mut [Collected], index: &BTreeMap<String, usize>, page: &[MetricDataResult]) {
+    for r in page {
+        let Some(c) = r.id().and_then(|id| index.get(id)).and_then(|&i| results.get_mut(i)) else { continue };
+        for (t, v) in r.timestamps().iter().zip(r.values()) {
+            if let Some(at) = to_timestamp(t) {
+                c.points.push((at, *v));
+            }
+        }
+        match r.status_code() {
+            Some(StatusCode::PartialData) => c.partial = true,
+            Some(StatusCode::Complete) | None => c.partial = false,
+            Some(other) => {
+                let msgs: Vec<&str> = r.messages().iter().filter_map(|m| m.value()).collect();
+                c.problem = Some(format!("status {}: {}", other.as_str(), msgs.join("; ")));
+            }
+        }
+    }
+}
+
 /// One batch of at most 500 queries, all pages; results in query order.
 async fn get_metric_data(
     aws: &Aws,
@@ -377,23 +400,7 @@ async fn get_metric_data(
             .send()
             .await
             .map_err(|e| format!("GetMetricData failed: {}", DisplayErrorContext(&e)))?;
-        for r in resp.metric_data_results() {
-            let Some(&i) = r.id().and_then(|id| index.get(id)) else { continue };
-            let c = &mut results[i];
-            for (t, v) in r.timestamps().iter().zip(r.values()) {
-                if let Some(at) = to_timestamp(t) {
-                    c.points.push((at, *v));
-                }
-            }
-            match r.status_code() {
-                Some(StatusCode::PartialData) => c.partial = true,
-                Some(StatusCode::Complete) | None => c.partial = false,
-                Some(other) => {
-                    let msgs: Vec<&str> = r.messages().iter().filter_map(|m| m.value()).collect();
-                    c.problem = Some(format!("status {}: {}", other.as_str(), msgs.join("; ")));
-                }
-            }
-        }
+        merge_page(&mut results, &index, resp.metric_data_results());
         match resp.next_token() {
             Some(t) if !t.is_empty() => token = Some(t.to_owned()),
             _ => return Ok(results),
@@ -409,6 +416,42 @@ async fn get_metric_data(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn result(id: &str, secs: &[i64], values: &[f64], status: StatusCode) -> MetricDataResult {
+        MetricDataResult::builder()
+            .id(id)
+            .set_timestamps(Some(secs.iter().map(|s| aws_smithy_types::DateTime::from_secs(*s)).collect()))
+            .set_values(Some(values.to_vec()))
+            .status_code(status)
+            .build()
+    }
+
+    #[test]
+    fn pages_merge_and_partial_data_is_completed_by_later_pages() {
+        let index: BTreeMap<String, usize> = [("q0".to_owned(), 0), ("q1".to_owned(), 1), ("q2".to_owned(), 2)].into();
+        let mut results: Vec<Collected> = (0..3).map(|_| Collected::default()).collect();
+        let failed = MetricDataResult::builder()
+            .id("q2")
+            .status_code(StatusCode::InternalError)
+            .messages(MessageData::builder().code("InternalError").value("try later").build())
+            .build();
+        merge_page(
+            &mut results,
+            &index,
+            &[
+                result("q0", &[120, 60], &[2.0, 1.0], StatusCode::PartialData),
+                result("q1", &[60], &[5.0], StatusCode::PartialData),
+                failed,
+                result("unknown", &[60], &[9.0], StatusCode::Complete),
+            ],
+        );
+        merge_page(&mut results, &index, &[result("q0", &[0], &[0.5], StatusCode::Complete)]);
+        let secs = |c: &Collected| c.points.iter().map(|(t, _)| t.as_second()).collect::<Vec<_>>();
+        assert_eq!(secs(&results[0]), [120, 60, 0]);
+        assert!(!results[0].partial, "completed by the second page");
+        assert!(results[1].partial, "never completed");
+        assert_eq!(results[2].problem.as_deref(), Some("status InternalError: try later"));
+    }
 
     #[test]
     fn alignment_is_a_common_multiple() {

@@ -70,12 +70,19 @@ fn answers(port: u16) -> bool {
 impl Moto {
     /// Starts a fresh moto server on a free loopback port and waits until it answers.
     pub fn start() -> Moto {
+        Moto::start_with_env(&[])
+    }
+
+    /// Like [`Moto::start`], with extra environment for the server (for example
+    /// `INITIAL_NO_AUTH_ACTION_COUNT`, after which moto enforces IAM policies).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
         let bin = moto_server_bin();
         for _ in 0..3 {
             let port = free_port();
             let mut child = Command::new(&bin)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .env("AWS_DEFAULT_REGION", REGION)
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -114,12 +121,50 @@ impl Moto {
 
     /// SDK configuration for this server: dummy static credentials, `us-east-1`.
     pub async fn sdk_config(&self) -> SdkConfig {
+        self.sdk_config_as("testing", "testing").await
+    }
+
+    /// SDK configuration for this server with the given access key.
+    pub async fn sdk_config_as(&self, key: &str, secret: &str) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(&self.endpoint)
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "moto-harness"))
+            .credentials_provider(Credentials::new(key, secret, None, None, "moto-harness"))
             .load()
             .await
+    }
+
+    /// Creates an IAM user allowed only `actions` (e.g. `ec2:Describe*`) and returns its
+    /// access key and secret. Takes three IAM calls (moto counts them against
+    /// `INITIAL_NO_AUTH_ACTION_COUNT`). Uses the venv's boto3: the project has no IAM client.
+    pub fn create_user(&self, name: &str, actions: &[&str]) -> (String, String) {
+        let python = repo_root().join(".venv/bin/python");
+        let script = r#"
+import boto3, json, sys
+endpoint, name, actions = sys.argv[1], sys.argv[2], sys.argv[3:]
+iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                   aws_access_key_id="testing", aws_secret_access_key="testing")
+iam.create_user(UserName=name)
+key = iam.create_access_key(UserName=name)["AccessKey"]
+doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
+iam.put_user_policy(UserName=name, PolicyName="only", PolicyDocument=json.dumps(doc))
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#;
+        let out = Command::new(&python)
+            .arg("-c")
+            .arg(script)
+            .arg(&self.endpoint)
+            .arg(name)
+            .args(actions)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}; run scripts/setup-venv.sh", python.display()));
+        assert!(out.status.success(), "create_user failed: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut parts = text.split_whitespace();
+        match (parts.next(), parts.next()) {
+            (Some(k), Some(s)) => (k.to_owned(), s.to_owned()),
+            _ => panic!("create_user printed {text:?}"),
+        }
     }
 
     /// vmscaler's adapters pointed at this server, with fresh [`vmscaler::aws::ApiStats`].
