@@ -13,9 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_cloudwatch::types::{
-    Dimension, MessageData, Metric, MetricDataQuery, MetricDataResult, MetricStat, StatusCode,
-};
+use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricDataResult, MetricStat, StatusCode};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use jiff::Timestamp;
 use tokio::task::JoinSet;
@@ -415,6 +413,8 @@ async fn get_metric_data(
 
 #[cfg(test)]
 mod tests {
+    use aws_sdk_cloudwatch::types::MessageData;
+
     use super::*;
 
     fn result(id: &str, secs: &[i64], values: &[f64], status: StatusCode) -> MetricDataResult {
