@@ -8,3 +8,4 @@ mod daemon_systemd;
 mod aws_fleet;
 mod aws_metrics;
 mod deploy_iam;
+mod deploy_terraform;
