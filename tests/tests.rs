@@ -9,3 +9,4 @@ mod aws_fleet;
 mod aws_metrics;
 mod deploy_iam;
 mod deploy_terraform;
+mod deploy_deb;
