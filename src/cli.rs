@@ -34,6 +34,8 @@ pub enum Command {
     Status(cmd::status::Args),
     /// Replay a load trace through a policy beside reference strategies.
     Backtest(cmd::backtest::Args),
+    /// Record a pool's metrics and size from CloudWatch as a trace for `backtest`.
+    Record(cmd::record::Args),
     /// Print the least-privilege IAM policy (JSON) the daemon needs for a policy set.
     IamPolicy(cmd::iam_policy::Args),
     /// Write shell completions and man pages (used by packaging).
@@ -50,6 +52,7 @@ impl Command {
             Command::Run(args) => cmd::run::run(args),
             Command::Status(args) => cmd::status::run(args),
             Command::Backtest(args) => cmd::backtest::run(args),
+            Command::Record(args) => cmd::record::run(args),
             Command::IamPolicy(args) => cmd::iam_policy::run(args),
             Command::Dist(args) => cmd::dist::run(args),
         }

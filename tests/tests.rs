@@ -10,3 +10,5 @@ mod aws_metrics;
 mod deploy_iam;
 mod deploy_terraform;
 mod deploy_deb;
+mod backtest_cli;
+mod backtest_record;

@@ -4,6 +4,7 @@ pub mod backtest;
 pub mod dist;
 pub mod iam_policy;
 pub mod plan;
+pub mod record;
 pub mod run;
 pub mod status;
 pub mod validate;
