@@ -8,6 +8,9 @@
 //! few minutes; later runs reuse it. Maintainer scripts are checked by `sh -n` and content,
 //! not executed: that needs a real system (see the README's install section).
 
+// Helpers outside #[test] fns unwrap too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
