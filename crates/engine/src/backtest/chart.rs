@@ -153,6 +153,9 @@ fn panel(o: &mut String, b: &Backtest, top: f64, t0: i64, t1: i64, title: &str) 
     let mut t = (t0 + tick_ms - 1).div_euclid(tick_ms) * tick_ms;
     while t < t1 {
         let xx = x(t);
+        if xx > LEFT + pw - 30.0 {
+            break; // the label would be cut off at the right edge
+        }
         let s = ts(t).to_string();
         let label = if tick_h >= 24.0 { s[..10].to_owned() } else { format!("{} {}", &s[5..10], &s[11..16]) };
         let _ = writeln!(

@@ -11,9 +11,10 @@
 //! instance stops billing and serving at once; the initial fleet is already serving. Load
 //! spreads evenly, so every serving instance sees CPU % = `100 * demand / serving`, capped at
 //! 100; with no serving instance there is no CPU datapoint at all (as in CloudWatch). When
-//! `queue` is on, unserved demand accumulates in a backlog (in `queue_unit`s per instance-second
-//! of unserved demand) that spare capacity drains, and instances are 100 % busy while it is
-//! non-empty.
+//! `queue` is on, unserved demand accumulates in a backlog (in trace units: `queue_unit` per
+//! instance-second of unserved demand) that spare capacity drains, and instances are 100 % busy
+//! while it is non-empty. Request-count metrics are the work arriving per period, in trace units
+//! (per serving instance for `...PerTarget` metrics).
 //!
 //! Not here: what any controller decides (see `mod.rs` and `strategies.rs`).
 
