@@ -6,7 +6,8 @@
 //!
 //! The first run installs cargo-deb (pinned) into target/tools, which needs crates.io and a
 //! few minutes; later runs reuse it. Maintainer scripts are checked by `sh -n` and content,
-//! not executed: that needs a real system (see the README's install section).
+//! not executed: that needs a real system (see the README's install section). The last test
+//! walks the README's operator steps with the installed files against moto.
 
 // Helpers outside #[test] fns unwrap too: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -156,5 +157,113 @@ fn installed_unit_exposure_is_at_most_2() {
         .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
         .unwrap_or_else(|| panic!("no exposure figure in:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)));
     assert!(exposure <= 2.0, "installed unit exposure {exposure} > 2.0:\n{text}");
+    std::fs::remove_dir_all(root.parent().unwrap()).unwrap();
+}
+
+/// Reads the integer value of the first Prometheus sample line starting with `prefix`.
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The README's operator walkthrough with the installed files: the packaged config (dry run
+/// by default) and the packaged example policies, run by the installed binary against moto
+/// fleets shaped like terraform/examples (two tagged pools with stopped members, one
+/// protected member, the `queue-workers` group). It validates, prints the IAM policy, runs,
+/// serves /healthz, /metrics and `vmscaler status`, changes nothing, and stops on SIGTERM.
+#[test]
+fn installed_package_dry_runs_the_example_policies_against_moto() {
+    use crate::support::Moto;
+    use vmscaler::cmd::status::http_get;
+
+    let Installed { root, .. } = build_and_extract("walk");
+    let bin = root.join("usr/bin/vmscaler");
+    let moto = Moto::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        moto.create_tagged_pool(("vmscaler:pool", "web-storefront"), 3, 4, 1, Some(("vmscaler:protect", "true"))).await;
+        moto.create_tagged_pool(("vmscaler:pool", "gpu-transcode"), 2, 2, 0, None).await;
+        moto.create_asg("queue-workers", 1, 40, 1).await;
+    });
+    let before = rt.block_on(moto.instance_states());
+
+    // /etc/vmscaler as the operator sets it up: the examples copied in, the packaged config
+    // with only paths, the port and the region changed.
+    let etc = root.join("etc/vmscaler");
+    let policies = etc.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    for entry in std::fs::read_dir(root.join("usr/share/vmscaler/policies")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, policies.join(path.file_name().unwrap())).unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let packaged = read(&etc.join("vmscaler.yaml"));
+    let config = packaged
+        .replace("policy_dir: /etc/vmscaler/policies", &format!("policy_dir: {}", policies.display()))
+        .replace("state_dir: /var/lib/vmscaler", &format!("state_dir: {}", root.join("var/lib/vmscaler").display()))
+        .replace("listen: 127.0.0.1:9464", &format!("listen: 127.0.0.1:{port}"))
+        .replace("region: eu-west-1", &format!("region: {}", crate::support::REGION));
+    assert_ne!(config, packaged);
+    let config_path = root.join("vmscaler-test.yaml");
+    std::fs::write(&config_path, &config).unwrap();
+
+    run(Command::new(&bin).arg("validate").arg(&policies).arg("--deny-warnings"));
+    let iam: serde_json::Value =
+        serde_json::from_str(&run(Command::new(&bin).args(["iam-policy", "--policies"]).arg(&policies))).unwrap();
+    assert_eq!(iam["Version"], "2012-10-17");
+
+    let log = root.join("daemon.log");
+    let mut child = Command::new(&bin)
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .envs(moto.env())
+        .env_remove("RUST_LOG")
+        .env_remove("VMSCALER_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut metrics = String::new();
+    for _ in 0..300 {
+        if let Ok(m) = http_get(&url, "/metrics") {
+            let evaluated = ["web-storefront", "gpu-transcode", "queue-workers"]
+                .iter()
+                .all(|p| metric(&m, &format!("vmscaler_evaluations_total{{policy=\"{p}\"")).is_some_and(|n| n >= 1.0));
+            if evaluated {
+                metrics = m;
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!metrics.is_empty(), "no evaluation of all three policies; log:\n{}", log_text());
+    let health = http_get(&url, "/healthz").unwrap();
+    assert!(health.contains("\"status\":\"ok\""), "{health}\nlog:\n{}", log_text());
+    assert_eq!(metric(&metrics, "vmscaler_pool_current_capacity{policy=\"web-storefront\"}"), Some(4.0), "{metrics}");
+    assert_eq!(metric(&metrics, "vmscaler_pool_current_capacity{policy=\"gpu-transcode\"}"), Some(2.0), "{metrics}");
+    let status = run(Command::new(&bin).args(["status", "--url", &url]));
+    assert!(status.contains("web-storefront") && status.contains("queue-workers"), "{status}");
+
+    assert_eq!(metric(&metrics, "vmscaler_pool_dry_run{policy=\"queue-workers\"}"), Some(1.0), "{metrics}");
+    // queue-workers has no queue metrics and `missing_data: scale_up`: it plans more workers...
+    let desired = metric(&metrics, "vmscaler_pool_desired_capacity{policy=\"queue-workers\"}");
+    assert!(desired.is_some_and(|d| d > 1.0), "{metrics}");
+    // ...and, in dry run (the packaged default), nothing changes.
+    assert_eq!(rt.block_on(moto.instance_states()), before, "log:\n{}", log_text());
+    assert_eq!(rt.block_on(moto.asg_desired("queue-workers")), 1);
+
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let mut exited = None;
+    for _ in 0..200 {
+        if let Some(st) = child.try_wait().unwrap() {
+            exited = Some(st);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    assert_eq!(exited.and_then(|s| s.code()), Some(0), "SIGTERM exits 0; log:\n{}", log_text());
     std::fs::remove_dir_all(root.parent().unwrap()).unwrap();
 }
