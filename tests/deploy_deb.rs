@@ -81,7 +81,15 @@ fn deb_installs_binary_unit_config_policies_completions_and_man_pages() {
     // The binary runs from the scratch root and knows its revision.
     let bin = root.join("usr/bin/vmscaler");
     let version = run(Command::new(&bin).arg("--version"));
-    assert!(version.starts_with(&format!("vmscaler {} (", env!("CARGO_PKG_VERSION"))), "{version}");
+    let rev = version
+        .trim()
+        .strip_prefix(&format!("vmscaler {} (", env!("CARGO_PKG_VERSION")))
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("unexpected --version output {version:?}"));
+    if Path::new(ROOT).join(".git").exists() {
+        let hex = rev.strip_prefix("git ").unwrap_or_else(|| panic!("no git revision in {version:?}"));
+        assert!(hex.len() == 12 && hex.chars().all(|c| c.is_ascii_hexdigit()), "{version:?}");
+    }
 
     // The config is a conffile, valid, and safe by default.
     let conffiles = read(&control.join("conffiles"));
