@@ -12,6 +12,7 @@ Each line shows the daemon's clock, the trace value and the fleet; changes are m
 import argparse
 import csv
 import datetime as dt
+import json
 import time
 
 import boto3
@@ -47,6 +48,37 @@ def pool_members(ec2):
     return out
 
 
+class DecisionLog:
+    """Follows the daemon's JSON log and formats its scaling decisions."""
+
+    def __init__(self, path):
+        self.path, self.offset = path, 0
+
+    def new_decisions(self):
+        if not self.path:
+            return []
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return []
+        end = chunk.rfind(b"\n") + 1
+        self.offset += end
+        out = []
+        for line in chunk[:end].splitlines():
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("message") != "decision":
+                continue
+            policy = (ev.get("span") or {}).get("policy", "?")
+            out.append(f"  >> vmscaler {policy}: {ev.get('current')} -> {ev.get('desired')}"
+                       f" (score {ev.get('score')}): {ev.get('outcomes')}\n       because {ev.get('reason')}")
+        return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--endpoint", required=True)
@@ -56,7 +88,8 @@ def main():
     ap.add_argument("--origin", type=float, required=True, help="unix seconds where both clocks agree")
     ap.add_argument("--scale", type=float, required=True)
     ap.add_argument("--factor", type=float, default=6.0)
-    ap.add_argument("--tail", type=float, default=1800, help="daemon-clock seconds to keep watching after the trace")
+    ap.add_argument("--tail", type=float, default=300, help="daemon-clock seconds to keep watching after the trace")
+    ap.add_argument("--daemon-log", help="the daemon's JSON log, to show its decisions as they happen")
     a = ap.parse_args()
 
     ec2, asg, cw = client("ec2", a.endpoint), client("autoscaling", a.endpoint), client("cloudwatch", a.endpoint)
@@ -69,11 +102,14 @@ def main():
     def clock():
         return a.origin + (time.time() - a.origin) * a.scale
 
+    decisions = DecisionLog(a.daemon_log)
     prev_running, prev_desired = None, None
     for i, (trace_t, value) in enumerate(points + [(None, None)] * int(a.tail // STEP)):
         at = a.origin + i * STEP
         while clock() < at:
             time.sleep(max(0.005, (at - clock()) / a.scale))
+        for line in decisions.new_decisions():
+            print(line, flush=True)
         members = pool_members(ec2)
         running = sorted(m for m, s in members.items() if s in ("running", "pending"))
         group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["demo-workers"])["AutoScalingGroups"][0]

@@ -70,7 +70,7 @@ state_dir: state
 listen: 127.0.0.1:$http_port
 region: us-east-1
 endpoint_url: $endpoint
-log_format: text
+log_format: json
 metric_offset: 1m
 time_scale: $scale
 time_origin: $(date -u -d "@$origin" +%Y-%m-%dT%H:%M:%SZ)
@@ -84,16 +84,11 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 echo "demo: vmscaler running (pid $daemon_pid, http://127.0.0.1:$http_port), clock ${scale}x"
-echo "demo: scaling decisions (from the daemon's log) are marked '>>'"
-
-# The daemon's decisions that change something, as they happen.
-tail -n +1 -F "$out/daemon.log" 2>/dev/null |
-    grep --line-buffered -E ' decision ' |
-    sed -u -E 's/^[^ ]+ +INFO //; s/^/  >> /' &
-pids+=($!)
+echo "demo: the daemon's scaling decisions (from its JSON log) are marked '>>'"
 
 "$py" "$root/demo/replay.py" --endpoint "$endpoint" --trace demo/data/ec2_cpu_utilization_fe7f93.csv \
-    --start "2014-02-17 02:00:00" --hours "$hours" --origin "$origin" --scale "$scale"
+    --start "2014-02-17 02:00:00" --hours "$hours" --origin "$origin" --scale "$scale" \
+    --daemon-log "$out/daemon.log"
 
 echo
 "$bin" status --url "http://127.0.0.1:$http_port" --last 3
