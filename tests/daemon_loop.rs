@@ -269,8 +269,9 @@ history:
     );
     let t0 = base_time();
     let m = &moto;
+    // The newest complete minute at `at` (the default one-minute offset skips the filling one).
     let cpu = |at: Timestamp, v: f64| async move {
-        m.put_metric("AWS/EC2", "CPUUtilization", &[("AutoScalingGroupName", "workers")], &[(at - 60.seconds(), v)])
+        m.put_metric("AWS/EC2", "CPUUtilization", &[("AutoScalingGroupName", "workers")], &[(at - 120.seconds(), v)])
             .await;
     };
     cpu(t0, 100.0).await;
