@@ -315,11 +315,9 @@ async fn prewarm_raises_capacity_before_its_start_without_load() {
     let mut raised_at = None;
     while now < start + 5.minutes() {
         let r = d.tick(now).await;
-        if let Some(e) = r.decisions.first() {
-            if e.desired == 3 && raised_at.is_none() {
-                raised_at = Some(now);
-                assert_eq!(e.prewarm.as_deref(), Some("launch"), "{e:?}");
-            }
+        if let Some(e) = r.decisions.first().filter(|e| e.desired == 3 && raised_at.is_none()) {
+            raised_at = Some(now);
+            assert_eq!(e.prewarm.as_deref(), Some("launch"), "{e:?}");
         }
         now = r.next_due.expect("a pool is due");
     }
