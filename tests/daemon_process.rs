@@ -172,3 +172,91 @@ fn a_changed_policy_file_is_reloaded_without_a_signal() {
     d.signal("-TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(20)).code(), Some(0));
 }
+
+/// A loopback proxy to moto that holds every chunk a client sends for `delay`, so an
+/// evaluation takes seconds; `seen` counts the chunks.
+async fn slow_proxy(upstream: String, delay: Duration, seen: std::sync::Arc<std::sync::atomic::AtomicU32>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (up, seen) = (upstream.clone(), std::sync::Arc::clone(&seen));
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(up.trim_start_matches("http://")).await else { return };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let down = tokio::spawn(async move { tokio::io::copy(&mut sr, &mut cw).await });
+                let mut buf = vec![0u8; 65536];
+                while let Ok(n) = cr.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    if sw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                let _ = sw.shutdown().await;
+                let _ = down.await;
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn sigterm_finishes_the_evaluation_under_way_then_exits_0() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let moto = Moto::start();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(moto.create_tagged_pool(("vmscaler:pool", "web"), 1, 1, 0, None));
+    let seen = std::sync::Arc::new(AtomicU32::new(0));
+    let proxy =
+        rt.block_on(slow_proxy(moto.endpoint.clone(), Duration::from_millis(700), std::sync::Arc::clone(&seen)));
+    let s = Scratch::new("proc-term");
+    s.write_policy("web.yaml", &tagged_policy("web", FAST_SCALING));
+    let config = s.root.join("vmscaler.yaml");
+    std::fs::write(&config, "policy_dir: policies\nstate_dir: state\nlisten: off\nregion: us-east-1\n")
+        .expect("config");
+    let log = s.root.join("daemon.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmscaler"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--endpoint-url", &proxy])
+        .envs(moto.env().into_iter().filter(|(k, _)| *k != "AWS_ENDPOINT_URL"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn");
+    // The first tick's first request (DescribeInstances) is in the proxy: the evaluation is
+    // under way, and will take a few more slow round trips.
+    for _ in 0..300 {
+        if seen.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(seen.load(Ordering::SeqCst) > 0, "daemon never called AWS");
+    let state = s.state().join("pools/web.json");
+    assert!(!state.exists(), "evaluation already finished: the proxy is not slow enough");
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success();
+    assert!(ok);
+    let status = (0..400)
+        .find_map(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            child.try_wait().expect("wait")
+        })
+        .unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("no exit after SIGTERM")
+        });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(state.exists(), "the evaluation under way was finished and persisted:\n{text}");
+    let decided = text.find(": hold ").or_else(|| text.find(": decision ")).expect("decision logged");
+    let stopping = text.find("stopping").expect("stopping logged");
+    assert!(decided < stopping, "decision before shutdown:\n{text}");
+}
