@@ -31,7 +31,7 @@ resource "aws_instance" "member" {
   tags = merge(
     var.tags,
     { Name = each.key, (var.pool_tag_key) = each.value.pool },
-    each.value.protected ? { (var.protect_tag.key) = var.protect_tag.value } : {},
+    each.value.protected ? tomap({ (var.protect_tag.key) = var.protect_tag.value }) : tomap({}),
   )
 }
 
