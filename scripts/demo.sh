@@ -96,6 +96,12 @@ echo
 echo "demo: metrics excerpt"
 fetch "http://127.0.0.1:$http_port/metrics" | grep -E '^vmscaler_(actions_total|api_calls_total\{operation="GetMetricData"|evaluations_total)' || true
 
+if [[ -r "/proc/$daemon_pid/status" ]]; then
+    rss="$(awk '/^VmHWM/ {printf "%.0f MiB", $2 / 1024}' "/proc/$daemon_pid/status")"
+    cpu="$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f s", ($14 + $15) / hz}' "/proc/$daemon_pid/stat")"
+    evals="$(fetch "http://127.0.0.1:$http_port/metrics" | awk '/^vmscaler_evaluations_total/ {n += $2} END {print n}')"
+    echo "demo: daemon used $cpu of CPU for $evals evaluations, peak RSS $rss"
+fi
 kill -TERM "$daemon_pid"
 if wait "$daemon_pid"; then
     echo "demo: vmscaler stopped cleanly (exit 0); logs and state in $out"
