@@ -597,3 +597,49 @@ fn log_decision(d: &Decision, e: &DecisionEntry, news: bool) {
         debug!(current = d.current, desired = d.desired, score = %score, proposal = d.proposal, reason = %reason, "hold");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmscaler_engine::{Direction, EvalRecord};
+
+    fn record(current: u32, desired: u32, scaled: Option<Direction>) -> EvalRecord {
+        EvalRecord {
+            at: Timestamp::UNIX_EPOCH,
+            score: Some(2.0),
+            above_band: true,
+            proposal: desired,
+            current,
+            desired,
+            scaled,
+        }
+    }
+
+    #[test]
+    fn records_say_what_really_happened() {
+        let started = |id: &str| Outcome::Started { id: id.into() };
+        // Two of three starts worked: the record says 4, and the cooldown starts.
+        let mut r = record(2, 5, Some(Direction::Up));
+        achieved(&mut r, &[started("a"), started("b"), Outcome::InsufficientCapacity { id: "c".into() }]);
+        assert_eq!((r.desired, r.scaled), (4, Some(Direction::Up)));
+        // Nothing worked: no change recorded, no cooldown.
+        let mut r = record(2, 4, Some(Direction::Up));
+        achieved(&mut r, &[Outcome::Failed { what: "start".into(), error: "boom".into() }]);
+        assert_eq!((r.desired, r.scaled), (2, None));
+        // Stops and a group's desired capacity.
+        let mut r = record(5, 3, Some(Direction::Down));
+        achieved(&mut r, &[Outcome::Stopped { id: "x".into() }]);
+        assert_eq!((r.desired, r.scaled), (4, Some(Direction::Down)));
+        let mut r = record(2, 6, Some(Direction::Up));
+        achieved(&mut r, &[Outcome::DesiredSet { group: "g".into(), desired: 6 }]);
+        assert_eq!((r.desired, r.scaled), (6, Some(Direction::Up)));
+    }
+
+    #[test]
+    fn lookback_covers_freshness_and_two_periods() {
+        let text = "name: w\npool: { tag: { key: k, value: v } }\nmin: 1\nmax: 4\ninterval: 1m\nmetrics:\n  - id: cpu\n    namespace: AWS/EC2\n    name: CPUUtilization\n    statistic: Average\n    period: 5m\n    per_instance: avg\n    target: 50\nhistory: { window: 1h, max_age: 10m }\n";
+        let report = vmscaler_engine::policy::parse_policy("w.yaml", text);
+        let policy = report.policy.unwrap_or_else(|| panic!("{:?}", report.diagnostics));
+        assert_eq!(lookback(&policy), Duration::from_secs(600 + 600));
+    }
+}
