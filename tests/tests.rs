@@ -1,14 +1,17 @@
 //! The one integration-test binary (one link of the AWS SDK instead of one per file).
 
+// Test helpers outside #[test] functions unwrap freely: a failure there is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod aws_fleet;
+mod aws_metrics;
+mod backtest_cli;
+mod backtest_record;
 mod cli;
-mod support;
 mod daemon_loop;
 mod daemon_process;
 mod daemon_systemd;
-mod aws_fleet;
-mod aws_metrics;
+mod deploy_deb;
 mod deploy_iam;
 mod deploy_terraform;
-mod deploy_deb;
-mod backtest_cli;
-mod backtest_record;
+mod support;

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use jiff::Timestamp;
+use vmscaler_engine::backtest::trace::parse_time;
 
 use super::EX_CONFIG;
 use super::validate::Output;
@@ -39,8 +40,16 @@ pub struct Args {
     pub output: Output,
 }
 
-/// Parses `timestamp,<id>,...` rows into time-ordered samples per metric id.
-pub fn read_metrics_csv(text: &str) -> anyhow::Result<Vec<(Timestamp, Vec<(String, f64)>)>> {
+/// One row of the metrics file: a time and the metric values present at it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub at: Timestamp,
+    pub values: Vec<(String, f64)>,
+}
+
+/// Parses `timestamp,<id>,...` rows (timestamps as the trace reader accepts them: RFC 3339,
+/// epoch seconds, a civil date-time in UTC) into time-ordered rows. An empty cell is a gap.
+pub fn read_metrics_csv(text: &str) -> anyhow::Result<Vec<Row>> {
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
     let Some((_, header)) = lines.next() else { bail!("empty file: expected a header `timestamp,<metric id>,...`") };
     let cols: Vec<&str> = header.split(',').map(str::trim).collect();
@@ -53,7 +62,9 @@ pub fn read_metrics_csv(text: &str) -> anyhow::Result<Vec<(Timestamp, Vec<(Strin
         if cells.len() != cols.len() {
             bail!("line {}: {} cells, the header has {}", i + 1, cells.len(), cols.len());
         }
-        let at = parse_time(cells[0]).with_context(|| format!("line {}: timestamp {:?}", i + 1, cells[0]))?;
+        let at = parse_time(cells[0]).and_then(|(ms, _)| Timestamp::from_millisecond(ms).ok()).with_context(|| {
+            format!("line {}: {:?} is not a timestamp (RFC 3339 or epoch seconds)", i + 1, cells[0])
+        })?;
         let mut values = Vec::new();
         for (c, v) in cols[1..].iter().zip(&cells[1..]) {
             if v.is_empty() {
@@ -62,17 +73,10 @@ pub fn read_metrics_csv(text: &str) -> anyhow::Result<Vec<(Timestamp, Vec<(Strin
             let x: f64 = v.parse().with_context(|| format!("line {}: {c} value {v:?} is not a number", i + 1))?;
             values.push(((*c).to_owned(), x));
         }
-        rows.push((at, values));
+        rows.push(Row { at, values });
     }
-    rows.sort_by_key(|(t, _)| *t);
+    rows.sort_by_key(|r| r.at);
     Ok(rows)
-}
-
-fn parse_time(s: &str) -> anyhow::Result<Timestamp> {
-    if let Ok(secs) = s.parse::<i64>() {
-        return Ok(Timestamp::from_second(secs)?);
-    }
-    Ok(s.parse::<Timestamp>()?)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -84,8 +88,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(&args.metrics).with_context(|| format!("cannot read {}", args.metrics.display()))?;
     let rows = read_metrics_csv(&text).with_context(|| args.metrics.display().to_string())?;
-    for (_, values) in rows.iter().take(1) {
-        for (id, _) in values {
+    for row in rows.iter().take(1) {
+        for (id, _) in &row.values {
             if !policy.metrics.iter().any(|m| &m.id == id) {
                 eprintln!(
                     "warning: {}: column {id:?} is not a metric of policy {:?} (ignored)",
@@ -95,21 +99,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let Some(last) = rows.last().map(|(t, _)| *t) else { bail!("{}: no rows", args.metrics.display()) };
+    let Some(last) = rows.last().map(|r| r.at) else { bail!("{}: no rows", args.metrics.display()) };
     let at = args.at.unwrap_or(last);
     let fleet = plan_fleet(&policy.pool, &policy, args.current, args.warm);
 
     let mut history = PoolHistory::default();
-    for (t, values) in rows.iter().filter(|(t, _)| *t <= at) {
-        for (id, v) in values {
-            history.push_sample(id, Sample { at: *t, value: *v });
+    for row in rows.iter().filter(|r| r.at <= at) {
+        for (id, v) in &row.values {
+            history.push_sample(id, Sample { at: row.at, value: *v });
         }
-        if *t < at {
-            let d = decide(&policy, &history, &fleet, *t);
+        if row.at < at {
+            let t = row.at;
+            let d = decide(&policy, &history, &fleet, t);
             let mut rec = d.record(policy.scaling.tolerance);
             rec.scaled = None; // replayed, not acted on
             history.push_record(rec);
-            history.prune(*t, policy.history.window);
+            history.prune(t, policy.history.window);
         }
     }
     let d = &decide(&policy, &history, &fleet, at);
