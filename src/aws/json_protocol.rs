@@ -85,6 +85,9 @@ fn to_json_request(request: &mut HttpRequest) -> Result<(), BoxError> {
     let headers = request.headers_mut();
     headers.remove("smithy-protocol");
     headers.try_insert("content-type", JSON)?;
+    // Ask for JSON back: LocalStack honours `accept` and would otherwise answer in CBOR (with
+    // millisecond timestamps, which the SDK reads as seconds).
+    headers.try_insert("accept", JSON)?;
     headers.try_insert("x-amz-target", target)?;
     headers.try_insert("content-length", body.len().to_string())?;
     *request.body_mut() = SdkBody::from(body);
@@ -413,6 +416,23 @@ fn write(out: &mut Vec<u8>, v: &Value, hint: Hint) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_become_json_and_ask_for_json_back() {
+        let mut req = HttpRequest::new(SdkBody::from(encode(&serde_json::json!({"NextToken": "t"}))));
+        req.set_uri("http://127.0.0.1:4566/service/GraniteServiceVersion20100801/operation/GetMetricData").unwrap();
+        req.headers_mut().insert("smithy-protocol", "rpc-v2-cbor");
+        req.headers_mut().insert("accept", CBOR);
+        req.headers_mut().insert("content-type", CBOR);
+        to_json_request(&mut req).unwrap();
+        assert_eq!(req.uri(), "http://127.0.0.1:4566/");
+        assert_eq!(req.headers().get("accept"), Some(JSON), "LocalStack answers in whatever `accept` asks for");
+        assert_eq!(req.headers().get("content-type"), Some(JSON));
+        assert_eq!(req.headers().get("x-amz-target"), Some("GraniteServiceVersion20100801.GetMetricData"));
+        assert_eq!(req.headers().get("smithy-protocol"), None);
+        let body: Value = serde_json::from_slice(req.body().bytes().unwrap()).unwrap();
+        assert_eq!(body, serde_json::json!({"NextToken": "t"}));
+    }
 
     #[test]
     fn cbor_round_trips_through_json() {
