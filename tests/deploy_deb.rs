@@ -9,9 +9,6 @@
 //! not executed: that needs a real system (see the README's install section). The last test
 //! walks the README's operator steps with the installed files against moto.
 
-// Helpers outside #[test] fns unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

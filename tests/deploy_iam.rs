@@ -5,9 +5,6 @@
 //! resolved) that `src/` calls as a method becomes an IAM action, and it must equal the set
 //! of actions in the document for the shipped policies, and [`API_ACTIONS`] too.
 
-// Helpers outside #[test] fns unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -11,9 +11,6 @@
 //! template gets every variable it uses, and the local example sends every AWS service to a
 //! loopback endpoint.
 
-// Helpers outside #[test] fns unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
