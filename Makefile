@@ -1,7 +1,7 @@
 # Entry points. `make demo` is the README's first command; `make test` is the one test command
 # (CI calls it from .ci/run).
 
-.PHONY: demo test setup build
+.PHONY: demo test setup build localstack-dry-run
 
 ## demo: moto + a tagged pool and an Auto Scaling group + vmscaler on a replayed real trace (~2 min)
 demo:
@@ -18,3 +18,7 @@ setup:
 ## build: the vmscaler binary (release)
 build:
 	cargo build --release --bin vmscaler
+
+## localstack-dry-run: the daemon in --dry-run against LocalStack 4.14 community (EC2 + CloudWatch)
+localstack-dry-run:
+	scripts/localstack-dry-run.sh
