@@ -191,3 +191,20 @@ async fn a_failed_call_is_reported_for_every_pool_it_served_and_counted() {
     assert_eq!((s.calls, s.errors), (1, 1));
     assert_eq!(s.retries, u64::from(vmscaler::aws::MAX_ATTEMPTS - 1));
 }
+
+#[tokio::test]
+async fn large_metric_uploads_reach_moto_uncompressed() {
+    // 600 datapoints: a 500-datapoint PutMetricData body is well above the SDK's 10 KiB
+    // compression threshold, and gzip cannot be rewritten to moto's JSON protocol.
+    let moto = Moto::start();
+    let m = this_minute();
+    let points: Vec<(Timestamp, f64)> = (0..600).map(|s| (at(m, -600 + s), 2.0)).collect();
+    moto.put_metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", &[("QueueName", "big")], &points).await;
+    let policy = tagged("big", &backlog_metric("backlog", "big"), "");
+    let aws = moto.aws().await;
+    let q = PoolQuery { policy: &policy, instance_ids: vec![] };
+    let got = fetch_metrics(&aws, &[q], m, Duration::ZERO, Duration::from_secs(600)).await;
+    let s = &got["big"].samples["backlog"];
+    assert_eq!(s.len(), 10, "one per minute: {s:?}");
+    assert!(s.iter().all(|x| x.value == 2.0));
+}

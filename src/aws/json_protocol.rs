@@ -10,7 +10,8 @@
 //!   the equivalent CBOR (epoch-second timestamps tagged, metric values as doubles).
 //!
 //! Only the CBOR subset the SDK writes and the shapes vmscaler reads are supported: no byte
-//! strings (no CloudWatch operation vmscaler calls has a blob). Not here: any other service.
+//! strings (no CloudWatch operation vmscaler calls has a blob), and no request compression
+//! (the client disables it; a gzipped body is refused). Not here: any other service.
 
 use std::fmt;
 
@@ -78,6 +79,9 @@ fn to_json_request(request: &mut HttpRequest) -> Result<(), BoxError> {
         return Ok(());
     };
     let target = format!("{service}.{}", op.split('?').next().unwrap_or(op));
+    if request.headers().get("content-encoding").is_some() {
+        return Err("compressed cloudwatch requests cannot be rewritten: disable request compression".into());
+    }
     let cbor = request.body().bytes().ok_or("cloudwatch request body is not in memory")?;
     let json = if cbor.is_empty() { Value::Object(Map::new()) } else { decode(cbor)? };
     let body = serde_json::to_vec(&json)?;

@@ -102,6 +102,8 @@ impl Aws {
             .timeout_config(timeouts)
             .interceptor(json_protocol::JsonRequests)
             .http_client(json_protocol::JsonResponses::new(config.http_client()))
+            // PutMetricData bodies would be gzipped before the JSON rewrite could read them.
+            .disable_request_compression(true)
             .build();
         Aws {
             ec2: aws_sdk_ec2::Client::from_conf(ec2),
