@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p vmscaler-engine --example bench_backtest -- \
 //!     policies/web-storefront.yaml ../shared/traces/worldcup98/wc98_requests_per_minute.csv \
-//!     --capacity-per-instance 6000 [--points 525600]
+//!     --capacity-per-instance 6000 [--points 525600] [--only policy,hpa]
 //! ```
 //!
 //! The trace is tiled end to end (each copy shifted by the previous copy's span) until it has
@@ -30,14 +30,19 @@ fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [policy_path, trace_path, rest @ ..] = args.as_slice() else {
         return Err(
-            "usage: bench_backtest POLICY TRACE (--capacity-per-instance X | --cpu-fleet N) [--points N]".into()
+            "usage: bench_backtest POLICY TRACE (--capacity-per-instance X | --cpu-fleet N) [--points N] [--only S,...]".into()
         );
     };
     let mut demand = None;
     let mut points = 525_600usize;
+    let mut only: Option<String> = None;
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        if flag == "--only" {
+            only = Some(value.clone());
+            continue;
+        }
         let num: f64 = value.parse().map_err(|_| format!("{flag}: {value:?} is not a number"))?;
         match flag.as_str() {
             "--capacity-per-instance" => demand = Some(DemandUnit::CapacityPerInstance(num)),
@@ -92,6 +97,9 @@ fn run() -> Result<(), String> {
     println!("|---|---:|---:|---:|---:|---:|");
     let mut total = Duration::ZERO;
     for s in [Strategy::Policy, Strategy::Hpa, Strategy::TargetTracking, Strategy::Static, Strategy::Oracle] {
+        if only.as_deref().is_some_and(|o| !o.split(',').any(|x| x == s.as_str())) {
+            continue;
+        }
         let t = Instant::now();
         let run = prep.run_reference(s, &mut |_| {});
         let el = t.elapsed();
