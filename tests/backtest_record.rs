@@ -30,12 +30,8 @@ async fn record_writes_metrics_and_pool_size_that_backtest_replays() {
         cpu.push((minutes_ago(now, m), c));
         size.push((minutes_ago(now, m), n));
     }
-    // A few points per call: the harness's JSON translation rejects long batches ("indefinite
-    // integer").
-    for (c, s) in cpu.chunks(10).zip(size.chunks(10)) {
-        moto.put_metric("AWS/EC2", "CPUUtilization", &[("AutoScalingGroupName", "rec-web")], c).await;
-        moto.put_metric("AWS/AutoScaling", "GroupInServiceInstances", &[("AutoScalingGroupName", "rec-web")], s).await;
-    }
+    moto.put_metric("AWS/EC2", "CPUUtilization", &[("AutoScalingGroupName", "rec-web")], &cpu).await;
+    moto.put_metric("AWS/AutoScaling", "GroupInServiceInstances", &[("AutoScalingGroupName", "rec-web")], &size).await;
 
     let dir = std::env::temp_dir().join(format!("vmscaler-record-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
