@@ -2,8 +2,9 @@
 # Builds the vmscaler Debian package into target/debian/ with cargo-deb.
 #
 #   scripts/build-deb.sh                   release build, then the package (what you ship)
-#   scripts/build-deb.sh --profile dev     package the debug binary `cargo test` already built
-#                                          (CI: checks the packaging without a release build)
+#   scripts/build-deb.sh --profile dev     package the debug binary `cargo test` already built,
+#                                          into target/debian/dev/ (CI: checks the packaging
+#                                          without a release build)
 #   scripts/build-deb.sh --no-build        package whatever binary the profile dir holds
 #
 # cargo-deb is installed once, pinned, into target/tools (no global install). Generated inputs
@@ -58,10 +59,13 @@ grep -q '^ExecStart=/usr/bin/vmscaler ' "$assets/vmscaler.service" ||
 grep -q '^dry_run: true' "$assets/vmscaler.yaml" ||
     { echo "build-deb: config has no dry_run line to default to true" >&2; exit 1; }
 
-args=(--no-build --profile "$profile" --output "$target_dir/debian/")
+args=(--no-build --profile "$profile")
 if [[ "$profile" == dev ]]; then
-    # A test package: quick compression; a release package gets cargo-deb's default (xz).
-    args+=(--fast)
+    # A test package: quick compression, and kept apart from a release package of the same
+    # version; a release package gets cargo-deb's default (xz) in target/debian/.
+    args+=(--fast --output "$target_dir/debian/dev/")
+else
+    args+=(--output "$target_dir/debian/")
 fi
 # cargo-deb strips the binary when it is not built with debug info it should keep.
 deb="$("$tools/bin/cargo-deb" "${args[@]}" --strip | tail -n 1)"
