@@ -1,11 +1,14 @@
 //! `vmscaler record` against a moto server, then `vmscaler backtest` on what it wrote.
 
 use std::process::Command;
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use vmscaler::clock::{Clock, SystemClock};
+use vmscaler::cmd::record::{record, to_csv};
 
 use crate::support::Moto;
+use crate::support::policy::{per_instance_metric, tagged};
 
 fn this_minute() -> Timestamp {
     let now = SystemClock.now().as_second();
@@ -97,4 +100,35 @@ metrics:
     let st = json["strategies"].as_array().unwrap().iter().find(|s| s["strategy"] == "static").unwrap();
     assert_eq!(st["peak_billed"], 8);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn tagged_pool_size_counts_the_members_reporting_cpu() {
+    let moto = Moto::start();
+    let pool = moto.create_tagged_pool(("vmscaler:pool", "rec-tag"), 3, 1, 0, None).await;
+    let now = this_minute();
+    // Two members report for the last hour at 30 % and 40 %; the third (started later) for the
+    // last 20 minutes at 50 %. The stopped member reports nothing.
+    for (k, id) in pool.running.iter().enumerate() {
+        let points: Vec<(Timestamp, f64)> = (5..=60)
+            .rev()
+            .filter(|m| k < 2 || *m <= 20)
+            .map(|m| (minutes_ago(now, m), 30.0 + 10.0 * k as f64))
+            .collect();
+        moto.put_metric("AWS/EC2", "CPUUtilization", &[("InstanceId", id)], &points).await;
+    }
+    let policy = tagged("rec-tag", &per_instance_metric("cpu", "AWS/EC2", "CPUUtilization", "avg", 50.0), "");
+    let aws = moto.aws().await;
+    let rec = record(&aws, &policy, SystemClock.now(), Duration::from_secs(2 * 3600)).await.expect("record");
+    assert!(rec.warnings.is_empty(), "{:?}", rec.warnings);
+    assert_eq!(rec.pool_size.get(&minutes_ago(now, 60)), Some(&2.0));
+    assert_eq!(rec.pool_size.get(&minutes_ago(now, 21)), Some(&2.0));
+    assert_eq!(rec.pool_size.get(&minutes_ago(now, 20)), Some(&3.0));
+    let cpu: Vec<(Timestamp, f64)> = rec.metrics.samples["cpu"].iter().map(|s| (s.at, s.value)).collect();
+    assert_eq!(cpu.first(), Some(&(minutes_ago(now, 60), 35.0)));
+    assert_eq!(cpu.last(), Some(&(minutes_ago(now, 5), 40.0)));
+    // Demand in instances: 40 % of 3 members.
+    let csv = to_csv(&policy, &rec);
+    let last = csv.lines().last().expect("rows");
+    assert!(last.ends_with(",40,3,1.2000"), "{last}");
 }
