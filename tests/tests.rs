@@ -14,4 +14,5 @@ mod daemon_systemd;
 mod deploy_deb;
 mod deploy_iam;
 mod deploy_terraform;
+mod deploy_version;
 mod support;
