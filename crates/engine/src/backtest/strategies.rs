@@ -402,6 +402,31 @@ mod tests {
     }
 
     #[test]
+    fn references_stay_within_min_and_max() {
+        // Demand 30 (far above max 5) for 10 minutes, then 0. No boot delay, no lag.
+        let points = [(0, 30.0), (10 * M, 0.0)];
+        let l = load(&points, 30 * M, 0, 0);
+        let lim = Limits { min: 2, max: 5, target: 50.0 };
+        // HPA: 2 -> 4 (ceil(2 * 100 / 50)) at 15 s, -> 5 (8 capped at max) at 30 s; the 0 %
+        // datapoints from 10:15 bring it to min 2 once the 100 % recommendation of 10:00 has left
+        // the 300 s window, at 15:15.
+        let mut hpa = Hpa::new(lim, 0, 2);
+        let mut pool = Pool::new(0, 2, 0, false);
+        let rec = simulate(&l, &mut hpa, &mut pool, &mut |_| {});
+        assert_eq!(rows(&rec), [(0, 2, 2), (15, 4, 4), (30, 5, 5), (915, 2, 2)]);
+        // Target tracking: 4 after the third high datapoint (3 min), 5 (capped) three fresh
+        // datapoints later (6 min); min 2 after fifteen low datapoints (25 min).
+        let mut tt = TargetTracking::new(lim, 2);
+        let mut pool = Pool::new(0, 2, 0, false);
+        let rec = simulate(&l, &mut tt, &mut pool, &mut |_| {});
+        assert_eq!(rows(&rec), [(0, 2, 2), (180, 4, 4), (360, 5, 5), (1500, 2, 2)]);
+        // The oracle is capped too, and under-provisioned for it.
+        let rec = oracle_rows(&points, 30 * M, 0, &lim);
+        assert_eq!(rows(&rec), [(0, 5, 5), (600, 2, 2)]);
+        assert_eq!(figures("oracle", rec.rows(), 30 * M).under_provisioned_minutes, 10.0);
+    }
+
+    #[test]
     fn target_tracking_warmup_blocks_scale_in() {
         // Warm-up 300 s: with boot 0, an instance started at 3 min blocks scale-in until 8 min.
         let mut pool = Pool::new(0, 2, 0, false);
