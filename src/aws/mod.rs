@@ -47,6 +47,27 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a TCP/TLS connect may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Retry and timeout settings of every call. [`Default`] is the constants above; a slow
+/// endpoint (moto with thousands of instances, in the benchmark) may need longer timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiLimits {
+    pub max_attempts: u32,
+    pub attempt_timeout: Duration,
+    pub operation_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl Default for ApiLimits {
+    fn default() -> ApiLimits {
+        ApiLimits {
+            max_attempts: MAX_ATTEMPTS,
+            attempt_timeout: ATTEMPT_TIMEOUT,
+            operation_timeout: OPERATION_TIMEOUT,
+            connect_timeout: CONNECT_TIMEOUT,
+        }
+    }
+}
+
 /// Clients for the three services vmscaler uses, sharing one [`ApiStats`]. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Aws {
@@ -79,14 +100,19 @@ impl Aws {
     /// Builds the clients from an already loaded SDK configuration (tests use this to pass
     /// static credentials), applying vmscaler's retry and timeout settings on top.
     pub fn from_sdk_config(config: &aws_config::SdkConfig) -> Aws {
+        Aws::from_sdk_config_with(config, ApiLimits::default())
+    }
+
+    /// Like [`Aws::from_sdk_config`], with explicit retry and timeout settings.
+    pub fn from_sdk_config_with(config: &aws_config::SdkConfig, limits: ApiLimits) -> Aws {
         let retry = RetryConfig::standard()
-            .with_max_attempts(MAX_ATTEMPTS)
+            .with_max_attempts(limits.max_attempts)
             .with_initial_backoff(Duration::from_millis(200))
             .with_max_backoff(Duration::from_secs(5));
         let timeouts = TimeoutConfig::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-            .operation_timeout(OPERATION_TIMEOUT)
+            .connect_timeout(limits.connect_timeout)
+            .operation_attempt_timeout(limits.attempt_timeout)
+            .operation_timeout(limits.operation_timeout)
             .build();
         let ec2 = aws_sdk_ec2::config::Builder::from(config)
             .retry_config(retry.clone())
