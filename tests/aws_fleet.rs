@@ -22,6 +22,7 @@ fn decision(policy: &Policy, current: u32, desired: u32, actions: Vec<Action>) -
         policy: policy.name.clone(),
         at: Timestamp::UNIX_EPOCH,
         current,
+        serving: current,
         desired,
         score: None,
         proposal: desired,

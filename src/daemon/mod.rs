@@ -610,6 +610,7 @@ mod tests {
             above_band: true,
             proposal: desired,
             current,
+            serving: current,
             desired,
             scaled,
         }

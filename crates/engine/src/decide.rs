@@ -20,7 +20,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::duration::Human;
+use crate::duration::{Human, after};
 use crate::fleet::{Fleet, Member, MemberState};
 use crate::history::{Direction, EvalRecord, PoolHistory};
 use crate::policy::{Goal, MissingData, Policy, ScaleInOrder, ScaleOutOrder};
@@ -33,6 +33,8 @@ pub struct Decision {
     pub policy: String,
     pub at: Timestamp,
     pub current: u32,
+    /// Instances in service (running, not booting): what a utilisation was measured on.
+    pub serving: u32,
     pub desired: u32,
     /// Blended score (1.0 = on target); `None` when no metric had data or capacity was zero.
     pub score: Option<f64>,
@@ -119,6 +121,7 @@ impl Decision {
             },
             proposal: self.proposal,
             current: self.current,
+            serving: self.serving,
             desired: self.desired,
             scaled: self.direction(),
         }
@@ -208,7 +211,16 @@ struct Score {
     saturated: Option<(String, f64)>,
 }
 
-fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, now: Timestamp) -> Score {
+/// Instances in service when a datapoint's period ended: as the first evaluation at or after
+/// that moment saw them (records are time-ordered), or as they are now if that evaluation is
+/// this one. Booting instances are not in service; a lagged datapoint gets the count of its
+/// own time, not today's.
+fn serving_when(history: &PoolHistory, period_end: Timestamp, now_serving: u32) -> u32 {
+    let i = history.records.partition_point(|r| r.at < period_end);
+    history.records.get(i).map_or(now_serving, |r| r.serving)
+}
+
+fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: u32, now: Timestamp) -> Score {
     let cur = f64::from(current);
     let mut readings = Vec::with_capacity(policy.metrics.len());
     let mut missing = Vec::new();
@@ -220,7 +232,14 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, now: Time
         let value = sample.map(|s| s.value);
         // Capacity this metric wants, and its ratio to current capacity.
         let wanted = value.and_then(|v| match m.goal {
-            Goal::Utilization { target } => (current > 0).then(|| cur * v / target),
+            // A utilisation was measured on the instances in service when it was sampled:
+            // booting instances carry no load yet, and a lagged datapoint predates recent
+            // changes. Scaling `current` instead would count booting capacity twice and
+            // overshoot. Nothing in service: nothing measured, the metric counts as missing.
+            Goal::Utilization { target } => {
+                let base = sample.map_or(serving, |s| serving_when(history, after(s.at, m.period), serving));
+                (current > 0 && base > 0).then(|| f64::from(base) * v / target)
+            }
             Goal::PerInstance { target_per_instance } => Some(v.max(0.0) / target_per_instance),
         });
         let ratio = match (value, m.goal) {
@@ -295,7 +314,8 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
     let scaling = &policy.scaling;
     let tol = scaling.tolerance;
     let mut bounds = Vec::new();
-    let s = score_metrics(policy, history, current, now);
+    let serving = fleet.serving();
+    let s = score_metrics(policy, history, current, serving, now);
     let score = match s.wanted {
         Some(w) if current > 0 => Some(w / f64::from(current)),
         _ => None,
@@ -355,7 +375,7 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
     } else if proposal < current {
         // 4. Scale down.
         let window = scaling.scale_down.stabilization;
-        let from = now.checked_sub(window).unwrap_or(Timestamp::MIN);
+        let from = crate::duration::before(now, window);
         let observed_since = history.records.iter().find(|r| r.at >= from).map(|r| r.at);
         // A window counts as observed when its first record is within one interval of its start.
         let slack = policy.interval.max(Duration::from_secs(1));
@@ -422,7 +442,7 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
     // 6. Actions.
     let (actions, shortfall) = plan_actions(policy, fleet, current, &mut desired, &mut bounds);
 
-    let mut next = now.checked_add(policy.interval).unwrap_or(Timestamp::MAX);
+    let mut next = after(now, policy.interval);
     if let Some(t) = schedule::next_activation(policy, now) {
         next = next.min(t);
     }
@@ -430,6 +450,7 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
         policy: policy.name.clone(),
         at: now,
         current,
+        serving,
         desired,
         score,
         proposal,

@@ -29,6 +29,9 @@ pub struct EvalRecord {
     pub proposal: u32,
     pub current: u32,
     pub desired: u32,
+    /// Instances in service (running, not booting) when this evaluation was made.
+    #[serde(default)]
+    pub serving: u32,
     /// Whether this evaluation changed capacity (in either direction); cooldowns start here.
     pub scaled: Option<Direction>,
 }
@@ -80,16 +83,27 @@ impl PoolHistory {
     /// Drops samples and records older than `window` before `now`, but always keeps the last
     /// scaling record of each direction so a long cooldown is never forgotten.
     pub fn prune(&mut self, now: Timestamp, window: Duration) {
-        let cutoff = now.checked_sub(window).unwrap_or(Timestamp::MIN);
+        let cutoff = crate::duration::before(now, window);
         for series in self.samples.values_mut() {
             while series.front().is_some_and(|s| s.at < cutoff) {
                 series.pop_front();
             }
         }
         self.samples.retain(|_, s| !s.is_empty());
+        // Records are pushed in time order: only a prefix can expire, and usually nothing in it
+        // needs dropping but the records kept for cooldowns. Skip the retain then (it is most
+        // of a backtest's time otherwise).
+        let expired = self.records.partition_point(|r| r.at < cutoff);
+        if expired == 0 {
+            return;
+        }
         let keep_up = self.last_scaled(Direction::Up).map(|r| r.at);
         let keep_down = self.last_scaled(Direction::Down).map(|r| r.at);
-        self.records.retain(|r| r.at >= cutoff || Some(r.at) == keep_up || Some(r.at) == keep_down);
+        let kept = |r: &EvalRecord| Some(r.at) == keep_up || Some(r.at) == keep_down;
+        if self.records.iter().take(expired).all(kept) {
+            return;
+        }
+        self.records.retain(|r| r.at >= cutoff || kept(r));
     }
 
     /// The most recent evaluation that scaled in `direction`.
@@ -128,6 +142,7 @@ mod tests {
             above_band: false,
             proposal: 1,
             current: 1,
+            serving: 1,
             desired: 1,
             scaled,
         };

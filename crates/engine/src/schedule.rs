@@ -12,6 +12,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use crate::duration::{after as add, before as sub};
 use crate::policy::{Policy, PrewarmRule, PrewarmWhen};
 
 /// The floor a rule imposes at some instant.
@@ -31,14 +32,6 @@ pub struct Floor {
 pub struct Window {
     pub start: Timestamp,
     pub end: Timestamp,
-}
-
-fn sub(t: Timestamp, d: Duration) -> Timestamp {
-    t.checked_sub(d).unwrap_or(Timestamp::MIN)
-}
-
-fn add(t: Timestamp, d: Duration) -> Timestamp {
-    t.checked_add(d).unwrap_or(Timestamp::MAX)
 }
 
 impl PrewarmRule {

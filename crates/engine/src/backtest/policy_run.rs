@@ -34,9 +34,12 @@ fn ms(t: Timestamp) -> i64 {
 /// `RequestCount`) are the work arriving per period, per serving instance for `...PerTarget`,
 /// and everything else (queue depths) is the backlog.
 pub fn signal(m: &MetricSpec) -> Signal {
+    let requests = m.name.contains("RequestCount");
     match m.goal {
+        // A per-instance request rate against a `target` (RequestCountPerTarget: 1500).
+        Goal::Utilization { .. } if requests => Signal::Arrivals { per_target: true },
         Goal::Utilization { .. } => Signal::Cpu,
-        Goal::PerInstance { .. } if m.name.contains("RequestCount") => {
+        Goal::PerInstance { .. } if requests => {
             Signal::Arrivals { per_target: m.name.contains("PerTarget") || m.per_instance.is_some() }
         }
         Goal::PerInstance { .. } => Signal::Backlog,

@@ -128,6 +128,50 @@ fn scale_up_waits_for_confirmation_then_acts() {
 }
 
 #[test]
+fn booting_instances_are_not_counted_twice() {
+    let p = policy("scaling:\n  scale_up: {confirmations: 1}\n");
+    // 8 instances, 3 of them still booting: the 80% CPU was measured on the 5 in service,
+    // which want 5 * 80 / 50 = 8: the booting ones already cover it.
+    let mut f = fleet(8, 4);
+    if let Fleet::Instances { members } = &mut f {
+        for m in &mut members[5..8] {
+            m.state = MemberState::Pending;
+        }
+    }
+    let d = decide(&p, &history_with(&[(0, 80.0)]), &f, at(0));
+    assert_eq!((d.current, d.serving, d.desired), (8, 5, 8));
+    assert_eq!(d.bounds, [Bound::WithinTolerance { score: 1.0, tolerance: 0.1 }]);
+
+    // A lagged datapoint is scaled by what was in service when its period ended: the
+    // evaluation at minute -1 (the end of minute -2's period) saw 4 in service, so 100% CPU
+    // then wants 8, not 16.
+    let mut h = history_with(&[(-2, 100.0)]);
+    let rec = |m, serving| EvalRecord {
+        at: at(m),
+        score: None,
+        above_band: false,
+        proposal: 4,
+        current: 8,
+        serving,
+        desired: 8,
+        scaled: None,
+    };
+    h.push_record(rec(-2, 3));
+    h.push_record(rec(-1, 4));
+    let d = decide(&p, &h, &fleet(8, 4), at(0));
+    assert_eq!((d.proposal, d.desired), (8, 8), "{:?}", d.bounds);
+
+    // Nothing in service yet: nothing was measured, so the metric is missing (never "wants 0").
+    let mut f = fleet(0, 4);
+    if let Fleet::Instances { members } = &mut f {
+        members[0].state = MemberState::Pending;
+    }
+    let d = decide(&p, &history_with(&[(0, 0.0)]), &f, at(0));
+    assert_eq!((d.current, d.serving, d.desired), (1, 0, 2), "raised to min, not scaled to zero");
+    assert!(matches!(d.bounds[0], Bound::MissingData { .. }), "{:?}", d.bounds);
+}
+
+#[test]
 fn fast_threshold_skips_confirmation() {
     let p = policy("scaling:\n  scale_up: {confirmations: 3, fast_threshold: 1.5}\n");
     let d = decide(&p, &history_with(&[(0, 80.0)]), &fleet(4, 10), at(0));
@@ -149,6 +193,7 @@ fn a_saturated_metric_is_never_averaged_away() {
         above_band: true,
         proposal: 8,
         current: 4,
+        serving: 4,
         desired: 4,
         scaled: None,
     });
@@ -228,6 +273,7 @@ fn partly_missing_data_blocks_scale_in_only() {
         above_band: false,
         proposal: 2,
         current: 8,
+        serving: 8,
         desired: 8,
         scaled: None,
     });
