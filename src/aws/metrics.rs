@@ -411,6 +411,46 @@ async fn get_metric_data(
     Ok(results)
 }
 
+/// One raw CloudWatch series, for reads that are not a policy's metrics (`vmscaler record`).
+#[derive(Debug, Clone)]
+pub struct SeriesSpec {
+    pub namespace: String,
+    pub name: String,
+    pub dimensions: Vec<(String, String)>,
+    pub period: Duration,
+    pub statistic: Statistic,
+}
+
+/// Reads `series` over `[from, end)`: batched 500 to a GetMetricData call, paginated, counted
+/// in [`ApiStats`](super::stats::ApiStats). Each series' points come back in time order.
+pub async fn read_series(
+    aws: &Aws,
+    series: &[SeriesSpec],
+    from: Timestamp,
+    end: Timestamp,
+) -> Result<Vec<Vec<(Timestamp, f64)>>, String> {
+    let mut out = Vec::with_capacity(series.len());
+    for chunk in series.chunks(MAX_SERIES_PER_CALL) {
+        let queries = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                build_query(format!("s{i}"), &s.namespace, &s.name, s.dimensions.clone(), s.period, s.statistic)
+            })
+            .collect();
+        for c in get_metric_data(aws, queries, from, end).await? {
+            if let Some(problem) = c.problem {
+                return Err(problem);
+            }
+            let mut points = c.points;
+            points.sort_by_key(|p| p.0);
+            points.dedup_by_key(|p| p.0);
+            out.push(points);
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use aws_sdk_cloudwatch::types::MessageData;

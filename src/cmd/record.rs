@@ -20,15 +20,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
 use jiff::Timestamp;
 use vmscaler_engine::duration::parse_duration;
-use vmscaler_engine::policy::{Goal, PoolTarget};
+use vmscaler_engine::policy::{Goal, PoolTarget, Statistic};
 use vmscaler_engine::{Fleet, MemberState, Policy};
 
 use super::EX_CONFIG;
 use crate::aws::fleet::describe_fleets;
-use crate::aws::metrics::{PoolMetrics, PoolQuery, fetch_metrics};
+use crate::aws::metrics::{PoolMetrics, PoolQuery, SeriesSpec, fetch_metrics, read_series};
 use crate::aws::{Aws, AwsSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::policies::load_file;
@@ -124,40 +123,30 @@ pub async fn record(aws: &Aws, policy: &Policy, now: Timestamp, since: Duration)
     let step = i64::try_from(period.as_secs()).unwrap_or(60).max(1);
     let start = now.checked_sub(since).unwrap_or(now).as_second();
     let from = Timestamp::from_second(start.div_euclid(step) * step).unwrap_or(now);
-    let pool_size = match &policy.pool {
+    let spec = |namespace: &str, name: &str, dimension: (&str, &str), statistic| SeriesSpec {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        dimensions: vec![(dimension.0.to_owned(), dimension.1.to_owned())],
+        period,
+        statistic,
+    };
+    let pool_size: BTreeMap<Timestamp, f64> = match &policy.pool {
         PoolTarget::AutoScalingGroup(g) => {
-            let q = query_for(
-                "size",
-                "AWS/AutoScaling",
-                "GroupInServiceInstances",
-                &[("AutoScalingGroupName", g)],
-                period,
-                "Average",
-            );
-            let series = get_series(aws, vec![q], from, now).await?;
+            let size =
+                spec("AWS/AutoScaling", "GroupInServiceInstances", ("AutoScalingGroupName", g), Statistic::Average);
+            let series = read_series(aws, &[size], from, now).await.map_err(|e| anyhow!(e))?;
             series.into_iter().next().unwrap_or_default().into_iter().collect()
         }
         PoolTarget::Tagged(_) => {
+            // A member counts in a period when it reported CPU in it.
+            let specs: Vec<SeriesSpec> = members
+                .iter()
+                .map(|id| spec("AWS/EC2", "CPUUtilization", ("InstanceId", id), Statistic::SampleCount))
+                .collect();
             let mut counts: BTreeMap<Timestamp, f64> = BTreeMap::new();
-            for chunk in members.chunks(500) {
-                let queries = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, id)| {
-                        query_for(
-                            &format!("m{i}"),
-                            "AWS/EC2",
-                            "CPUUtilization",
-                            &[("InstanceId", id)],
-                            period,
-                            "SampleCount",
-                        )
-                    })
-                    .collect();
-                for series in get_series(aws, queries, from, now).await? {
-                    for (at, _) in series {
-                        *counts.entry(at).or_default() += 1.0;
-                    }
+            for series in read_series(aws, &specs, from, now).await.map_err(|e| anyhow!(e))? {
+                for (at, _) in series {
+                    *counts.entry(at).or_default() += 1.0;
                 }
             }
             counts
@@ -174,69 +163,6 @@ pub async fn record(aws: &Aws, policy: &Policy, now: Timestamp, since: Duration)
         });
     }
     Ok(Recording { metrics, pool_size, warnings })
-}
-
-fn query_for(
-    id: &str,
-    namespace: &str,
-    name: &str,
-    dims: &[(&str, &str)],
-    period: Duration,
-    stat: &str,
-) -> MetricDataQuery {
-    let dims: Vec<Dimension> = dims.iter().map(|(k, v)| Dimension::builder().name(*k).value(*v).build()).collect();
-    let metric = Metric::builder().namespace(namespace).metric_name(name).set_dimensions(Some(dims)).build();
-    let period = i32::try_from(period.as_secs()).unwrap_or(i32::MAX);
-    let stat = MetricStat::builder().metric(metric).period(period).stat(stat).build();
-    MetricDataQuery::builder().id(id).metric_stat(stat).return_data(true).build()
-}
-
-fn to_datetime(t: Timestamp) -> aws_smithy_types::DateTime {
-    aws_smithy_types::DateTime::from_secs(t.as_second())
-}
-
-/// One GetMetricData call per page; returns each query's `(timestamp, value)` points in order.
-async fn get_series(
-    aws: &Aws,
-    queries: Vec<MetricDataQuery>,
-    from: Timestamp,
-    to: Timestamp,
-) -> anyhow::Result<Vec<Vec<(Timestamp, f64)>>> {
-    let index: BTreeMap<String, usize> =
-        queries.iter().enumerate().filter_map(|(i, q)| q.id().map(|id| (id.to_owned(), i))).collect();
-    let mut out: Vec<Vec<(Timestamp, f64)>> = vec![Vec::new(); queries.len()];
-    let mut token: Option<String> = None;
-    for _ in 0..1000 {
-        let resp = aws
-            .cloudwatch()
-            .get_metric_data()
-            .set_metric_data_queries(Some(queries.clone()))
-            .start_time(to_datetime(from))
-            .end_time(to_datetime(to))
-            .set_next_token(token.take())
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow!("GetMetricData failed: {}", aws_smithy_types::error::display::DisplayErrorContext(&e))
-            })?;
-        for r in resp.metric_data_results() {
-            let Some(&i) = r.id().and_then(|id| index.get(id)) else { continue };
-            for (t, v) in r.timestamps().iter().zip(r.values()) {
-                if let Ok(at) = Timestamp::from_second(t.secs()) {
-                    out[i].push((at, *v));
-                }
-            }
-        }
-        match resp.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-            _ => break,
-        }
-    }
-    for s in &mut out {
-        s.sort_by_key(|p| p.0);
-        s.dedup_by_key(|p| p.0);
-    }
-    Ok(out)
 }
 
 /// The trace CSV: one row per timestamp any series has, empty cells where one has no datapoint.
