@@ -24,6 +24,7 @@ use std::fmt;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_types::error::display::DisplayErrorContext;
 use serde::Serialize;
+use vmscaler_engine::decide::sort_for_start;
 use vmscaler_engine::policy::ScaleOutOrder;
 use vmscaler_engine::{Action, Decision, Fleet, Member, MemberState, Policy};
 
@@ -196,11 +197,7 @@ fn spare_members(fleet: &Fleet, wanted: &[String], order: ScaleOutOrder) -> VecD
     let Fleet::Instances { members } = fleet else { return VecDeque::new() };
     let mut spare: Vec<&Member> =
         members.iter().filter(|m| m.state == MemberState::Stopped && !wanted.contains(&m.id)).collect();
-    match order {
-        ScaleOutOrder::Oldest => spare.sort_by(|a, b| (a.launched_at, &a.id).cmp(&(b.launched_at, &b.id))),
-        ScaleOutOrder::Newest => spare.sort_by(|a, b| (b.launched_at, &a.id).cmp(&(a.launched_at, &b.id))),
-        ScaleOutOrder::Id => spare.sort_by(|a, b| a.id.cmp(&b.id)),
-    }
+    sort_for_start(&mut spare, order);
     spare.into_iter().map(|m| m.id.clone()).collect()
 }
 

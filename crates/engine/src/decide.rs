@@ -529,7 +529,9 @@ fn plan_actions(
     }
 }
 
-fn sort_for_start(members: &mut [&Member], order: ScaleOutOrder) {
+/// Orders stopped members the way scale-out starts them (the actuator uses it too, to pick
+/// replacements when AWS has no capacity for a chosen member).
+pub fn sort_for_start(members: &mut [&Member], order: ScaleOutOrder) {
     match order {
         ScaleOutOrder::Oldest => members.sort_by(|a, b| (a.launched_at, &a.id).cmp(&(b.launched_at, &b.id))),
         ScaleOutOrder::Newest => members.sort_by(|a, b| (b.launched_at, &a.id).cmp(&(a.launched_at, &b.id))),
