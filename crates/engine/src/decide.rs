@@ -400,7 +400,7 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
             if highest > proposal {
                 bounds.push(Bound::Stabilized { highest });
             }
-            let limit = scaling.scale_down.max_step.limit(current);
+            let limit = down_step_limit(policy, history, current);
             desired = highest.max(current.saturating_sub(limit));
             if desired > highest {
                 bounds.push(Bound::StepDown { limit });
@@ -461,6 +461,26 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
         shortfall,
         next_evaluation: next,
     }
+}
+
+/// How far this scale-down may go: `max_step`, times `acceleration` for every scale-down
+/// since the load last rose (an evaluation above the band, or a scale-up).
+fn down_step_limit(policy: &Policy, history: &PoolHistory, current: u32) -> u32 {
+    let down = &policy.scaling.scale_down;
+    let base = down.max_step.limit(current);
+    let streak = history
+        .records
+        .iter()
+        .rev()
+        .take_while(|r| !r.above_band && r.scaled != Some(Direction::Up))
+        .filter(|r| r.scaled == Some(Direction::Down))
+        .count();
+    let factor = down.acceleration.powi(i32::try_from(streak.min(30)).unwrap_or(30));
+    let limit = (f64::from(base) * factor).min(f64::from(current));
+    // Bounded by `current` (a u32) above.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let limit = limit as u32;
+    limit.max(base)
 }
 
 /// Consecutive previous evaluations above the band, each within two intervals of the next.

@@ -242,6 +242,20 @@ fn no_scale_down_inside_the_cooldown() {
 }
 
 #[test]
+fn a_confirmed_descent_accelerates_and_a_rise_resets_it() {
+    // 16 instances at 5% CPU, max_step 2, a scale-down every minute (cooldown 1m, no window).
+    let descent = |accel: &str, cpu_at: fn(i64) -> f64| {
+        let p = policy(&format!("scaling:\n  scale_down: {{stabilization: 0s, cooldown: 1m, max_step: 2{accel}}}\n"));
+        desired(&run(&p, fleet(16, 4), 6, |m, _| Some(cpu_at(m))))
+    };
+    // Steps of 2, then 4, then 8: down to min 2 in three scale-downs instead of seven.
+    assert_eq!(descent("", |_| 5.0), [14, 10, 2, 2, 2, 2]);
+    assert_eq!(descent(", acceleration: 1", |_| 5.0), [14, 12, 10, 8, 6, 4]);
+    // A minute above the band (minute 2) resets the streak: the next step is 2 again.
+    assert_eq!(descent("", |m| if m == 2 { 100.0 } else { 5.0 })[..4], [14, 10, 10, 8]);
+}
+
+#[test]
 fn scale_up_cooldown_and_step_limit() {
     let p = policy("scaling:\n  scale_up: {confirmations: 1, cooldown: 3m, max_step: 2}\n");
     let ds = run(&p, fleet(4, 16), 5, |_, _| Some(100.0));

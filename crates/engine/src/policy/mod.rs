@@ -162,6 +162,10 @@ pub struct ScaleDown {
     /// No scale-down within this time of the last scaling action of either direction.
     pub cooldown: Duration,
     pub max_step: Step,
+    /// Each further scale-down in a row (no evaluation above the band in between) may take a
+    /// step this many times larger than the previous one: a confirmed descent speeds up,
+    /// a single dip still only gets `max_step`. 1 keeps every step at `max_step`.
+    pub acceleration: f64,
 }
 
 /// A step limit: an instance count or a percentage of current capacity (at least 1).

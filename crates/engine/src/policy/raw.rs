@@ -132,6 +132,7 @@ pub(super) struct RawScaleDown {
     pub stabilization: Option<S<Text>>,
     pub cooldown: Option<S<Text>>,
     pub max_step: Option<S<Text>>,
+    pub acceleration: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

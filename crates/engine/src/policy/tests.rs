@@ -303,6 +303,10 @@ fn remaining_messages_each_with_their_location() {
         ),
         (&with("history: {window: 8d}\n"), "t.yaml:7:19: history.window: 8d is longer than 7d"),
         (
+            &with("scaling:\n  scale_down: {acceleration: 0.5}\n"),
+            "t.yaml:8:30: scaling.scale_down.acceleration: 0.5 is out of range (allowed 1 to 10)",
+        ),
+        (
             &with("prewarm:\n  - {name: a, cron: \"0 20 * * *\", duration: 0s, time_zone: UTC, capacity: 5}\n"),
             "t.yaml:8:45: prewarm[0].duration: must be above 0s",
         ),

@@ -615,6 +615,18 @@ fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
         ctx.duration(&down.and_then(|d| d.cooldown.clone()), "scaling.scale_down.cooldown", Duration::from_secs(300));
     let down_step =
         ctx.step(&down.and_then(|d| d.max_step.clone()), "scaling.scale_down.max_step", Step::Percent(10.0));
+    let acceleration = match down.and_then(|d| d.acceleration.as_ref()) {
+        None => 2.0,
+        Some(a) if a.value.is_finite() && (1.0..=10.0).contains(&a.value) => a.value,
+        Some(a) => {
+            ctx.err(
+                a.referenced,
+                "scaling.scale_down.acceleration",
+                format!("{} is out of range (allowed 1 to 10)", a.value),
+            );
+            2.0
+        }
+    };
     for (d, loc, field) in [
         (up_cooldown, up_cd_loc, "scaling.scale_up.cooldown"),
         (stabilization, stab_loc, "scaling.scale_down.stabilization"),
@@ -628,7 +640,7 @@ fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
         Scaling {
             tolerance,
             scale_up: ScaleUp { confirmations, fast_threshold, cooldown: up_cooldown, max_step: up_step },
-            scale_down: ScaleDown { stabilization, cooldown: down_cooldown, max_step: down_step },
+            scale_down: ScaleDown { stabilization, cooldown: down_cooldown, max_step: down_step, acceleration },
         },
         stab_loc,
     )
