@@ -375,6 +375,7 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
     } else if proposal < current {
         // 4. Scale down.
         let window = scaling.scale_down.stabilization;
+        let streak = descent_streak(history);
         let from = crate::duration::before(now, window);
         let observed_since = history.records.iter().find(|r| r.at >= from).map(|r| r.at);
         // A window counts as observed when its first record is within one interval of its start.
@@ -393,14 +394,14 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
             .iter()
             .rev()
             .find(|r| r.scaled.is_some())
-            .and_then(|r| remaining(r.at, scaling.scale_down.cooldown, now))
+            .and_then(|r| remaining(r.at, down_cooldown(policy, streak), now))
         {
             bounds.push(Bound::CooldownDown { remaining_secs: left });
         } else {
             if highest > proposal {
                 bounds.push(Bound::Stabilized { highest });
             }
-            let limit = down_step_limit(policy, history, current);
+            let limit = down_step_limit(policy, streak, current);
             desired = highest.max(current.saturating_sub(limit));
             if desired > highest {
                 bounds.push(Bound::StepDown { limit });
@@ -463,24 +464,35 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
     }
 }
 
-/// How far this scale-down may go: `max_step`, times `acceleration` for every scale-down
-/// since the load last rose (an evaluation above the band, or a scale-up).
-fn down_step_limit(policy: &Policy, history: &PoolHistory, current: u32) -> u32 {
-    let down = &policy.scaling.scale_down;
-    let base = down.max_step.limit(current);
-    let streak = history
+/// Scale-downs since the load last rose (an evaluation above the band, or a scale-up).
+fn descent_streak(history: &PoolHistory) -> i32 {
+    let n = history
         .records
         .iter()
         .rev()
         .take_while(|r| !r.above_band && r.scaled != Some(Direction::Up))
         .filter(|r| r.scaled == Some(Direction::Down))
         .count();
-    let factor = down.acceleration.powi(i32::try_from(streak.min(30)).unwrap_or(30));
-    let limit = (f64::from(base) * factor).min(f64::from(current));
+    i32::try_from(n.min(30)).unwrap_or(30)
+}
+
+/// How far this scale-down may go: `max_step`, times `acceleration` for every scale-down of
+/// the current descent.
+fn down_step_limit(policy: &Policy, streak: i32, current: u32) -> u32 {
+    let down = &policy.scaling.scale_down;
+    let base = down.max_step.limit(current);
+    let limit = (f64::from(base) * down.acceleration.powi(streak)).min(f64::from(current));
     // Bounded by `current` (a u32) above.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let limit = limit as u32;
     limit.max(base)
+}
+
+/// The scale-down cooldown during a descent: divided by `acceleration` for every scale-down
+/// of the current descent, so a confirmed descent speeds up in pace as well as step.
+fn down_cooldown(policy: &Policy, streak: i32) -> Duration {
+    let down = &policy.scaling.scale_down;
+    down.cooldown.div_f64(down.acceleration.powi(streak))
 }
 
 /// Consecutive previous evaluations above the band, each within two intervals of the next.
