@@ -284,7 +284,8 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
     Score { readings, missing, wanted, saturated }
 }
 
-fn ceil_u32(x: f64) -> u32 {
+/// `ceil` into a capacity, tolerating float noise and saturating (NaN and negatives are 0).
+pub(crate) fn ceil_u32(x: f64) -> u32 {
     // Tolerate float noise such as 4 * 1.25 = 5.000000000000001.
     let c = (x - 1e-9).ceil();
     if c.is_nan() || c <= 0.0 {
@@ -585,3 +586,6 @@ fn sort_for_stop(members: &mut [&Member], order: ScaleInOrder) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod bad_input_tests;

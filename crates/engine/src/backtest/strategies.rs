@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::metrics::{Recorder, SupplyRow};
 use super::sim::{Controller, PipelineSpec, Pool, Signal, Stat};
+use crate::decide::ceil_u32;
 
 /// Bounds and target shared by every strategy (the policy's).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -26,19 +27,6 @@ pub struct Limits {
 impl Limits {
     fn clamp(&self, n: u32) -> u32 {
         n.clamp(self.min, self.max.max(self.min))
-    }
-}
-
-pub(crate) fn ceil_u32(x: f64) -> u32 {
-    let c = (x - 1e-9).ceil();
-    if c.is_nan() || c <= 0.0 {
-        0
-    } else if c >= f64::from(u32::MAX) {
-        u32::MAX
-    } else {
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let n = c as u32;
-        n
     }
 }
 
