@@ -587,5 +587,3 @@ fn sort_for_stop(members: &mut [&Member], order: ScaleInOrder) {
 #[cfg(test)]
 mod tests;
 
-#[cfg(test)]
-mod bad_input_tests;
