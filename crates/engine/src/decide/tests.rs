@@ -416,11 +416,14 @@ fn reversals(ds: &[Decision]) -> usize {
 }
 
 fn arb_policy() -> impl Strategy<Value = Policy> {
-    (1u32..5, 0u32..20, 1u32..4, 0u64..6, 0u64..6, 0u64..8, prop::option::of(5u32..40), prop::bool::ANY).prop_map(
-        |(min, span, conf, cd_up, cd_down, stab, floor, scale_up_missing)| {
+    (
+        (1u32..5, 0u32..20, 1u32..4, 0u64..6, 0u64..6, 0u64..8),
+        (prop::option::of(5u32..40), prop::bool::ANY, prop::sample::select(vec!["100%", "2"]), 1u32..3),
+    )
+        .prop_map(|((min, span, conf, cd_up, cd_down, stab), (floor, scale_up_missing, step, accel))| {
             let max = min + span;
             let mut extra = format!(
-                "scaling:\n  scale_up: {{confirmations: {conf}, cooldown: {cd_up}m}}\n  scale_down: {{stabilization: {stab}m, cooldown: {cd_down}m, max_step: 100%}}\nmissing_data: {}\n",
+                "scaling:\n  scale_up: {{confirmations: {conf}, cooldown: {cd_up}m}}\n  scale_down: {{stabilization: {stab}m, cooldown: {cd_down}m, max_step: {step}, acceleration: {accel}}}\nmissing_data: {}\n",
                 if scale_up_missing { "scale_up" } else { "hold" }
             );
             if let Some(c) = floor {
@@ -431,8 +434,7 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
             let text = format!("name: p\npool: {{tag: {{key: k, value: v}}}}\nmin: {min}\nmax: {max}\nmetrics:\n  - {{id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}}\n{extra}");
             let r = parse_policy("p.yaml", &text);
             r.policy.unwrap_or_else(|| panic!("{:?}", r.diagnostics))
-        },
-    )
+        })
 }
 
 proptest! {
@@ -469,7 +471,8 @@ proptest! {
                 prop_assert!(d.readings.iter().all(|r| r.value.is_some()), "{:?}", d);
                 if let Some(last) = h.records.iter().rev().find(|r| r.scaled.is_some()) {
                     let since = now.duration_since(last.at).unsigned_abs();
-                    if last.scaled == Some(Direction::Up) {
+                    // Without acceleration every scale-down waits the full cooldown.
+                    if last.scaled == Some(Direction::Up) || p.scaling.scale_down.acceleration == 1.0 {
                         prop_assert!(since >= p.scaling.scale_down.cooldown, "{:?}", d);
                     }
                 }
