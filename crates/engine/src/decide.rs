@@ -242,6 +242,9 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
             }
             Goal::PerInstance { target_per_instance } => Some(v.max(0.0) / target_per_instance),
         });
+        // A capacity: never negative, never beyond u32, never NaN. Unbounded, extreme values
+        // overflowed to infinities that blended into NaN (inf - inf, 0 * inf), a proposal of 0.
+        let wanted = wanted.filter(|w| !w.is_nan()).map(|w| w.clamp(0.0, f64::from(u32::MAX)));
         let ratio = match (value, m.goal) {
             (Some(v), Goal::Utilization { target }) => Some(v / target),
             (Some(_), Goal::PerInstance { .. }) if current > 0 => wanted.map(|w| w / cur),
@@ -587,3 +590,5 @@ fn sort_for_stop(members: &mut [&Member], order: ScaleInOrder) {
 #[cfg(test)]
 mod tests;
 
+#[cfg(test)]
+mod bad_input_tests;
