@@ -15,4 +15,5 @@ mod deploy_deb;
 mod deploy_iam;
 mod deploy_terraform;
 mod deploy_version;
+mod reliability_input;
 mod support;

@@ -268,6 +268,12 @@ impl Daemon {
                         warn!(policy = %name, file = %file.display(), "another file now defines this policy: last good version dropped");
                         continue;
                     }
+                    // The file was rejected because another policy now claims its pool: running
+                    // the last good version too would put two policies on the same instances.
+                    if let Some((rival, _)) = next.iter().find(|(_, q)| q.policy.pool == p.policy.pool) {
+                        error!(policy = %name, claimed_by = %rival, file = %file.display(), "another policy now claims this pool: last good version dropped");
+                        continue;
+                    }
                     warn!(policy = %name, file = %file.display(), "keeping the last good version of the policy");
                     report.kept.push(name.clone());
                     next.insert(name, p);
