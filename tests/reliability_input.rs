@@ -148,6 +148,8 @@ async fn two_policies_claiming_the_same_instances_on_reload() {
     let (file, msg) = &rep.rejected[0];
     assert!(file.ends_with("a-web.yaml"), "{rep:?}");
     assert!(msg.contains("already claimed by") && msg.contains("0-copy.yaml"), "both files named: {msg}");
+    assert_eq!((rep.added.as_slice(), rep.removed.as_slice()), (&["web-copy".to_owned()][..], &["web".to_owned()][..]));
+    assert!(rep.kept.is_empty(), "{rep:?}");
     let claimants = d.policies().len();
     assert_eq!(claimants, 1, "one pool, one policy: {:?} ({rep:?})", names(&d));
     let r = d.tick(t0 + 120.seconds()).await;

@@ -272,6 +272,7 @@ impl Daemon {
                     // the last good version too would put two policies on the same instances.
                     if let Some((rival, _)) = next.iter().find(|(_, q)| q.policy.pool == p.policy.pool) {
                         error!(policy = %name, claimed_by = %rival, file = %file.display(), "another policy now claims this pool: last good version dropped");
+                        report.removed.push(name.clone());
                         continue;
                     }
                     warn!(policy = %name, file = %file.display(), "keeping the last good version of the policy");
