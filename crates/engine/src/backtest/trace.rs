@@ -300,14 +300,15 @@ pub fn read_trace(text: &str, opts: &TraceOptions) -> Result<Trace, TraceError> 
         if i > 0 {
             let prev = distinct[i - 1].0;
             let d = at - prev;
-            if d * 2 > step * 3 {
+            // Saturating: a given step may be close to i64::MAX milliseconds (`--step 50000000d`).
+            if d.saturating_mul(2) > step.saturating_mul(3) {
                 gap_count += 1;
                 #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let missing = ((d as f64 / step as f64).round() as u64).saturating_sub(1).max(1);
                 missing_points += missing;
                 gaps.push(Gap { after: ts(prev)?, resumes: ts(at)?, missing_points: missing });
                 if opts.fill == Fill::Zero {
-                    points.push(Point { at_ms: prev + step, value: 0.0 });
+                    points.push(Point { at_ms: prev.saturating_add(step), value: 0.0 });
                 }
             }
         }
@@ -324,7 +325,7 @@ pub fn read_trace(text: &str, opts: &TraceOptions) -> Result<Trace, TraceError> 
     gaps.sort_by_key(|g| g.after);
 
     let start = points.first().map_or(0, |p| p.at_ms);
-    let end_ms = points.last().map_or(0, |p| p.at_ms) + step;
+    let end_ms = points.last().map_or(0, |p| p.at_ms).saturating_add(step);
     #[allow(clippy::cast_precision_loss)]
     let step_secs = step as f64 / 1000.0;
     let summary = TraceSummary {

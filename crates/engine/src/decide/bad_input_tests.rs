@@ -515,3 +515,28 @@ prewarm:
         "{msgs:#?}"
     );
 }
+
+// ---- trace reader (found by `scripts/fuzz.sh run trace`) ----
+
+/// A given step close to `i64::MAX` milliseconds (`vmscaler backtest --step 50000000d`)
+/// overflowed the gap check (`step * 3`): a panic in debug builds, every interval a gap in
+/// release ones. Now the trace's end is out of range and says so.
+#[test]
+fn trace_with_a_huge_step_is_out_of_range_not_a_panic() {
+    use crate::backtest::trace::{Fill, TraceError, TraceOptions, read_trace};
+    // The fuzzer's input: epoch-second times, then a huge step, Fill::Hold.
+    let text = "~ts,kp,qe00\n1700000060,42,20,45,1350\n17000,0030060,0\n";
+    let huge = Some(Duration::from_millis(u64::MAX / 4));
+    for fill in [Fill::Hold, Fill::Zero] {
+        let opts = TraceOptions { step: huge, start: Some(at(0)), fill, ..TraceOptions::default() };
+        assert_eq!(read_trace(text, &opts).map(|t| t.points.len()), Err(TraceError::OutOfRange), "{fill:?}");
+    }
+    let fifty_million_days = Some(Duration::from_secs(50_000_000 * 86_400));
+    let text = "timestamp,value\n2026-11-18T00:00:00Z,1\n2026-11-18T00:01:00Z,2\n2026-11-18T00:05:00Z,3\n";
+    let opts = TraceOptions { step: fifty_million_days, ..TraceOptions::default() };
+    assert_eq!(read_trace(text, &opts).map(|t| t.summary.gap_count), Err(TraceError::OutOfRange));
+    // A large step that still fits: no gap is longer than one and a half of it.
+    let opts = TraceOptions { step: Some(Duration::from_secs(1_000_000 * 86_400)), ..TraceOptions::default() };
+    let t = read_trace(text, &opts).unwrap();
+    assert_eq!((t.points.len(), t.summary.gap_count), (3, 0));
+}
