@@ -181,3 +181,47 @@ async fn unknown_time_zone_on_reload_is_rejected_with_its_line() {
     assert!(msg.contains("\"Europe/Atlantis\" is not an IANA time zone"), "{msg}");
     assert!(d.policy("web").is_some_and(|p| p.prewarm.is_empty()), "the last good version runs");
 }
+
+/// The wall clock steps back an hour (an NTP step after a suspend), then forward a week: the
+/// pool is evaluated at once each time (not an hour later, when the clock catches up with the
+/// schedule), and the scale-up made before the step back is not made again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_steps_back_and_forward_keep_evaluating_without_acting_twice() {
+    let moto = Moto::start();
+    let pool = moto.create_tagged_pool(("vmscaler:pool", "web"), 2, 6, 0, None).await;
+    let s = Scratch::new("rel-clock");
+    // Target 20 %: 90 % CPU asks for more than max at any time, so only guards hold it.
+    s.write_policy("web.yaml", &tagged_policy("web", FAST_SCALING).replace("target: 50", "target: 20"));
+    let t0 = base_time();
+    let back = t0 - 1.hour();
+    put_cpu(&moto, &pool.running, t0, 5, 90.0).await;
+    put_cpu(&moto, &pool.running, back, 5, 90.0).await;
+    let mut d = daemon(&moto, s.config(&moto), t0).await;
+    let running =
+        |states: &std::collections::BTreeMap<String, String>| states.values().filter(|s| *s == "running").count();
+    let r = d.tick(t0).await;
+    assert_eq!((r.decisions[0].current, r.decisions[0].desired), (2, 4), "step limit 100 %: {r:?}");
+    assert_eq!(running(&moto.instance_states().await), 4);
+
+    // An hour back, the load as high: evaluated now, held by the cooldown of the scale-up made
+    // "later", no second start.
+    let r = d.tick(back).await;
+    assert_eq!(r.evaluated, ["web"], "a clock stepped back must not stall the pool: {r:?}");
+    let e = &r.decisions[0];
+    assert_eq!((e.current, e.desired), (4, 4), "{e:?}");
+    assert!(e.reasons.iter().any(|r| r.contains("scale-up cooldown")), "{:?}", e.reasons);
+    assert_eq!(r.next_due, Some(back + 60.seconds()), "the schedule restarts from the new time");
+    let r = d.tick(back + 60.seconds()).await;
+    assert_eq!(r.evaluated, ["web"]);
+    assert_eq!(r.decisions[0].desired, 4, "{r:?}");
+    assert_eq!(running(&moto.instance_states().await), 4, "nothing started twice");
+
+    // A week forward: no datapoint that recent, so missing data holds (never scales in).
+    let week = t0 + 168.hours();
+    let r = d.tick(week).await;
+    assert_eq!(r.evaluated, ["web"]);
+    assert_eq!((r.decisions[0].current, r.decisions[0].desired), (4, 4), "{r:?}");
+    assert!(r.decisions[0].reasons.iter().any(|r| r.contains("no data")), "{:?}", r.decisions[0].reasons);
+    assert_eq!(r.next_due, Some(week + 60.seconds()));
+    assert_eq!(running(&moto.instance_states().await), 4);
+}

@@ -333,7 +333,13 @@ impl Daemon {
 
     /// One turn of the loop: evaluates every pool due at `now`.
     pub async fn tick(&mut self, now: Timestamp) -> TickReport {
-        let due: Vec<String> = self.pools.iter().filter(|(_, p)| p.next_due <= now).map(|(n, _)| n.clone()).collect();
+        // Due when its time has come, or when its next evaluation is more than an interval away:
+        // the wall clock stepped back, and waiting for it to catch up would stall the pool.
+        let stepped_back = |p: &Pool| {
+            p.next_due > now.checked_add(p.policy.interval.max(Duration::from_secs(1))).unwrap_or(Timestamp::MAX)
+        };
+        let due: Vec<String> =
+            self.pools.iter().filter(|(_, p)| p.next_due <= now || stepped_back(p)).map(|(n, _)| n.clone()).collect();
         let mut report = TickReport::default();
         if !due.is_empty() {
             let span = info_span!("tick", pools = due.len());
