@@ -1,7 +1,9 @@
 //! Bad input to the running daemon, driven tick by tick against moto: a policy directory that
 //! disappears, turns into a file or becomes unreadable (the daemon keeps its last good
 //! policies and keeps evaluating them), two policies that claim the same instances (rejected
-//! with both files named, never two policies acting on one pool), and an unknown time zone.
+//! with both files named, never two policies acting on one pool), an unknown time zone, a wall
+//! clock stepping back an hour and forward a week (evaluated at once, no action twice), and a
+//! pool with no instance at all.
 //!
 //! Not here: metric values, timestamps and clock jumps through the engine (see
 //! `crates/engine/src/decide/bad_input_tests.rs`), and fuzzing (`fuzz/`).
@@ -224,4 +226,26 @@ async fn clock_steps_back_and_forward_keep_evaluating_without_acting_twice() {
     assert!(r.decisions[0].reasons.iter().any(|r| r.contains("no data")), "{:?}", r.decisions[0].reasons);
     assert_eq!(r.next_due, Some(week + 60.seconds()));
     assert_eq!(running(&moto.instance_states().await), 4);
+}
+
+/// A policy whose tag matches no instance at all: evaluated, min reported as a shortfall of
+/// the warm pool, nothing started, nothing degraded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_pool_is_evaluated_and_reports_the_shortfall() {
+    let moto = Moto::start();
+    let _other = moto.create_tagged_pool(("vmscaler:pool", "other"), 1, 1, 0, None).await;
+    let s = Scratch::new("rel-empty");
+    s.write_policy("web.yaml", &tagged_policy("web", FAST_SCALING));
+    let t0 = base_time();
+    let before = moto.instance_states().await;
+    let mut d = daemon(&moto, s.config(&moto), t0).await;
+    for k in 0..3 {
+        let r = d.tick(t0 + (60 * k).seconds()).await;
+        assert_eq!(r.evaluated, ["web"]);
+        let e = &r.decisions[0];
+        assert_eq!((e.current, e.desired, e.shortfall), (0, 1, 1), "min 1, nothing to start: {e:?}");
+        assert!(e.outcomes.is_empty(), "{:?}", e.outcomes);
+    }
+    assert!(d.board().snapshot().degraded_pools().is_empty());
+    assert_eq!(moto.instance_states().await, before, "no instance touched");
 }
