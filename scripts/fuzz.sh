@@ -8,7 +8,8 @@
 #   trace   vmscaler_engine::backtest::trace::read_trace on any bytes (first byte: options:
 #           value column, step, start, fill); a trace that comes back must be time-ordered.
 # Corpora live in fuzz/corpus/<target>/ (seeded from policies/*.yaml, tests/data/policies and
-# the heads of tests/data/traces, minimised with cmin); crashes land in fuzz/artifacts/<target>/.
+# the heads of tests/data/traces behind one options byte, minimised with cmin); crashes land in
+# fuzz/artifacts/<target>/ (ignored by git: turn each into a test and a corpus seed).
 #
 # Only a stable toolchain is needed: cargo-fuzz passes nightly-only flags (-Zsanitizer...), so
 # RUSTC_BOOTSTRAP=1 is set. The sanitizer is off (-s none): the engine forbids unsafe code,
