@@ -63,7 +63,7 @@ repro)
     cargo fuzz run -s none "${2:?target}" "${3:?input file}"
     ;;
 *)
-    sed -n '2,/^set -euo/p' "$0" | sed '$d'
+    sed -n '2,/^set -euo/p' "$root/scripts/fuzz.sh" | sed '$d'
     exit 2
     ;;
 esac
