@@ -333,11 +333,10 @@ impl Daemon {
 
     /// One turn of the loop: evaluates every pool due at `now`.
     pub async fn tick(&mut self, now: Timestamp) -> TickReport {
-        // Due when its time has come, or when its next evaluation is more than an interval away:
-        // the wall clock stepped back, and waiting for it to catch up would stall the pool.
-        let stepped_back = |p: &Pool| {
-            p.next_due > now.checked_add(p.policy.interval.max(Duration::from_secs(1))).unwrap_or(Timestamp::MAX)
-        };
+        // Due when its time has come, or when its last evaluation is after `now`: the wall clock
+        // stepped back, and waiting for it to catch up would stall the pool (the engine holds the
+        // cooldowns of decisions in the clock's future).
+        let stepped_back = |p: &Pool| p.state.history.records.back().is_some_and(|r| r.at > now);
         let due: Vec<String> =
             self.pools.iter().filter(|(_, p)| p.next_due <= now || stepped_back(p)).map(|(n, _)| n.clone()).collect();
         let mut report = TickReport::default();
