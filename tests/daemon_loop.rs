@@ -179,13 +179,14 @@ async fn low_load_stops_after_stabilisation_and_never_a_protected_member() {
     // Stabilisation is 5 minutes: nothing stops before the window has been observed.
     let first_stop = first_stop.expect("a scale-in happened");
     assert!((4..=5).contains(&first_stop), "first scale-in at minute {first_stop}");
-    // Both unprotected members end stopped (step 1, cooldown 3m).
+    // Both unprotected members end stopped (step 1, cooldown 3m; the second step of a descent
+    // waits half the cooldown: acceleration 2).
     let states = moto.instance_states().await;
     assert_eq!(states_of(&states, &pool.running), ["stopped", "stopped"]);
     let h = d.history("web").expect("history");
     let downs: Vec<_> = h.records.iter().filter(|r| r.scaled == Some(vmscaler_engine::Direction::Down)).collect();
     assert_eq!(downs.len(), 2, "two separate scale-ins: {downs:?}");
-    assert!(downs[1].at.duration_since(downs[0].at) >= jiff::SignedDuration::from_mins(3), "cooldown respected");
+    assert!(downs[1].at.duration_since(downs[0].at) >= jiff::SignedDuration::from_secs(90), "cooldown respected");
     let board = d.board().snapshot();
     let first = board.pools["web"]
         .decisions
@@ -396,8 +397,16 @@ async fn restart_keeps_the_cooldown_and_the_window() {
     assert!(!restored.samples.is_empty(), "and so are the samples");
     let e = only_decision(&d.tick(t0 + 60.seconds()).await).clone();
     assert_eq!((e.current, e.desired), (2, 2), "{e:?}");
-    assert!(e.reasons.iter().any(|r| r.contains("scale-up cooldown")), "{:?}", e.reasons);
+    // The freshest complete datapoint (metric_offset 1m) was measured on the one instance in
+    // service then: the started one covers it, nothing is counted twice.
+    assert!(e.reasons.iter().any(|r| r.contains("within tolerance")), "{:?}", e.reasons);
     assert_eq!(d.board().snapshot().pools["web"].decisions.len(), 2, "decisions survive the restart too");
+    // A minute later a datapoint measured on both instances still says 100%: only the restored
+    // 10m scale-up cooldown (from before the restart) holds the pool.
+    put_cpu(&moto, &running, t0 + 120.seconds(), 2, 100.0).await;
+    let e = only_decision(&d.tick(t0 + 120.seconds()).await).clone();
+    assert_eq!((e.current, e.desired), (2, 2), "{e:?}");
+    assert!(e.reasons.iter().any(|r| r.contains("scale-up cooldown")), "{:?}", e.reasons);
     // Once the cooldown is over it scales again.
     put_cpu(&moto, &running, t0 + 11.minutes(), 2, 100.0).await;
     let e = only_decision(&d.tick(t0 + 11.minutes()).await).clone();
