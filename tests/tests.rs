@@ -15,5 +15,6 @@ mod deploy_deb;
 mod deploy_iam;
 mod deploy_terraform;
 mod deploy_version;
+mod reliability_faults;
 mod reliability_input;
 mod support;

@@ -6,6 +6,7 @@
 //! processes ([`Moto::env`]), never through this process's environment.
 #![allow(dead_code)] // each test module uses a different part of the harness
 
+pub mod faults;
 pub mod policy;
 pub mod throttle;
 

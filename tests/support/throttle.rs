@@ -1,8 +1,8 @@
 //! A loopback proxy in front of moto that answers the first N requests with EC2's throttling
 //! error (`RequestLimitExceeded`, HTTP 503) and passes everything else through untouched.
 //!
-//! Only what the retry test needs: a general fault injector (rates, resets, slowness, per
-//! operation) is the reliability work's.
+//! Only what the retry test needs: the general fault injector (rates, resets, slowness, per
+//! operation) is [`super::faults`], which reuses this module's request reader.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const THROTTLED: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>\
+pub(super) const THROTTLED: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error>\
 <Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message></Error></Errors>\
 <RequestID>00000000-0000-0000-0000-000000000000</RequestID></Response>";
 
@@ -52,7 +52,7 @@ impl ThrottleProxy {
 }
 
 /// Reads one request (headers and a Content-Length body).
-async fn read_request(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+pub(super) async fn read_request(conn: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
