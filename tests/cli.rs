@@ -102,7 +102,7 @@ fn plan_explains_a_confirmed_scale_up_and_a_prewarm_floor() {
     let csv = dir.join("m.csv");
     std::fs::write(
         &csv,
-        "timestamp,cpu,requests\n2026-11-27T04:00:00Z,40,5000\n2026-11-27T04:01:00Z,85,9000\n2026-11-27T04:02:00Z,88,9500\n2026-11-27T04:03:00Z,91,9800\n",
+        "timestamp,cpu,requests\n2026-11-27T04:00:00Z,40,1000\n2026-11-27T04:01:00Z,85,1500\n2026-11-27T04:02:00Z,88,1600\n2026-11-27T04:03:00Z,91,1650\n",
     )
     .unwrap();
     let c = csv.to_str().unwrap();
