@@ -141,6 +141,7 @@ impl Decision {
 impl fmt::Display for Reading {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.value, self.ratio) {
+            (Some(v), _) if v < 0.0 => write!(f, "{}: {v:.2} is negative: counted as missing", self.metric)?,
             (Some(v), Some(r)) => write!(f, "{}: {v:.2} (ratio {r:.3}, weight {})", self.metric, self.weight)?,
             (Some(v), None) => write!(f, "{}: {v:.2} (weight {})", self.metric, self.weight)?,
             (None, _) => write!(f, "{}: no data", self.metric)?,
@@ -230,8 +231,11 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
     for m in &policy.metrics {
         let sample = history.latest(&m.id, now, policy.history.max_age);
         let value = sample.map(|s| s.value);
+        // A negative utilisation or backlog cannot be measured: a broken metric. It counts as
+        // missing (so it can never drive a scale-in), and its reading says why.
+        let usable = value.filter(|v| *v >= 0.0);
         // Capacity this metric wants, and its ratio to current capacity.
-        let wanted = value.and_then(|v| match m.goal {
+        let wanted = usable.and_then(|v| match m.goal {
             // A utilisation was measured on the instances in service when it was sampled:
             // booting instances carry no load yet, and a lagged datapoint predates recent
             // changes. Scaling `current` instead would count booting capacity twice and
@@ -245,7 +249,7 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
         // A capacity: never negative, never beyond u32, never NaN. Unbounded, extreme values
         // overflowed to infinities that blended into NaN (inf - inf, 0 * inf), a proposal of 0.
         let wanted = wanted.filter(|w| !w.is_nan()).map(|w| w.clamp(0.0, f64::from(u32::MAX)));
-        let ratio = match (value, m.goal) {
+        let ratio = match (usable, m.goal) {
             (Some(v), Goal::Utilization { target }) => Some(v / target),
             (Some(_), Goal::PerInstance { .. }) if current > 0 => wanted.map(|w| w / cur),
             _ => None,

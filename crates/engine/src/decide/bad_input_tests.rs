@@ -224,23 +224,30 @@ fn extreme_values_of_two_metrics_never_blend_into_a_scale_in() {
 }
 
 #[test]
-fn negative_values_scale_in_no_further_than_min_and_only_after_the_window() {
+fn negative_values_count_as_missing_and_never_scale_in() {
+    // A negative CPU % cannot be measured: the metric is broken, so it is missing data.
     let p = policy("");
     let mut h = PoolHistory::default();
     let mut f = fleet(10, 0);
-    let mut stops = Vec::new();
     for m in 0..30 {
         let d = step(&p, &mut h, &mut f, at(m), Some(-5.0));
         within_bounds(&p, &d);
-        assert_eq!(d.proposal, 0, "a negative utilisation asks for nothing: {d:?}");
-        if m < 4 {
-            assert!(d.actions.is_empty(), "minute {m}: the 5m stabilisation window is not observed yet: {d:?}");
-        }
-        stops.extend(stopped(&d));
+        assert_eq!((d.desired, d.proposal), (10, 10), "minute {m}: {d:?}");
+        assert!(d.actions.is_empty(), "minute {m}: {d:?}");
+        assert!(matches!(d.bounds[..], [Bound::MissingData { .. }]), "{:?}", d.bounds);
+        assert!(d.reasons()[0].contains("-5.00 is negative: counted as missing"), "{:?}", d.reasons());
     }
-    assert_eq!(f.current(), 2, "down to min, never below");
-    let unique: std::collections::BTreeSet<&String> = stops.iter().collect();
-    assert_eq!(unique.len(), stops.len(), "no member stopped twice: {stops:?}");
+    // Next to a healthy metric it blocks scale-in only, as any missing metric does.
+    let p = policy(
+        "metrics:\n  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}\n  - {id: q, namespace: AWS/SQS, name: Depth, target_per_instance: 10}\n",
+    );
+    let mut h = PoolHistory::default();
+    let mut f = fleet(10, 0);
+    for m in 0..20 {
+        h.push_sample("q", Sample { at: at(m), value: -3.0 });
+        let d = step(&p, &mut h, &mut f, at(m), Some(5.0));
+        assert!(d.actions.is_empty(), "minute {m}: {d:?}");
+    }
 }
 
 #[test]
