@@ -84,6 +84,7 @@ pub enum Bound {
     Max { max: u32 },
     GroupMin { min: u32 },
     GroupMax { max: u32 },
+    GroupBoundsInvalid { min: u32, max: u32 },
     ActivityInProgress,
     Protected { kept: u32 },
     WarmPoolShort { shortfall: u32 },
@@ -196,6 +197,9 @@ impl fmt::Display for Bound {
             Bound::Max { max } => write!(f, "capped at max {max}"),
             Bound::GroupMin { min } => write!(f, "raised to the group's min {min}"),
             Bound::GroupMax { max } => write!(f, "capped at the group's max {max}"),
+            Bound::GroupBoundsInvalid { min, max } => {
+                write!(f, "the group's min {min} is above its max {max}: no action until it is fixed")
+            }
             Bound::ActivityInProgress => f.write_str("a scaling activity of the group is in progress: no new action"),
             Bound::Protected { kept } => write!(f, "{kept} member(s) kept: protected or in transit"),
             Bound::WarmPoolShort { shortfall } => write!(f, "warm pool short by {shortfall} instance(s)"),
@@ -437,7 +441,13 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
         desired = policy.max;
         bounds.push(Bound::Max { max: policy.max });
     }
-    if let Fleet::Group(g) = fleet {
+    if let Fleet::Group(g) = fleet
+        && g.min > g.max
+    {
+        // AWS would reject any desired capacity for such a group: hold, and say why.
+        desired = current;
+        bounds.push(Bound::GroupBoundsInvalid { min: g.min, max: g.max });
+    } else if let Fleet::Group(g) = fleet {
         if desired < g.min {
             desired = g.min;
             bounds.push(Bound::GroupMin { min: g.min });

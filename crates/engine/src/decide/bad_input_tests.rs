@@ -465,7 +465,7 @@ fn every_member_protected_stops_nothing() {
 }
 
 #[test]
-fn group_with_min_above_max_never_panics_and_respects_the_group_max_last() {
+fn group_with_min_above_max_holds_and_says_why() {
     let p = policy(
         "pool: {auto_scaling_group: g}
 ",
@@ -484,15 +484,10 @@ fn group_with_min_above_max_never_panics_and_respects_the_group_max_last() {
             h.push_sample("cpu", Sample { at: at(0), value: v });
         }
         let d = decide(&p, &h, &Fleet::Group(g), at(0));
-        // Raised to the group's min, then capped at its max: the max, which AWS checks too, wins.
-        assert_eq!(d.desired, 2, "{cpu:?}: {d:?}");
-        assert!(d.bounds.contains(&Bound::GroupMax { max: 2 }), "{:?}", d.bounds);
-        let expected = if group_desired == 2 {
-            vec![]
-        } else {
-            vec![Action::SetDesiredCapacity { group: "g".into(), desired: 2 }]
-        };
-        assert_eq!(d.actions, expected, "{cpu:?}");
+        // AWS rejects any desired capacity for such a group: no action, the reason names it.
+        assert_eq!(d.desired, group_desired, "{cpu:?}: {d:?}");
+        assert!(d.actions.is_empty(), "{cpu:?}: {d:?}");
+        assert!(d.bounds.contains(&Bound::GroupBoundsInvalid { min: 5, max: 2 }), "{:?}", d.bounds);
     }
 }
 
