@@ -150,18 +150,9 @@ fn deb_installs_binary_unit_config_policies_completions_and_man_pages() {
 fn installed_unit_exposure_is_at_most_2() {
     let Installed { root, .. } = build_and_extract("unit");
     let unit = unit_path(&root);
-    let out = Command::new("systemd-analyze")
-        .args(["security", "--offline=yes"])
-        .arg(&unit)
-        .output()
-        .expect("systemd-analyze (package systemd) is needed for this check");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let exposure: f64 = text
-        .lines()
-        .find_map(|l| l.split("Overall exposure level for vmscaler.service:").nth(1))
-        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no exposure figure in:\n{text}\n{}", String::from_utf8_lossy(&out.stderr)));
-    assert!(exposure <= 2.0, "installed unit exposure {exposure} > 2.0:\n{text}");
+    let exposure =
+        crate::support::systemd::exposure(&unit).expect("systemd-analyze (package systemd) is needed for this check");
+    assert!(exposure <= 2.0, "installed unit exposure {exposure} > 2.0");
     std::fs::remove_dir_all(root.parent().unwrap()).unwrap();
 }
 
