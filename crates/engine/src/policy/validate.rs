@@ -95,6 +95,10 @@ impl Ctx<'_> {
             message,
         });
     }
+    /// Errors reported so far: a converter compares counts to tell whether its part failed.
+    fn error_count(&self) -> usize {
+        self.diags.iter().filter(|d| d.severity == Severity::Error).count()
+    }
     fn err(&mut self, loc: Location, field: &str, message: impl Into<String>) {
         self.push(Severity::Error, loc, field, message.into());
     }
@@ -452,7 +456,7 @@ fn convert_metrics(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Vec<Me
 }
 
 fn convert_metric(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&str) -> String) -> Option<MetricSpec> {
-    let errors_before = ctx.diags.iter().filter(|d| d.severity == Severity::Error).count();
+    let errors_before = ctx.error_count();
     let id = ctx.text(&m.id, at, &f("id")).map(|(s, loc)| {
         if !valid_metric_id(s) {
             ctx.err(
@@ -555,7 +559,7 @@ fn convert_metric(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&st
         }
         dimensions.insert(k.clone(), v.value.0.clone());
     }
-    let errors_after = ctx.diags.iter().filter(|d| d.severity == Severity::Error).count();
+    let errors_after = ctx.error_count();
     if errors_after > errors_before {
         return None;
     }
@@ -653,7 +657,7 @@ fn convert_prewarm(ctx: &mut Ctx<'_>, rules: &[S<RawPrewarm>], min: Option<u32>,
         let f = |s: &str| format!("prewarm[{i}].{s}");
         let at = r.referenced;
         let raw = &r.value;
-        let errors_before = ctx.diags.iter().filter(|d| d.severity == Severity::Error).count();
+        let errors_before = ctx.error_count();
         let name = ctx.text(&raw.name, at, &f("name")).map(|(n, loc)| {
             if !names.insert(n.to_owned()) {
                 ctx.err(loc, &f("name"), format!("{n:?} is used by another pre-warm rule"));
@@ -728,7 +732,7 @@ fn convert_prewarm(ctx: &mut Ctx<'_>, rules: &[S<RawPrewarm>], min: Option<u32>,
                 }
             }
         };
-        let errors_after = ctx.diags.iter().filter(|d| d.severity == Severity::Error).count();
+        let errors_after = ctx.error_count();
         if errors_after > errors_before {
             continue;
         }
