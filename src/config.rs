@@ -63,6 +63,54 @@ struct RawConfig {
     time_scale: Option<f64>,
     #[serde(default)]
     time_origin: Option<String>,
+    #[serde(default)]
+    lease: Option<RawLease>,
+}
+
+/// The `lease:` section as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLease {
+    table: String,
+    #[serde(default)]
+    ttl: Option<String>,
+    #[serde(default)]
+    holder: Option<String>,
+    #[serde(default)]
+    create_table: bool,
+}
+
+/// Default lease time to live.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+
+/// Multi-host operation: every policy is evaluated only by the daemon holding its lease in a
+/// DynamoDB table (see [`crate::lease`]). Absent: this daemon evaluates every policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseConfig {
+    /// The DynamoDB table (partition key `pk`, a string).
+    pub table: String,
+    /// How long a lease lasts without renewal, on the daemon's clock (`time_scale` applies).
+    /// Leases are renewed every third of it.
+    pub ttl: Duration,
+    /// Who this daemon is in the table; unique per running daemon (default: hostname:pid).
+    pub holder: String,
+    /// Create the table (and turn on its TTL attribute) at start-up when it does not exist.
+    pub create_table: bool,
+}
+
+/// `hostname:pid`, the default lease holder: unique among running daemons.
+pub fn default_holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+/// DynamoDB's rule for table names.
+pub fn valid_table_name(name: &str) -> bool {
+    (3..=255).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 /// The validated configuration.
@@ -93,6 +141,8 @@ pub struct Config {
     /// The instant at which the scaled clock agrees with wall time (default: start-up), so a
     /// load replayer can compute the same clock.
     pub time_origin: Option<jiff::Timestamp>,
+    /// Leases for running on more than one host; `None` (the default) needs no DynamoDB.
+    pub lease: Option<LeaseConfig>,
 }
 
 impl Config {
@@ -112,6 +162,7 @@ impl Config {
             decisions_kept: 50,
             time_scale: 1.0,
             time_origin: None,
+            lease: None,
         }
     }
 
@@ -169,8 +220,39 @@ impl Config {
                     .map_err(|e| invalid("time_origin", format!("{s:?} is not an RFC 3339 instant: {e}")))?,
             );
         }
+        if let Some(l) = raw.lease {
+            cfg.lease = Some(parse_lease(l).map_err(|(field, message)| invalid(field, message))?);
+        }
         Ok(cfg)
     }
+}
+
+fn parse_lease(raw: RawLease) -> Result<LeaseConfig, (&'static str, String)> {
+    let table = raw.table.trim().to_owned();
+    if !valid_table_name(&table) {
+        return Err((
+            "lease.table",
+            format!("{table:?} is not a DynamoDB table name (3 to 255 of a-z, A-Z, 0-9, '_', '-', '.')"),
+        ));
+    }
+    let ttl = match raw.ttl {
+        None => DEFAULT_LEASE_TTL,
+        Some(s) => {
+            let d = parse_duration(&s).map_err(|e| ("lease.ttl", e.to_string()))?;
+            if d < Duration::from_secs(3) || d > Duration::from_secs(3600) {
+                return Err(("lease.ttl", format!("{s:?} is out of range (3s to 1h)")));
+            }
+            d
+        }
+    };
+    let holder = match raw.holder.map(|h| h.trim().to_owned()) {
+        None => default_holder(),
+        Some(h) if h.is_empty() || h.len() > 200 || h.chars().any(char::is_control) => {
+            return Err(("lease.holder", format!("{h:?} must be 1 to 200 printable characters")));
+        }
+        Some(h) => h,
+    };
+    Ok(LeaseConfig { table, ttl, holder, create_table: raw.create_table })
 }
 
 #[cfg(test)]
@@ -216,5 +298,44 @@ mod tests {
         assert!(e.to_string().contains("listen"), "{e}");
         let e = Config::parse(Path::new("c.yaml"), "state_dir: /s\n").expect_err("missing");
         assert!(e.to_string().contains("policy_dir"), "{e}");
+    }
+
+    #[test]
+    fn lease_section() {
+        let base = "policy_dir: /p\nstate_dir: /s\n";
+        let cfg = Config::parse(Path::new("c.yaml"), base).expect("valid");
+        assert_eq!(cfg.lease, None, "off by default");
+        let cfg =
+            Config::parse(Path::new("c.yaml"), &format!("{base}lease: {{ table: vmscaler-leases }}\n")).expect("valid");
+        let lease = cfg.lease.expect("lease");
+        assert_eq!(
+            (lease.table.as_str(), lease.ttl, lease.create_table),
+            ("vmscaler-leases", DEFAULT_LEASE_TTL, false)
+        );
+        assert_eq!(lease.holder, default_holder());
+        assert!(lease.holder.ends_with(&format!(":{}", std::process::id())), "{}", lease.holder);
+        let text = format!("{base}lease:\n  table: t.x_y\n  ttl: 10s\n  holder: ops-1\n  create_table: true\n");
+        let lease = Config::parse(Path::new("c.yaml"), &text).expect("valid").lease.expect("lease");
+        assert_eq!(
+            lease,
+            LeaseConfig {
+                table: "t.x_y".into(),
+                ttl: Duration::from_secs(10),
+                holder: "ops-1".into(),
+                create_table: true
+            }
+        );
+        for (section, field) in [
+            ("{ table: x }", "lease.table: \"x\" is not a DynamoDB table name"),
+            ("{ table: \"a b c\" }", "lease.table"),
+            ("{ table: tbl, ttl: 1s }", "lease.ttl: \"1s\" is out of range"),
+            ("{ table: tbl, ttl: soon }", "lease.ttl"),
+            ("{ table: tbl, holder: \"\" }", "lease.holder"),
+            ("{ table: tbl, tll: 5s }", "tll"),
+            ("{ ttl: 5s }", "table"),
+        ] {
+            let e = Config::parse(Path::new("c.yaml"), &format!("{base}lease: {section}\n")).expect_err(section);
+            assert!(e.to_string().contains(field), "{section}: {e}");
+        }
     }
 }

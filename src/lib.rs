@@ -9,5 +9,6 @@ pub mod cmd;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod lease;
 pub mod policies;
 pub mod state;

@@ -3,21 +3,28 @@
 //! The list of operations is derived from the source, not written down here: every SDK
 //! operation name (read from the `aws-sdk-*` crates' `src/operation/` modules that Cargo
 //! resolved) that `src/` calls as a method becomes an IAM action, and it must equal the set
-//! of actions in the document for the shipped policies, and [`API_ACTIONS`] too.
+//! of actions in the document for the shipped policies with a lease table (the DynamoDB
+//! actions are granted only then), and [`API_ACTIONS`] too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use vmscaler::cmd::iam_policy::{API_ACTIONS, IamPolicyError, document, render};
+use vmscaler::cmd::iam_policy::{API_ACTIONS, IamPolicyError, LeaseGrant, document, document_with_lease, render};
 use vmscaler_engine::Policy;
 use vmscaler_engine::policy::parse_policy;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The SDK crates whose clients the daemon holds, with the IAM service prefix of each.
-const SERVICES: [(&str, &str); 3] =
-    [("aws-sdk-ec2", "ec2"), ("aws-sdk-autoscaling", "autoscaling"), ("aws-sdk-cloudwatch", "cloudwatch")];
+const SERVICES: [(&str, &str); 4] = [
+    ("aws-sdk-ec2", "ec2"),
+    ("aws-sdk-autoscaling", "autoscaling"),
+    ("aws-sdk-cloudwatch", "cloudwatch"),
+    ("aws-sdk-dynamodb", "dynamodb"),
+];
+
+const LEASES: LeaseGrant<'static> = LeaseGrant { table: "vmscaler-leases", create_table: true };
 
 /// Where Cargo unpacked `krate` at the version `Cargo.lock` pins.
 fn sdk_source_dir(krate: &str) -> PathBuf {
@@ -224,19 +231,69 @@ fn document_grants_exactly_the_operations_the_code_calls() {
     let called = actions_called_in_src();
     let called_set: BTreeSet<String> = called.keys().cloned().collect();
     // The scan must see the daemon's core calls, or it is scanning the wrong thing.
-    for core in ["cloudwatch:GetMetricData", "ec2:StartInstances", "autoscaling:SetDesiredCapacity"] {
+    for core in
+        ["cloudwatch:GetMetricData", "ec2:StartInstances", "autoscaling:SetDesiredCapacity", "dynamodb:UpdateItem"]
+    {
         assert!(called_set.contains(core), "scan of src/ found no {core}: {called:#?}");
     }
     let table: BTreeSet<String> = API_ACTIONS.iter().map(|a| a.action.to_owned()).collect();
     assert_eq!(table, called_set, "API_ACTIONS differs from the SDK calls in src/ (where: {called:#?})");
 
-    // The shipped policies use both pool kinds, so their document needs every action.
+    // The shipped policies use both pool kinds, so their document for daemons that share
+    // them through a lease table they create needs every action.
     let policies = shipped_policies();
     let refs: Vec<&Policy> = policies.iter().collect();
-    let doc = document(&refs, "aws").unwrap();
+    let doc = document_with_lease(&refs, "aws", Some(LEASES)).unwrap();
     assert_eq!(actions_in(&doc, "Allow"), called_set, "{doc:#}");
     // A deny may only narrow an allowed action.
     assert!(actions_in(&doc, "Deny").is_subset(&called_set));
+    // A single daemon gets no DynamoDB access at all.
+    let single = document(&refs, "aws").unwrap();
+    let no_lease: BTreeSet<String> = called_set.iter().filter(|a| !a.starts_with("dynamodb:")).cloned().collect();
+    assert_eq!(actions_in(&single, "Allow"), no_lease, "{single:#}");
+}
+
+#[test]
+fn lease_table_access_is_granted_on_that_table_only_when_asked() {
+    let set = [group("q", "workers")];
+    let refs: Vec<&Policy> = set.iter().collect();
+    let doc =
+        document_with_lease(&refs, "aws-cn", Some(LeaseGrant { table: "ops.leases", create_table: false })).unwrap();
+    let lease = statement(&doc, "LeaseTable");
+    assert_eq!(lease["Resource"], "arn:aws-cn:dynamodb:*:*:table/ops.leases");
+    assert_eq!(lease["Action"], serde_json::json!(["dynamodb:UpdateItem", "dynamodb:Scan"]));
+    let doc = document_with_lease(&refs, "aws", Some(LEASES)).unwrap();
+    assert_eq!(
+        statement(&doc, "LeaseTable")["Action"],
+        serde_json::json!([
+            "dynamodb:UpdateItem",
+            "dynamodb:Scan",
+            "dynamodb:CreateTable",
+            "dynamodb:DescribeTable",
+            "dynamodb:UpdateTimeToLive"
+        ])
+    );
+    for bad in ["x", "a*b", "leases/other"] {
+        assert_eq!(
+            document_with_lease(&refs, "aws", Some(LeaseGrant { table: bad, create_table: false })),
+            Err(IamPolicyError::LeaseTableName(bad.to_owned()))
+        );
+    }
+
+    let out = Command::new(env!("CARGO_BIN_EXE_vmscaler"))
+        .args(["iam-policy", "--policies", "policies", "--lease-table", "vmscaler-leases"])
+        .current_dir(ROOT)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(statement(&doc, "LeaseTable")["Resource"], "arn:aws:dynamodb:*:*:table/vmscaler-leases");
+    let out = Command::new(env!("CARGO_BIN_EXE_vmscaler"))
+        .args(["iam-policy", "--policies", "policies", "--create-lease-table"])
+        .current_dir(ROOT)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "--create-lease-table needs --lease-table");
 }
 
 #[test]

@@ -17,4 +17,5 @@ mod deploy_terraform;
 mod deploy_version;
 mod reliability_faults;
 mod reliability_input;
+mod reliability_lease;
 mod support;

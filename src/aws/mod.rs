@@ -14,6 +14,7 @@
 pub mod actuate;
 pub mod fleet;
 pub mod json_protocol;
+pub mod lease;
 pub mod metrics;
 pub mod stats;
 
@@ -74,6 +75,8 @@ pub struct Aws {
     pub(crate) ec2: aws_sdk_ec2::Client,
     pub(crate) autoscaling: aws_sdk_autoscaling::Client,
     pub(crate) cloudwatch: aws_sdk_cloudwatch::Client,
+    /// Leases (multi-host operation); unused unless the config has a `lease:` section.
+    pub(crate) dynamodb: aws_sdk_dynamodb::Client,
     stats: Arc<ApiStats>,
 }
 
@@ -122,6 +125,10 @@ impl Aws {
             .retry_config(retry.clone())
             .timeout_config(timeouts.clone())
             .build();
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(config)
+            .retry_config(retry.clone())
+            .timeout_config(timeouts.clone())
+            .build();
         // CloudWatch goes over AWS JSON 1.0 (see `json_protocol`): moto has no RPC v2 CBOR.
         let cloudwatch = aws_sdk_cloudwatch::config::Builder::from(config)
             .retry_config(retry)
@@ -135,6 +142,7 @@ impl Aws {
             ec2: aws_sdk_ec2::Client::from_conf(ec2),
             autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling),
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
             stats: Arc::new(ApiStats::default()),
         }
     }

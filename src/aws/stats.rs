@@ -31,10 +31,16 @@ pub enum Operation {
     DescribeAutoScalingGroups,
     DescribeScalingActivities,
     SetDesiredCapacity,
+    /// DynamoDB, for leases (only with `lease:` configured).
+    UpdateItem,
+    Scan,
+    CreateTable,
+    DescribeTable,
+    UpdateTimeToLive,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 7] = [
+    pub const ALL: [Operation; 12] = [
         Operation::GetMetricData,
         Operation::DescribeInstances,
         Operation::StartInstances,
@@ -42,6 +48,11 @@ impl Operation {
         Operation::DescribeAutoScalingGroups,
         Operation::DescribeScalingActivities,
         Operation::SetDesiredCapacity,
+        Operation::UpdateItem,
+        Operation::Scan,
+        Operation::CreateTable,
+        Operation::DescribeTable,
+        Operation::UpdateTimeToLive,
     ];
 
     /// The API's own name, as Prometheus labels and logs show it.
@@ -54,6 +65,11 @@ impl Operation {
             Operation::DescribeAutoScalingGroups => "DescribeAutoScalingGroups",
             Operation::DescribeScalingActivities => "DescribeScalingActivities",
             Operation::SetDesiredCapacity => "SetDesiredCapacity",
+            Operation::UpdateItem => "UpdateItem",
+            Operation::Scan => "Scan",
+            Operation::CreateTable => "CreateTable",
+            Operation::DescribeTable => "DescribeTable",
+            Operation::UpdateTimeToLive => "UpdateTimeToLive",
         }
     }
 

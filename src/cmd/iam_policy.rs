@@ -10,7 +10,11 @@
 //!   tags (`aws:ResourceTag/<key>`), one statement per tag key because keys in one condition
 //!   block are ANDed, plus an explicit deny of `StopInstances` on a pool's protected members;
 //! - `autoscaling:SetDesiredCapacity` only on the named groups' ARNs
-//!   (`...:autoScalingGroup:*:autoScalingGroupName/<name>`).
+//!   (`...:autoScalingGroup:*:autoScalingGroupName/<name>`);
+//! - with `--lease-table NAME` (several daemons sharing pools through leases, see
+//!   [`crate::lease`]): `dynamodb:UpdateItem` and `dynamodb:Scan` on that table only, plus
+//!   `CreateTable`, `DescribeTable` and `UpdateTimeToLive` on it with `--create-lease-table`
+//!   (the config's `lease.create_table: true`). A single daemon needs no DynamoDB at all.
 //!
 //! The document deliberately grants no tagging action (`ec2:CreateTags`), so the daemon cannot
 //! move an instance into one of its pools. Not here: attaching the policy to a role (see
@@ -39,6 +43,10 @@ pub enum NeededFor {
     TaggedPool,
     /// Sets with an Auto Scaling group.
     AutoScalingGroup,
+    /// Daemons sharing pools through a lease table (`--lease-table`).
+    LeaseTable,
+    /// Daemons creating the lease table at start-up (`--create-lease-table`).
+    LeaseTableCreation,
 }
 
 /// One AWS operation the daemon calls, as an IAM action (`service:Operation`).
@@ -52,7 +60,7 @@ pub struct ApiAction {
 
 /// Every AWS operation the daemon's code calls. `tests/deploy_iam.rs` derives the same list
 /// from the SDK calls in `src/` and fails when the two differ.
-pub const API_ACTIONS: [ApiAction; 7] = [
+pub const API_ACTIONS: [ApiAction; 12] = [
     ApiAction {
         action: "cloudwatch:GetMetricData",
         needed_for: NeededFor::AnyPool,
@@ -88,6 +96,31 @@ pub const API_ACTIONS: [ApiAction; 7] = [
         needed_for: NeededFor::AutoScalingGroup,
         why: "aws::actuate resizes the groups",
     },
+    ApiAction {
+        action: "dynamodb:UpdateItem",
+        needed_for: NeededFor::LeaseTable,
+        why: "aws::lease takes, renews, fences and hands back leases and heartbeats membership",
+    },
+    ApiAction {
+        action: "dynamodb:Scan",
+        needed_for: NeededFor::LeaseTable,
+        why: "aws::lease reads every lease and member (strongly consistent)",
+    },
+    ApiAction {
+        action: "dynamodb:CreateTable",
+        needed_for: NeededFor::LeaseTableCreation,
+        why: "aws::lease creates the lease table (lease.create_table)",
+    },
+    ApiAction {
+        action: "dynamodb:DescribeTable",
+        needed_for: NeededFor::LeaseTableCreation,
+        why: "aws::lease waits for a new lease table to become active",
+    },
+    ApiAction {
+        action: "dynamodb:UpdateTimeToLive",
+        needed_for: NeededFor::LeaseTableCreation,
+        why: "aws::lease turns on TTL clean-up of membership items in a new table",
+    },
 ];
 
 /// Characters that IAM would read as a wildcard or a policy variable inside an ARN.
@@ -103,6 +136,16 @@ pub enum IamPolicyError {
     GroupNameNotLiteral { policy: String, group: String },
     #[error("partition {0:?} is not a valid ARN partition")]
     Partition(String),
+    #[error("lease table {0:?} is not a DynamoDB table name (3 to 255 of a-z, A-Z, 0-9, '_', '-', '.')")]
+    LeaseTableName(String),
+}
+
+/// The lease table a set of daemons shares, for the IAM document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseGrant<'a> {
+    pub table: &'a str,
+    /// The daemons create the table themselves (`lease.create_table: true`).
+    pub create_table: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -116,6 +159,12 @@ pub struct Args {
     /// Write the document to this file instead of standard output.
     #[arg(long, short, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// DynamoDB lease table of daemons sharing pools (the config's `lease.table`).
+    #[arg(long, value_name = "TABLE")]
+    pub lease_table: Option<String>,
+    /// Also let the daemons create the lease table (the config's `lease.create_table: true`).
+    #[arg(long, requires = "lease_table")]
+    pub create_lease_table: bool,
 }
 
 fn action_needed(needed_for: NeededFor, tagged: bool, groups: bool) -> bool {
@@ -123,6 +172,7 @@ fn action_needed(needed_for: NeededFor, tagged: bool, groups: bool) -> bool {
         NeededFor::AnyPool => tagged || groups,
         NeededFor::TaggedPool => tagged,
         NeededFor::AutoScalingGroup => groups,
+        NeededFor::LeaseTable | NeededFor::LeaseTableCreation => false,
     }
 }
 
@@ -131,6 +181,19 @@ fn actions(tagged: bool, groups: bool, pred: impl Fn(&str) -> bool) -> Vec<&'sta
     API_ACTIONS
         .iter()
         .filter(|a| action_needed(a.needed_for, tagged, groups) && pred(a.action))
+        .map(|a| a.action)
+        .collect()
+}
+
+/// Actions of [`API_ACTIONS`] on the lease table, in table order.
+fn lease_actions(create_table: bool) -> Vec<&'static str> {
+    API_ACTIONS
+        .iter()
+        .filter(|a| match a.needed_for {
+            NeededFor::LeaseTable => true,
+            NeededFor::LeaseTableCreation => create_table,
+            _ => false,
+        })
         .map(|a| a.action)
         .collect()
 }
@@ -152,8 +215,20 @@ fn sid(parts: &[&str]) -> String {
         .collect()
 }
 
-/// The IAM policy document for `policies`.
+/// The IAM policy document for `policies` run by a single daemon.
 pub fn document(policies: &[&Policy], partition: &str) -> Result<Value, IamPolicyError> {
+    document_with_lease(policies, partition, None)
+}
+
+/// The IAM policy document for `policies`, with access to the lease table when given.
+pub fn document_with_lease(
+    policies: &[&Policy],
+    partition: &str,
+    lease: Option<LeaseGrant<'_>>,
+) -> Result<Value, IamPolicyError> {
+    if let Some(l) = lease.filter(|l| !crate::config::valid_table_name(l.table)) {
+        return Err(IamPolicyError::LeaseTableName(l.table.to_owned()));
+    }
     if policies.is_empty() {
         return Err(IamPolicyError::Empty);
     }
@@ -230,12 +305,29 @@ pub fn document(policies: &[&Policy], partition: &str) -> Result<Value, IamPolic
             "Resource": arns,
         }));
     }
+    if let Some(l) = lease {
+        statements.push(json!({
+            "Sid": "LeaseTable",
+            "Effect": "Allow",
+            "Action": lease_actions(l.create_table),
+            "Resource": format!("arn:{partition}:dynamodb:*:*:table/{}", l.table),
+        }));
+    }
     Ok(json!({ "Version": "2012-10-17", "Statement": statements }))
 }
 
 /// The document as `vmscaler iam-policy` prints it: pretty JSON with a final newline.
 pub fn render(policies: &[&Policy], partition: &str) -> Result<String, IamPolicyError> {
-    let doc = document(policies, partition)?;
+    render_with_lease(policies, partition, None)
+}
+
+/// Like [`render`], with access to the lease table when given.
+pub fn render_with_lease(
+    policies: &[&Policy],
+    partition: &str,
+    lease: Option<LeaseGrant<'_>>,
+) -> Result<String, IamPolicyError> {
+    let doc = document_with_lease(policies, partition, lease)?;
     // Serialising a `Value` cannot fail.
     let mut text = serde_json::to_string_pretty(&doc).unwrap_or_default();
     text.push('\n');
@@ -254,7 +346,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EX_CONFIG));
     }
     let policies: Vec<&Policy> = set.policies.iter().map(|(_, p)| p).collect();
-    let text = match render(&policies, &args.partition) {
+    let lease = args
+        .lease_table
+        .as_deref()
+        .map(|table| LeaseGrant { table: table.trim(), create_table: args.create_lease_table });
+    let text = match render_with_lease(&policies, &args.partition, lease) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("vmscaler: {e}");

@@ -106,6 +106,51 @@ impl Moto {
         panic!("moto server did not start; try running {} by hand", bin.display());
     }
 
+    /// Like [`Moto::start`], but the server handles one request at a time. moto's threaded
+    /// server evaluates a conditional write and applies it without a lock, so two racing
+    /// conditional writes can both succeed; DynamoDB never lets them. Lease tests need
+    /// DynamoDB's semantics, so they serialise requests (still served on many connections).
+    pub fn start_serialized() -> Moto {
+        let script = r#"
+import os, sys, threading
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+host, port = sys.argv[1], int(sys.argv[2])
+os.environ["MOTO_PORT"] = str(port)
+app = DomainDispatcherApplication(create_backend_app)
+lock = threading.Lock()
+def serialized(environ, start_response):
+    with lock:
+        return list(app(environ, start_response))
+run_simple(host, port, serialized, threaded=True, request_handler=MotoRequestHandler)
+"#;
+        let python = repo_root().join(".venv/bin/python");
+        moto_server_bin();
+        for _ in 0..3 {
+            let port = free_port();
+            let mut child = Command::new(&python)
+                .args(["-c", script, "127.0.0.1", &port.to_string()])
+                .env("AWS_DEFAULT_REGION", REGION)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot spawn {}: {e}; run scripts/setup-venv.sh", python.display()));
+            for _ in 0..600 {
+                if answers(port) {
+                    return Moto { endpoint: format!("http://127.0.0.1:{port}"), port, child };
+                }
+                if child.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("serialized moto server did not start");
+    }
+
     /// Environment for a child process (`vmscaler run`, the bench) talking to this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
