@@ -21,6 +21,7 @@ provider "aws" {
   endpoints {
     autoscaling = var.endpoint_url
     cloudwatch  = var.endpoint_url
+    dynamodb    = var.endpoint_url
     ec2         = var.endpoint_url
     iam         = var.endpoint_url
     sts         = var.endpoint_url

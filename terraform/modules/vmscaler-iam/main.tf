@@ -42,6 +42,31 @@ resource "aws_iam_policy" "vmscaler" {
       condition     = can(jsondecode(local.policy_json).Statement[0].Effect)
       error_message = "The policy file is not an IAM policy document: regenerate it with `vmscaler iam-policy --out`."
     }
+    precondition {
+      condition     = var.lease_table_name == null || strcontains(local.policy_json, "table/${coalesce(var.lease_table_name, "-")}\"")
+      error_message = "The policy file grants no access to the lease table: regenerate it with `vmscaler iam-policy --lease-table NAME --out`."
+    }
+  }
+}
+
+# Several ops hosts share the pools through leases in this table (see the README's
+# multi-host section); one host needs none. Partition key `pk`; membership items carry `ttl`.
+resource "aws_dynamodb_table" "leases" {
+  count = var.lease_table_name == null ? 0 : 1
+
+  name         = var.lease_table_name
+  billing_mode = "PAY_PER_REQUEST"
+  hash_key     = "pk"
+  tags         = var.tags
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+
+  ttl {
+    attribute_name = "ttl"
+    enabled        = true
   }
 }
 

@@ -22,3 +22,8 @@ output "instance_profile_arn" {
   description = "ARN of the instance profile."
   value       = aws_iam_instance_profile.vmscaler.arn
 }
+
+output "lease_table_arn" {
+  description = "ARN of the DynamoDB lease table, or null when vmscaler runs on a single host."
+  value       = one(aws_dynamodb_table.leases[*].arn)
+}

@@ -47,3 +47,14 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "lease_table_name" {
+  description = "DynamoDB lease table for running vmscaler on several ops hosts (the config's lease.table), created here with TTL clean-up; null (the default) for a single host, which needs no table. The policy document must then grant it: generate it with `vmscaler iam-policy --lease-table NAME`."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.lease_table_name == null || can(regex("^[A-Za-z0-9_.-]{3,255}$", var.lease_table_name))
+    error_message = "The lease_table_name must be a DynamoDB table name: 3-255 characters from A-Z, a-z, 0-9 and _.-."
+  }
+}
