@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use vmscaler_engine::PoolHistory;
+use vmscaler_engine::{Action, EvalRecord, PoolHistory};
 
 /// Version of the state file format; files of another version are set aside like corrupt ones.
 pub const STATE_VERSION: u32 = 1;
@@ -64,6 +64,49 @@ pub struct PoolState {
     pub history: PoolHistory,
     /// Oldest first.
     pub decisions: VecDeque<DecisionEntry>,
+    /// A decision whose actions were being carried out: written before the first mutating
+    /// call, cleared once the outcome is recorded. Found at start-up, it is reconciled with
+    /// the fleet as described then (see [`Intent`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<Intent>,
+}
+
+/// What a pool was about to do, persisted before doing it (a write-ahead record).
+///
+/// A crash between this write and the recording of the outcome leaves the intent in the state
+/// file. The next daemon to run the pool compares it with the fleet: what the fleet shows done
+/// is recorded as done, with its cooldown; what it does not show is recorded as not done, and
+/// the pool simply decides again. So an action is never repeated, and never lost for good.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intent {
+    /// The decision's record as decided (`desired`, `scaled`), before any outcome.
+    pub record: EvalRecord,
+    /// The actions about to be carried out.
+    pub actions: Vec<IntentAction>,
+    /// The decision as it would have been listed.
+    pub entry: DecisionEntry,
+}
+
+/// One of an [`Intent`]'s actions, as persisted (the engine's [`Action`], in the state file's
+/// own stable form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum IntentAction {
+    Start { instance_ids: Vec<String> },
+    Stop { instance_ids: Vec<String> },
+    SetDesiredCapacity { group: String, desired: u32 },
+}
+
+impl From<&Action> for IntentAction {
+    fn from(a: &Action) -> IntentAction {
+        match a {
+            Action::Start { instance_ids } => IntentAction::Start { instance_ids: instance_ids.clone() },
+            Action::Stop { instance_ids } => IntentAction::Stop { instance_ids: instance_ids.clone() },
+            Action::SetDesiredCapacity { group, desired } => {
+                IntentAction::SetDesiredCapacity { group: group.clone(), desired: *desired }
+            }
+        }
+    }
 }
 
 impl PoolState {
@@ -74,6 +117,7 @@ impl PoolState {
             saved_at: now,
             history: PoolHistory::default(),
             decisions: VecDeque::new(),
+            intent: None,
         }
     }
 }

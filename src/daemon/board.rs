@@ -68,6 +68,8 @@ pub struct Counters {
     pub reloads: u64,
     pub reload_failures: u64,
     pub state_errors: u64,
+    /// Intents of interrupted runs reconciled with the fleet at start-up.
+    pub reconciled: u64,
 }
 
 /// Everything the board shows.
@@ -163,6 +165,13 @@ impl Board {
         line(&mut out, "vmscaler_policy_reload_failures_total", &[], c.reload_failures as f64);
         header(&mut out, "vmscaler_state_errors_total", "counter", "State files that could not be read or written.");
         line(&mut out, "vmscaler_state_errors_total", &[], c.state_errors as f64);
+        header(
+            &mut out,
+            "vmscaler_intents_reconciled_total",
+            "counter",
+            "Decisions interrupted while acting (a crash) and reconciled with the fleet at start-up.",
+        );
+        line(&mut out, "vmscaler_intents_reconciled_total", &[], c.reconciled as f64);
         if let Some(t) = self.last_tick {
             header(&mut out, "vmscaler_last_tick_timestamp_seconds", "gauge", "When the loop last ran.");
             line(&mut out, "vmscaler_last_tick_timestamp_seconds", &[], t.as_millisecond() as f64 / 1000.0);

@@ -26,14 +26,14 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 use vmscaler_engine::policy::Severity;
-use vmscaler_engine::{Decision, Fleet, Policy, PoolHistory, decide};
+use vmscaler_engine::{Decision, Fleet, MemberState, Policy, PoolHistory, decide};
 
 use crate::aws::Aws;
 use crate::aws::actuate::{self, Outcome};
 use crate::aws::fleet::describe_fleets;
 use crate::aws::metrics::{PoolMetrics, PoolQuery, apply_member_cpu, fetch_metrics};
 use crate::config::Config;
-use crate::state::{DecisionEntry, PoolState, StateError, StateStore};
+use crate::state::{DecisionEntry, Intent, IntentAction, PoolState, StateError, StateStore};
 
 use board::{ApiOp, Board, PoolBoard, PrewarmBoard, SharedBoard};
 
@@ -401,6 +401,23 @@ impl Daemon {
             }
         };
         let pool = self.pools.get_mut(name)?;
+        if let Some(intent) = pool.state.intent.take() {
+            // A previous run decided and may have acted, then stopped before recording the
+            // outcome: record what the fleet shows was done, so its cooldown holds.
+            let (record, outcomes) = reconcile(&intent, &fleet);
+            warn!(
+                decided_at = %intent.record.at,
+                desired = intent.record.desired,
+                reached = record.desired,
+                outcomes = %outcomes.join("; "),
+                "an earlier run stopped while acting: outcome reconciled with the fleet"
+            );
+            pool.state.history.push_record(record);
+            let mut entry = intent.entry;
+            entry.outcomes = outcomes;
+            pool.state.decisions.push_back(entry);
+            self.board.lock().counters.reconciled += 1;
+        }
         let mut metric_error = None;
         if let Some(m) = metrics {
             for (id, samples) in m.samples {
@@ -417,9 +434,26 @@ impl Daemon {
         let dry_run = pool.dry_run(global_dry_run);
         let outcomes = if decision.actions.is_empty() {
             vec![]
+        } else if dry_run {
+            actuate::apply(&self.aws, &pool.policy, &fleet, &decision, true).await
         } else {
-            actuate::apply(&self.aws, &pool.policy, &fleet, &decision, dry_run).await
+            // Write-ahead: the intent is durable before the first mutating call, or nothing
+            // is done (a crash mid-action must not forget the change and its cooldown).
+            pool.state.intent = Some(Intent {
+                record: decision.record(pool.policy.scaling.tolerance),
+                actions: decision.actions.iter().map(IntentAction::from).collect(),
+                entry: entry_for(&decision, &[], false),
+            });
+            pool.state.saved_at = now;
+            match self.store.save(&pool.state) {
+                Ok(()) => actuate::apply(&self.aws, &pool.policy, &fleet, &decision, false).await,
+                Err(e) => {
+                    error!(error = %e, "cannot persist the intent before acting: not acting");
+                    vec![Outcome::Failed { what: "persist intent before acting".to_owned(), error: e.to_string() }]
+                }
+            }
         };
+        pool.state.intent = None;
         let mut record = decision.record(pool.policy.scaling.tolerance);
         if !dry_run && record.scaled.is_some() {
             achieved(&mut record, &outcomes);
@@ -578,6 +612,62 @@ fn achieved(record: &mut vmscaler_engine::EvalRecord, outcomes: &[Outcome]) {
     }
 }
 
+/// What an interrupted [`Intent`] did, as far as the fleet described after the restart shows:
+/// one line per instance or group. The record stays as decided, cooldown included, even for
+/// the parts the fleet does not show yet: a request the stopped run sent may still be on its way
+/// (or EC2's eventually consistent `DescribeInstances` may not show it yet), and acting again
+/// now could do it twice. Whatever really did not happen is decided again once the cooldown
+/// ends, from the fleet as it then is: delayed by one cooldown, never lost, never repeated.
+fn reconcile(intent: &Intent, fleet: &Fleet) -> (vmscaler_engine::EvalRecord, Vec<String>) {
+    let state_of = |id: &str| match fleet {
+        Fleet::Instances { members } => members.iter().find(|m| m.id == id).map(|m| m.state),
+        Fleet::Group(_) => None,
+    };
+    let mut lines = Vec::new();
+    for action in &intent.actions {
+        match action {
+            IntentAction::Start { instance_ids } => {
+                for id in instance_ids {
+                    lines.push(match state_of(id) {
+                        Some(MemberState::Pending | MemberState::Running) => {
+                            format!("started {id} (seen after a restart)")
+                        }
+                        s => format!("start {id} unconfirmed (found {} after a restart)", state_name(s)),
+                    });
+                }
+            }
+            IntentAction::Stop { instance_ids } => {
+                for id in instance_ids {
+                    lines.push(match state_of(id) {
+                        Some(MemberState::Stopping | MemberState::Stopped | MemberState::Gone) | None => {
+                            format!("stopped {id} (seen after a restart)")
+                        }
+                        s => format!("stop {id} unconfirmed (found {} after a restart)", state_name(s)),
+                    });
+                }
+            }
+            IntentAction::SetDesiredCapacity { group, desired } => lines.push(match fleet {
+                Fleet::Group(g) if g.name == *group && g.desired == *desired => {
+                    format!("set desired capacity of {group} to {desired} (seen after a restart)")
+                }
+                _ => format!("set desired capacity of {group} to {desired} unconfirmed"),
+            }),
+        }
+    }
+    (intent.record, lines)
+}
+
+fn state_name(s: Option<MemberState>) -> &'static str {
+    match s {
+        None => "no such member",
+        Some(MemberState::Running) => "running",
+        Some(MemberState::Pending) => "pending",
+        Some(MemberState::Stopping) => "stopping",
+        Some(MemberState::Stopped) => "stopped",
+        Some(MemberState::Gone) => "gone",
+    }
+}
+
 fn entry_for(d: &Decision, outcomes: &[Outcome], dry_run: bool) -> DecisionEntry {
     DecisionEntry {
         policy: d.policy.clone(),
@@ -646,6 +736,41 @@ mod tests {
         let mut r = record(2, 6, Some(Direction::Up));
         achieved(&mut r, &[Outcome::DesiredSet { group: "g".into(), desired: 6 }]);
         assert_eq!((r.desired, r.scaled), (6, Some(Direction::Up)));
+    }
+
+    #[test]
+    fn an_interrupted_intent_keeps_its_record_and_says_what_the_fleet_shows() {
+        use vmscaler_engine::Member;
+        let member = |id: &str, state| Member { id: id.into(), state, launched_at: None, protected: false, cpu: None };
+        let fleet = Fleet::Instances {
+            members: vec![member("i-a", MemberState::Running), member("i-b", MemberState::Stopped)],
+        };
+        let entry = DecisionEntry {
+            policy: "web".into(),
+            at: Timestamp::UNIX_EPOCH,
+            current: 1,
+            desired: 3,
+            score: Some(2.0),
+            proposal: 3,
+            reasons: vec![],
+            outcomes: vec![],
+            dry_run: false,
+            prewarm: None,
+            shortfall: 0,
+            next_evaluation: Timestamp::UNIX_EPOCH,
+        };
+        let intent = Intent {
+            record: record(1, 3, Some(Direction::Up)),
+            actions: vec![IntentAction::Start { instance_ids: vec!["i-a".into(), "i-b".into()] }],
+            entry,
+        };
+        let (r, lines) = reconcile(&intent, &fleet);
+        // The cooldown holds even for the start the fleet does not show (it may be in flight).
+        assert_eq!((r.desired, r.scaled), (3, Some(Direction::Up)));
+        assert_eq!(
+            lines,
+            ["started i-a (seen after a restart)", "start i-b unconfirmed (found stopped after a restart)"]
+        );
     }
 
     #[test]

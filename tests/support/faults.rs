@@ -16,7 +16,10 @@
 //! tagged with the tick the test set, so a test can check that no instance changed state twice
 //! in one evaluation.
 //!
-//! Not here: lost responses after a change was made (the crash tests' idempotency work).
+//! For the crash tests, the answers of chosen operations can be held back after moto carried
+//! the call out ([`FaultProxy::hold_answers`]), so a client killed in that window has acted
+//! without hearing so; every request's arrival is timed, and a start or stop that changed
+//! nothing (an instance already in the wanted state) is logged apart as a no-op.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -87,6 +90,8 @@ pub struct FaultConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     pub tick: u64,
+    /// When moto's answer reached the proxy, since the proxy started.
+    pub at: Duration,
     pub operation: String,
     pub instance: String,
     pub from: String,
@@ -103,6 +108,13 @@ struct Shared {
     seen: Mutex<BTreeMap<String, u64>>,
     injected: Mutex<BTreeMap<(String, Fault), u64>>,
     transitions: Mutex<Vec<Transition>>,
+    /// Starts of running instances and stops of stopped ones: repeated actions.
+    noops: Mutex<Vec<Transition>>,
+    /// Operations whose answers are held back after moto acted, and for how long.
+    hold: Mutex<(Vec<String>, Duration)>,
+    /// Arrival times of requests by operation, since `started`.
+    arrivals: Mutex<BTreeMap<String, Vec<Duration>>>,
+    started: std::time::Instant,
 }
 
 /// The proxy; its tasks live as long as the test's runtime.
@@ -125,6 +137,10 @@ impl FaultProxy {
             seen: Mutex::default(),
             injected: Mutex::default(),
             transitions: Mutex::default(),
+            noops: Mutex::default(),
+            hold: Mutex::new((Vec::new(), Duration::ZERO)),
+            arrivals: Mutex::default(),
+            started: vmscaler::clock::monotonic(),
         });
         let s = Arc::clone(&shared);
         tokio::spawn(async move {
@@ -168,6 +184,26 @@ impl FaultProxy {
     }
 
     /// State changes moto reported for start/stop requests, in order.
+    /// Holds the answers of `operations` back for `delay` after moto carried the call out.
+    pub fn hold_answers(&self, operations: &[&str], delay: Duration) {
+        *self.shared.hold.lock().expect("lock") = (operations.iter().map(|o| (*o).to_owned()).collect(), delay);
+    }
+
+    /// Time since the proxy started, on the clock of [`Transition::at`] and [`Self::arrivals`].
+    pub fn elapsed(&self) -> Duration {
+        self.shared.started.elapsed()
+    }
+
+    /// Arrival times of `operation`'s requests, oldest first.
+    pub fn arrivals(&self, operation: &str) -> Vec<Duration> {
+        self.shared.arrivals.lock().expect("lock").get(operation).cloned().unwrap_or_default()
+    }
+
+    /// Starts and stops that found the instance already in the wanted state.
+    pub fn noops(&self) -> Vec<Transition> {
+        self.shared.noops.lock().expect("lock").clone()
+    }
+
     pub fn transitions(&self) -> Vec<Transition> {
         self.shared.transitions.lock().expect("lock").clone()
     }
@@ -328,6 +364,7 @@ fn http(status: u16, content_type: &str, body: &str, extra: &str) -> String {
 async fn handle(mut conn: TcpStream, s: &Shared) -> std::io::Result<()> {
     let req = Request::parse(&read_request(&mut conn).await?);
     let op = req.operation();
+    s.arrivals.lock().expect("lock").entry(op.clone()).or_default().push(s.started.elapsed());
     let n = {
         let mut seen = s.seen.lock().expect("lock");
         let c = seen.entry(op.clone()).or_default();
@@ -363,12 +400,22 @@ async fn handle(mut conn: TcpStream, s: &Shared) -> std::io::Result<()> {
     let response = forward(&s.upstream, &req).await?;
     if op == "StartInstances" || op == "StopInstances" {
         let body = String::from_utf8_lossy(&response);
-        let mut log = s.transitions.lock().expect("lock");
+        let at = s.started.elapsed();
         for (instance, from, to) in state_changes(&body) {
-            if from != to {
-                log.push(Transition { tick, operation: op.clone(), instance, from, to });
-            }
+            let noop = match op.as_str() {
+                "StartInstances" => from == "pending" || from == "running",
+                _ => from == "stopping" || from == "stopped",
+            };
+            let log = if noop { &s.noops } else { &s.transitions };
+            log.lock().expect("lock").push(Transition { tick, at, operation: op.clone(), instance, from, to });
         }
+    }
+    let hold = {
+        let hold = s.hold.lock().expect("lock");
+        if hold.0.contains(&op) { hold.1 } else { Duration::ZERO }
+    };
+    if !hold.is_zero() {
+        tokio::time::sleep(hold).await;
     }
     conn.write_all(&response).await?;
     conn.shutdown().await
