@@ -10,7 +10,9 @@
 //!    reaches `fast_threshold`), then the scale-up cooldown and step limit;
 //! 4. down: never with missing data; only to the highest proposal over the stabilisation window
 //!    (and only once the window has been observed), then the scale-down cooldown (from the last
-//!    action of either direction) and step limit;
+//!    action of either direction) and step limit; with `confirmed_stabilization`, a window with
+//!    no evaluation above the band confirms the descent: only its recent part counts, no step
+//!    limit;
 //! 5. the active pre-warm floor, then `[min, max]`, then the Auto Scaling group's own bounds;
 //! 6. concrete actions that never touch a member in transit or a protected member.
 
@@ -66,28 +68,86 @@ pub struct Reading {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "guard")]
 pub enum Bound {
-    WithinTolerance { score: f64, tolerance: f64 },
-    Saturated { metric: String, ratio: f64 },
-    AwaitingConfirmation { seen: u32, needed: u32 },
-    FastScaleUp { score: f64, threshold: f64 },
-    CooldownUp { remaining_secs: u64 },
-    StepUp { limit: u32 },
-    MissingData { metrics: Vec<String>, rule: MissingData },
-    NoScaleInWithMissingData { metrics: Vec<String> },
-    Stabilizing { observed_secs: u64, window_secs: u64 },
-    Stabilized { highest: u32 },
-    CooldownDown { remaining_secs: u64 },
-    StepDown { limit: u32 },
-    Floor { rule: String, capacity: u32 },
-    FloorAboveMax { rule: String, capacity: u32, max: u32 },
-    Min { min: u32 },
-    Max { max: u32 },
-    GroupMin { min: u32 },
-    GroupMax { max: u32 },
-    GroupBoundsInvalid { min: u32, max: u32 },
+    WithinTolerance {
+        score: f64,
+        tolerance: f64,
+    },
+    Saturated {
+        metric: String,
+        ratio: f64,
+    },
+    AwaitingConfirmation {
+        seen: u32,
+        needed: u32,
+    },
+    FastScaleUp {
+        score: f64,
+        threshold: f64,
+    },
+    CooldownUp {
+        remaining_secs: u64,
+    },
+    StepUp {
+        limit: u32,
+    },
+    MissingData {
+        metrics: Vec<String>,
+        rule: MissingData,
+    },
+    NoScaleInWithMissingData {
+        metrics: Vec<String>,
+    },
+    Stabilizing {
+        observed_secs: u64,
+        window_secs: u64,
+    },
+    Stabilized {
+        highest: u32,
+    },
+    /// No evaluation above the band for a whole stabilisation window: down to the highest
+    /// proposal of the recent `recent_secs`, without a step limit.
+    ConfirmedDescent {
+        recent_secs: u64,
+        highest: u32,
+    },
+    CooldownDown {
+        remaining_secs: u64,
+    },
+    StepDown {
+        limit: u32,
+    },
+    Floor {
+        rule: String,
+        capacity: u32,
+    },
+    FloorAboveMax {
+        rule: String,
+        capacity: u32,
+        max: u32,
+    },
+    Min {
+        min: u32,
+    },
+    Max {
+        max: u32,
+    },
+    GroupMin {
+        min: u32,
+    },
+    GroupMax {
+        max: u32,
+    },
+    GroupBoundsInvalid {
+        min: u32,
+        max: u32,
+    },
     ActivityInProgress,
-    Protected { kept: u32 },
-    WarmPoolShort { shortfall: u32 },
+    Protected {
+        kept: u32,
+    },
+    WarmPoolShort {
+        shortfall: u32,
+    },
 }
 
 /// A concrete change to the fleet.
@@ -187,6 +247,12 @@ impl fmt::Display for Bound {
             Bound::Stabilized { highest } => {
                 write!(f, "scale-down limited to {highest}, the highest proposal in the stabilisation window")
             }
+            Bound::ConfirmedDescent { recent_secs, highest } => write!(
+                f,
+                "no evaluation above the band for a whole stabilisation window: descent confirmed, down to {highest} \
+                 (the highest proposal of the last {}) without a step limit",
+                secs(recent_secs)
+            ),
             Bound::CooldownDown { remaining_secs } => write!(f, "scale-down cooldown: {} left", secs(remaining_secs)),
             Bound::StepDown { limit } => write!(f, "scale-down step limited to -{limit}"),
             Bound::Floor { rule, capacity } => write!(f, "pre-warm rule {rule:?} holds a floor of {capacity}"),
@@ -216,13 +282,35 @@ struct Score {
     saturated: Option<(String, f64)>,
 }
 
-/// Instances in service when a datapoint's period ended: as the first evaluation at or after
-/// that moment saw them (records are time-ordered), or as they are now if that evaluation is
-/// this one. Booting instances are not in service; a lagged datapoint gets the count of its
-/// own time, not today's.
-fn serving_when(history: &PoolHistory, period_end: Timestamp, now_serving: u32) -> u32 {
-    let i = history.records.partition_point(|r| r.at < period_end);
-    history.records.get(i).map_or(now_serving, |r| r.serving)
+/// Instances in service while a datapoint's period ran, as the average utilisation it reports
+/// was measured on them. Booting instances are not in service; a lagged datapoint gets the
+/// counts of its own time, not today's.
+///
+/// The counts: at the period's start, as the last evaluation at or before it left the fleet
+/// (a scale-down's stopped instances stop serving at once; a scale-up's are still booting);
+/// as the evaluations within the period saw it; and at its end, as the first evaluation at or
+/// after that moment saw it (records are time-ordered), or as it is now if that evaluation is
+/// this one. When the count changed during the period, its average utilisation mixes a busy
+/// smaller fleet with a calmer larger one: for a steady load `d`, the mean of `d / n` is `d`
+/// times the mean of `1 / n`, so the load is the average utilisation times the harmonic mean
+/// of the counts. (The count at the end alone took the calmer fleet for the whole period and
+/// overshot after every scale-up: 8 in service at 100 % then 15 at 67 % read as 15 at 83 %,
+/// asking for 23.) Moments with nothing in service carried no load and are left out.
+fn serving_during(history: &PoolHistory, period_start: Timestamp, period_end: Timestamp, now_serving: u32) -> f64 {
+    let inside = history.records.partition_point(|r| r.at <= period_start);
+    let end = history.records.partition_point(|r| r.at < period_end).max(inside);
+    let at_end = history.records.get(end).map_or(now_serving, |r| r.serving);
+    let at_start = inside.checked_sub(1).and_then(|i| history.records.get(i)).map(|r| match r.scaled {
+        Some(Direction::Down) => r.serving.saturating_sub(r.current.saturating_sub(r.desired)),
+        _ => r.serving,
+    });
+    let counts = at_start.into_iter().chain(history.records.range(inside..end).map(|r| r.serving)).chain([at_end]);
+    let (mut n, mut inverse_sum) = (0.0, 0.0);
+    for c in counts.filter(|c| *c > 0) {
+        n += 1.0;
+        inverse_sum += 1.0 / f64::from(c);
+    }
+    if n > 0.0 { n / inverse_sum } else { 0.0 }
 }
 
 fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: u32, now: Timestamp) -> Score {
@@ -245,8 +333,9 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
             // changes. Scaling `current` instead would count booting capacity twice and
             // overshoot. Nothing in service: nothing measured, the metric counts as missing.
             Goal::Utilization { target } => {
-                let base = sample.map_or(serving, |s| serving_when(history, after(s.at, m.period), serving));
-                (current > 0 && base > 0).then(|| f64::from(base) * v / target)
+                let base = sample
+                    .map_or(f64::from(serving), |s| serving_during(history, s.at, after(s.at, m.period), serving));
+                (current > 0 && base > 0.0).then(|| base * v / target)
             }
             Goal::PerInstance { target_per_instance } => Some(v.max(0.0) / target_per_instance),
         });
@@ -393,8 +482,20 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
         // A window counts as observed when its first record is within one interval of its start.
         let slack = policy.interval.max(Duration::from_secs(1));
         let observed = observed_since.map_or(Duration::ZERO, |t| now.duration_since(t).unsigned_abs());
-        let highest =
-            history.records.iter().filter(|r| r.at >= from).map(|r| r.proposal).max().unwrap_or(0).max(proposal);
+        let highest_since = |t: Timestamp| {
+            history.records.iter().filter(|r| r.at >= t).map(|r| r.proposal).max().unwrap_or(0).max(proposal)
+        };
+        // A confirmed descent: the load has not asked for more than current capacity for a
+        // whole window (every evaluation in it scored, none above the band). The window has
+        // done its job; only its recent part bounds the step.
+        let confirmed = scaling.scale_down.confirmed_stabilization.filter(|_| {
+            window > Duration::ZERO
+                && history.records.iter().filter(|r| r.at >= from).all(|r| r.score.is_some() && !r.above_band)
+        });
+        let highest = match confirmed {
+            Some(recent) => highest_since(crate::duration::before(now, recent)),
+            None => highest_since(from),
+        };
         if !s.missing.is_empty() {
             bounds.push(Bound::NoScaleInWithMissingData { metrics: s.missing.clone() });
         } else if window > Duration::ZERO && observed + slack < window {
@@ -409,6 +510,9 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
             .and_then(|r| remaining(r.at, down_cooldown(policy, streak), now))
         {
             bounds.push(Bound::CooldownDown { remaining_secs: left });
+        } else if let Some(recent) = confirmed {
+            bounds.push(Bound::ConfirmedDescent { recent_secs: recent.as_secs(), highest });
+            desired = highest;
         } else {
             if highest > proposal {
                 bounds.push(Bound::Stabilized { highest });

@@ -142,9 +142,9 @@ fn booting_instances_are_not_counted_twice() {
     assert_eq!((d.current, d.serving, d.desired), (8, 5, 8));
     assert_eq!(d.bounds, [Bound::WithinTolerance { score: 1.0, tolerance: 0.1 }]);
 
-    // A lagged datapoint is scaled by what was in service when its period ended: the
-    // evaluation at minute -1 (the end of minute -2's period) saw 4 in service, so 100% CPU
-    // then wants 8, not 16.
+    // A lagged datapoint is scaled by what was in service while its period ran: the
+    // evaluations at minute -2 and -1 (its start and end) saw 4 in service, so 100% CPU then
+    // wants 8, not 16.
     let mut h = history_with(&[(-2, 100.0)]);
     let rec = |m, serving| EvalRecord {
         at: at(m),
@@ -156,7 +156,8 @@ fn booting_instances_are_not_counted_twice() {
         desired: 8,
         scaled: None,
     };
-    h.push_record(rec(-2, 3));
+    h.push_record(rec(-3, 3));
+    h.push_record(rec(-2, 4));
     h.push_record(rec(-1, 4));
     let d = decide(&p, &h, &fleet(8, 4), at(0));
     assert_eq!((d.proposal, d.desired), (8, 8), "{:?}", d.bounds);
@@ -169,6 +170,38 @@ fn booting_instances_are_not_counted_twice() {
     let d = decide(&p, &history_with(&[(0, 0.0)]), &f, at(0));
     assert_eq!((d.current, d.serving, d.desired), (1, 0, 2), "raised to min, not scaled to zero");
     assert!(matches!(d.bounds[0], Bound::MissingData { .. }), "{:?}", d.bounds);
+}
+
+#[test]
+fn a_period_that_saw_the_fleet_change_is_read_on_the_harmonic_mean_of_its_counts() {
+    let p = policy("scaling:\n  scale_up: {confirmations: 1}\n");
+    let rec = |m, serving, scaled: Option<Direction>, current, desired| EvalRecord {
+        at: at(m),
+        score: Some(1.0),
+        above_band: false,
+        proposal: current,
+        current,
+        serving,
+        desired,
+        scaled,
+    };
+    // 4 in service when minute -2 began, 8 when it ended (4 came into service during it):
+    // 100% CPU over the minute is a load of 100% / mean(1/4, 1/8) = 5.33 instances busy, which
+    // wants 5.33 * 100 / 50 = 10.67 -> 11; reading it all on the 8 of the end wanted 16.
+    let mut h = history_with(&[(-2, 100.0)]);
+    h.push_record(rec(-2, 4, Some(Direction::Up), 4, 8));
+    h.push_record(rec(-1, 8, None, 8, 8));
+    let d = decide(&p, &h, &fleet(8, 4), at(0));
+    assert_eq!(d.proposal, 11, "{:?}", d.bounds);
+
+    // A scale-down at the start of the period stopped 2 of 8 at once: the period ran on 6
+    // throughout, so 75% wants 6 * 75 / 50 = 9 (the count before the action would read 6.86
+    // in service and want 11).
+    let mut h = history_with(&[(-2, 75.0)]);
+    h.push_record(rec(-2, 8, Some(Direction::Down), 8, 6));
+    h.push_record(rec(-1, 6, None, 6, 6));
+    let d = decide(&p, &h, &fleet(6, 4), at(0));
+    assert_eq!(d.proposal, 9, "{:?}", d.bounds);
 }
 
 #[test]
@@ -254,6 +287,48 @@ fn a_confirmed_descent_accelerates_and_a_rise_resets_it() {
     assert_eq!(descent(", acceleration: 1", |_| 5.0), [14, 12, 10, 8, 6, 4]);
     // A minute above the band (minute 2) resets the streak: the next step is 2 again.
     assert_eq!(descent("", |m| if m == 2 { 100.0 } else { 5.0 })[..4], [14, 10, 10, 8]);
+}
+
+#[test]
+fn a_window_with_nothing_above_the_band_confirms_the_descent() {
+    // 8 running, stabilisation 5m, scale-down cooldown 4m, max_step 50%. Minutes 0-1 at 40%
+    // (want 7), then a load of 0.8 instances (10% on 8: wants the min, 2). `minute1` replaces
+    // minute 1's CPU.
+    let descent = |confirmed: &str, minute1: f64, minutes: i64| {
+        let p = policy(&format!(
+            "scaling:\n  scale_up: {{confirmations: 2, cooldown: 3m}}\n  scale_down: {{stabilization: 5m, cooldown: 4m, max_step: 50%{confirmed}}}\n"
+        ));
+        run(&p, fleet(8, 4), minutes, |m, cur| {
+            Some(match m {
+                0 => 40.0,
+                1 => minute1,
+                _ => 80.0 / f64::from(cur),
+            })
+        })
+    };
+    // Without it: minute 4 may only go down to the window's highest proposal, 7.
+    assert_eq!(desired(&descent("", 40.0, 6)), [8, 8, 8, 8, 7, 7]);
+    // With it: every evaluation of the window below the band confirms the descent; only the last
+    // 2m count (proposals of 2), and no step limit: straight to 2.
+    let ds = descent(", confirmed_stabilization: 2m", 40.0, 6);
+    assert_eq!(desired(&ds), [8, 8, 8, 8, 2, 2]);
+    assert_eq!(ds[4].bounds, [Bound::ConfirmedDescent { recent_secs: 120, highest: 2 }]);
+    assert!(ds[4].reasons().iter().any(|r| r.contains("descent confirmed, down to 2")), "{:?}", ds[4].reasons());
+    // An evaluation within the band (50% at minute 1: on target) does not unconfirm it...
+    assert_eq!(desired(&descent(", confirmed_stabilization: 2m", 50.0, 6)), [8, 8, 8, 8, 2, 2]);
+    // ...one above it does (60%: wants 10), for as long as it is in the window: minute 1 leaves
+    // the 5m window at minute 7.
+    let ds = descent(", confirmed_stabilization: 2m", 60.0, 8);
+    assert_eq!(desired(&ds), [8, 8, 8, 8, 8, 8, 8, 2]);
+    assert_eq!(ds[4].bounds, [Bound::Stabilized { highest: 10 }]);
+    // The cooldown still holds: a scale-up at minute 0 (100% on 4, fast) keeps the confirmed
+    // descent waiting for the 4m cooldown.
+    let p = policy(
+        "scaling:\n  scale_up: {confirmations: 1, cooldown: 3m}\n  scale_down: {stabilization: 2m, cooldown: 4m, confirmed_stabilization: 1m}\n",
+    );
+    let ds = run(&p, fleet(4, 8), 6, |m, _| Some(if m == 0 { 100.0 } else { 5.0 }));
+    assert_eq!(desired(&ds), [8, 8, 8, 8, 2, 2]);
+    assert!(matches!(ds[3].bounds[..], [Bound::CooldownDown { remaining_secs: 60 }]), "{:?}", ds[3].bounds);
 }
 
 #[test]
@@ -418,12 +493,23 @@ fn reversals(ds: &[Decision]) -> usize {
 fn arb_policy() -> impl Strategy<Value = Policy> {
     (
         (1u32..5, 0u32..20, 1u32..4, 0u64..6, 0u64..6, 0u64..8),
-        (prop::option::of(5u32..40), prop::bool::ANY, prop::sample::select(vec!["100%", "2"]), 1u32..3),
+        (
+            prop::option::of(5u32..40),
+            prop::bool::ANY,
+            prop::sample::select(vec!["100%", "2"]),
+            1u32..3,
+            prop::option::of(1u64..8),
+        ),
     )
-        .prop_map(|((min, span, conf, cd_up, cd_down, stab), (floor, scale_up_missing, step, accel))| {
+        .prop_map(|((min, span, conf, cd_up, cd_down, stab), (floor, scale_up_missing, step, accel, confirmed))| {
             let max = min + span;
+            // A confirmed stabilisation, when drawn, within the window (it must be).
+            let confirmed = match confirmed {
+                Some(c) if stab > 0 => format!(", confirmed_stabilization: {}m", c.min(stab)),
+                _ => String::new(),
+            };
             let mut extra = format!(
-                "scaling:\n  scale_up: {{confirmations: {conf}, cooldown: {cd_up}m}}\n  scale_down: {{stabilization: {stab}m, cooldown: {cd_down}m, max_step: {step}, acceleration: {accel}}}\nmissing_data: {}\n",
+                "scaling:\n  scale_up: {{confirmations: {conf}, cooldown: {cd_up}m}}\n  scale_down: {{stabilization: {stab}m, cooldown: {cd_down}m, max_step: {step}, acceleration: {accel}{confirmed}}}\nmissing_data: {}\n",
                 if scale_up_missing { "scale_up" } else { "hold" }
             );
             if let Some(c) = floor {
@@ -493,8 +579,12 @@ proptest! {
         low in 0.0f64..44.0,
         start in 2u32..15,
     ) {
-        let p = policy("");
-        let ds = run(&p, fleet(start, 30), 90, |m, _| Some(if m % 2 == 0 { high } else { low }));
-        prop_assert_eq!(reversals(&ds), 0, "{:?}", desired(&ds));
+        // The test policy, and the same with a confirmed stabilisation (an oscillation never
+        // confirms a descent: half its evaluations are above the band).
+        let confirmed = "scaling:\n  scale_up: {confirmations: 2, cooldown: 3m}\n  scale_down: {stabilization: 5m, cooldown: 4m, max_step: 50%, confirmed_stabilization: 2m}\n";
+        for p in [policy(""), policy(confirmed)] {
+            let ds = run(&p, fleet(start, 30), 90, |m, _| Some(if m % 2 == 0 { high } else { low }));
+            prop_assert_eq!(reversals(&ds), 0, "{:?}", desired(&ds));
+        }
     }
 }

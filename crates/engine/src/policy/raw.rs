@@ -133,6 +133,7 @@ pub(super) struct RawScaleDown {
     pub cooldown: Option<S<Text>>,
     pub max_step: Option<S<Text>>,
     pub acceleration: Option<S<f64>>,
+    pub confirmed_stabilization: Option<S<Text>>,
 }
 
 #[derive(Debug, Deserialize)]

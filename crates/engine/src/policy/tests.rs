@@ -32,6 +32,12 @@ fn base_is_valid_with_defaults() {
     assert_eq!(p.scaling.tolerance, 0.1);
     assert_eq!(p.scaling.scale_up.confirmations, 2);
     assert_eq!(p.scaling.scale_down.stabilization, Duration::from_secs(600));
+    assert_eq!(p.scaling.scale_down.confirmed_stabilization, None, "off unless asked for");
+    let p =
+        parse_policy("t.yaml", &with("scaling:\n  scale_down: {stabilization: 15m, confirmed_stabilization: 5m}\n"))
+            .policy
+            .unwrap();
+    assert_eq!(p.scaling.scale_down.confirmed_stabilization, Some(Duration::from_secs(300)));
     assert_eq!(p.missing_data, MissingData::Hold);
     assert_eq!(p.history.window, Duration::from_secs(1800));
     assert_eq!(p.scale_in.order, ScaleInOrder::Newest);
@@ -305,6 +311,18 @@ fn remaining_messages_each_with_their_location() {
         (
             &with("scaling:\n  scale_down: {acceleration: 0.5}\n"),
             "t.yaml:8:30: scaling.scale_down.acceleration: 0.5 is out of range (allowed 1 to 10)",
+        ),
+        (
+            &with("scaling:\n  scale_down: {confirmed_stabilization: 20m}\n"),
+            "t.yaml:8:41: scaling.scale_down.confirmed_stabilization: 20m is longer than scale_down.stabilization 10m (it is the recent part of that window)",
+        ),
+        (
+            &with("scaling:\n  scale_down: {confirmed_stabilization: 0s}\n"),
+            "t.yaml:8:41: scaling.scale_down.confirmed_stabilization: must be above 0s",
+        ),
+        (
+            &with("scaling:\n  scale_down: {confirmed_stabilization: soon}\n"),
+            "t.yaml:8:41: scaling.scale_down.confirmed_stabilization: \"soon\" is not a duration (expected a number; write e.g. 90s, 5m, 1h30m, 2d)",
         ),
         (
             &with("prewarm:\n  - {name: a, cron: \"0 20 * * *\", duration: 0s, time_zone: UTC, capacity: 5}\n"),

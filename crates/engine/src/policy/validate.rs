@@ -631,6 +631,33 @@ fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
             2.0
         }
     };
+    let confirmed_stabilization = match down.and_then(|d| d.confirmed_stabilization.clone()) {
+        None => None,
+        Some(raw) => {
+            let field = "scaling.scale_down.confirmed_stabilization";
+            let errors_before = ctx.error_count();
+            let (d, loc) = ctx.duration(&Some(raw), field, Duration::ZERO);
+            if ctx.error_count() > errors_before {
+                None // not a duration: already reported
+            } else if d.is_zero() {
+                ctx.err(loc, field, "must be above 0s");
+                None
+            } else if d > stabilization {
+                ctx.err(
+                    loc,
+                    field,
+                    format!(
+                        "{} is longer than scale_down.stabilization {} (it is the recent part of that window)",
+                        Human(d),
+                        Human(stabilization)
+                    ),
+                );
+                None
+            } else {
+                Some(d)
+            }
+        }
+    };
     for (d, loc, field) in [
         (up_cooldown, up_cd_loc, "scaling.scale_up.cooldown"),
         (stabilization, stab_loc, "scaling.scale_down.stabilization"),
@@ -644,7 +671,13 @@ fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
         Scaling {
             tolerance,
             scale_up: ScaleUp { confirmations, fast_threshold, cooldown: up_cooldown, max_step: up_step },
-            scale_down: ScaleDown { stabilization, cooldown: down_cooldown, max_step: down_step, acceleration },
+            scale_down: ScaleDown {
+                stabilization,
+                cooldown: down_cooldown,
+                max_step: down_step,
+                acceleration,
+                confirmed_stabilization,
+            },
         },
         stab_loc,
     )
