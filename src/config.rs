@@ -16,6 +16,9 @@ use vmscaler_engine::duration::parse_duration;
 
 /// Default HTTP listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+/// Default [`Config::action_budget`]: enough for a batched call and its retries (4 attempts
+/// with backoff), short enough that one pool whose calls hang delays the others by little.
+pub const DEFAULT_ACTION_BUDGET: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -63,6 +66,8 @@ struct RawConfig {
     time_scale: Option<f64>,
     #[serde(default)]
     time_origin: Option<String>,
+    #[serde(default)]
+    action_budget: Option<String>,
     #[serde(default)]
     lease: Option<RawLease>,
 }
@@ -141,6 +146,10 @@ pub struct Config {
     /// The instant at which the scaled clock agrees with wall time (default: start-up), so a
     /// load replayer can compute the same clock.
     pub time_origin: Option<jiff::Timestamp>,
+    /// Longest one evaluation may spend carrying out its actions, retries and backoff
+    /// included; past it the outcome is treated as unknown (see `daemon::reconcile`) and the
+    /// loop moves on to the other pools.
+    pub action_budget: Duration,
     /// Leases for running on more than one host; `None` (the default) needs no DynamoDB.
     pub lease: Option<LeaseConfig>,
 }
@@ -162,6 +171,7 @@ impl Config {
             decisions_kept: 50,
             time_scale: 1.0,
             time_origin: None,
+            action_budget: DEFAULT_ACTION_BUDGET,
             lease: None,
         }
     }
@@ -220,6 +230,13 @@ impl Config {
                     .map_err(|e| invalid("time_origin", format!("{s:?} is not an RFC 3339 instant: {e}")))?,
             );
         }
+        if let Some(s) = raw.action_budget {
+            let d = parse_duration(&s).map_err(|e| invalid("action_budget", e.to_string()))?;
+            if !(Duration::from_secs(1)..=Duration::from_secs(600)).contains(&d) {
+                return Err(invalid("action_budget", format!("{s:?} is out of range (1s to 10m)")));
+            }
+            cfg.action_budget = d;
+        }
         if let Some(l) = raw.lease {
             cfg.lease = Some(parse_lease(l).map_err(|(field, message)| invalid(field, message))?);
         }
@@ -275,13 +292,14 @@ mod tests {
     fn full_file() {
         let text = "policy_dir: /p\nstate_dir: /s\nlisten: 127.0.0.1:0\nregion: eu-west-1\n\
                     endpoint_url: http://127.0.0.1:5000\nlog_format: json\ndry_run: true\nmetric_offset: 2m\n\
-                    reload_poll: 1s\ndecisions_kept: 7\ntime_scale: 60\n";
+                    reload_poll: 1s\ndecisions_kept: 7\ntime_scale: 60\naction_budget: 45s\n";
         let cfg = Config::parse(Path::new("c.yaml"), text).expect("valid");
         assert_eq!(cfg.log_format, LogFormat::Json);
         assert_eq!(cfg.metric_offset, Duration::from_secs(120));
         assert_eq!(cfg.reload_poll, Duration::from_secs(1));
         assert_eq!(cfg.decisions_kept, 7);
         assert_eq!(cfg.time_scale, 60.0);
+        assert_eq!(cfg.action_budget, Duration::from_secs(45));
         assert_eq!(cfg.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
         assert!(cfg.dry_run);
     }
@@ -296,6 +314,9 @@ mod tests {
         let e =
             Config::parse(Path::new("c.yaml"), "policy_dir: /p\nstate_dir: /s\nlisten: nowhere\n").expect_err("bad");
         assert!(e.to_string().contains("listen"), "{e}");
+        let e =
+            Config::parse(Path::new("c.yaml"), "policy_dir: /p\nstate_dir: /s\naction_budget: 0s\n").expect_err("bad");
+        assert_eq!(e.to_string(), "c.yaml: action_budget: \"0s\" is out of range (1s to 10m)");
         let e = Config::parse(Path::new("c.yaml"), "state_dir: /s\n").expect_err("missing");
         assert!(e.to_string().contains("policy_dir"), "{e}");
     }

@@ -476,3 +476,79 @@ async fn pool_whose_metrics_keep_failing_holds_and_is_degraded() {
     assert!(d.board().snapshot().degraded_pools().is_empty());
     assert!(http_get(addr, "/healthz").await.contains("\"status\":\"ok\""));
 }
+
+/// One pool whose `StartInstances` calls hang spends its evaluation budget and no more: the
+/// pool after it in the same tick still acts, the hung start is kept as an intent and
+/// reconciled at the next evaluation (cooldown kept, nothing done twice), and the start is
+/// made once the cooldown is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_pool_spends_its_budget_and_does_not_starve_the_next() {
+    let moto = Moto::start();
+    let hung = moto.create_tagged_pool(("vmscaler:pool", "hung"), 1, 5, 0, None).await;
+    moto.create_asg("quick", 1, 8, 1).await;
+    let now = SystemClock.now().as_second();
+    let t0 = Timestamp::from_second(now - now.rem_euclid(60) - 3 * 3600).expect("t0");
+    // A backlog of 40: four instances' worth for both pools.
+    let points: Vec<(Timestamp, f64)> = (-10..20).map(|m| (t0 + (m * 60).seconds(), 40.0)).collect();
+    moto.put_metric("Soak", "Backlog", &[("Pool", "hung")], &points).await;
+    moto.put_metric("Soak", "Backlog", &[("Pool", "quick")], &points).await;
+    let faults = FaultConfig {
+        seed: 3,
+        per_mille: 1000,
+        operations: vec!["StartInstances"],
+        kinds: vec![(Fault::Timeout, 1)],
+        hang: Duration::from_secs(60),
+        slow: Duration::ZERO,
+    };
+    let proxy = FaultProxy::start(&moto.endpoint, faults).await;
+    let s = Scratch::new("budget");
+    s.write_policy("hung.yaml", &soak_policy("hung"));
+    let quick =
+        soak_policy("quick").replace("tag: { key: \"vmscaler:pool\", value: quick }", "auto_scaling_group: quick");
+    s.write_policy("quick.yaml", &quick);
+    // The SDK's own limits (10 s an attempt, 30 s an operation) at wall-clock pace: only the
+    // budget can cut the hung call short.
+    let aws = Aws::from_sdk_config(&moto_config_through(&proxy.endpoint).await);
+    let mut cfg = s.config(&moto);
+    cfg.action_budget = Duration::from_secs(2);
+    let (mut d, report) = Daemon::new(cfg, aws, t0).expect("daemon starts");
+    assert!(report.rejected.is_empty(), "{report:?}");
+
+    let started = monotonic();
+    let r = d.tick(t0).await;
+    let took = started.elapsed();
+    let by = |name: &str| r.decisions.iter().find(|e| e.policy == name).cloned().expect("decision");
+    let (h, q) = (by("hung"), by("quick"));
+    assert!(took < Duration::from_secs(15), "the tick waited for the hung call: {took:?}");
+    assert!(h.outcomes.iter().any(|o| o.contains("evaluation budget")), "{h:?}");
+    assert_eq!(q.outcomes, ["set desired capacity of quick to 2"], "the next pool acted in the same tick");
+    assert_eq!(moto.asg_desired("quick").await, 2);
+
+    // The call never reached EC2. The next evaluation reconciles it as unconfirmed and keeps
+    // the cooldown (2m); the start is made once the cooldown is over.
+    proxy.set_enabled(false);
+    let r = d.tick(t0 + 1.minute()).await;
+    let h = r.decisions.iter().find(|e| e.policy == "hung").expect("decision");
+    assert!(h.outcomes.is_empty(), "nothing started within the cooldown: {h:?}");
+    let history = d.history("hung").expect("history");
+    assert_eq!(history.records.iter().filter(|r| r.scaled.is_some()).count(), 1, "{:?}", history.records);
+    let listed = d.board().snapshot().pools["hung"].decisions.clone();
+    assert!(listed.iter().any(|e| e.outcomes.iter().any(|o| o.contains("unconfirmed"))), "{listed:#?}");
+    for minute in 2..6 {
+        d.tick(t0 + minute.minutes()).await;
+    }
+    let states = moto.instance_states().await;
+    let running = hung.stopped.iter().chain(&hung.running).filter(|i| states[*i] == "running").count();
+    assert!(running > 1, "the start was made after the cooldown: {states:?}");
+    assert!(proxy.noops().is_empty(), "an instance was started twice: {:?}", proxy.noops());
+}
+
+/// An SDK configuration for moto through `endpoint`, with the default sleep.
+async fn moto_config_through(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "budget-test"))
+        .load()
+        .await
+}

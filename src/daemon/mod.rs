@@ -389,6 +389,7 @@ impl Daemon {
     ) -> Option<DecisionEntry> {
         let global_dry_run = self.cfg.dry_run;
         let keep = self.cfg.decisions_kept;
+        let budget = self.cfg.action_budget;
         let mut fleet = match fleet {
             Some(Ok(f)) => f,
             Some(Err(e)) => {
@@ -410,13 +411,15 @@ impl Daemon {
                 desired = intent.record.desired,
                 reached = record.desired,
                 outcomes = %outcomes.join("; "),
-                "an earlier run stopped while acting: outcome reconciled with the fleet"
+                "an earlier evaluation did not finish acting (a crash, or its budget ran out): reconciled with the fleet"
             );
             pool.state.history.push_record(record);
             let mut entry = intent.entry;
             entry.outcomes = outcomes;
-            pool.state.decisions.push_back(entry);
-            self.board.lock().counters.reconciled += 1;
+            pool.state.decisions.push_back(entry.clone());
+            let mut b = self.board.lock();
+            b.counters.reconciled += 1;
+            b.pools.entry(name.to_owned()).or_default().decisions.push_back(entry);
         }
         let mut metric_error = None;
         if let Some(m) = metrics {
@@ -446,19 +449,38 @@ impl Daemon {
             });
             pool.state.saved_at = now;
             match self.store.save(&pool.state) {
-                Ok(()) => actuate::apply(&self.aws, &pool.policy, &fleet, &decision, false).await,
+                Ok(()) => {
+                    let act = actuate::apply(&self.aws, &pool.policy, &fleet, &decision, false);
+                    match tokio::time::timeout(budget, act).await {
+                        Ok(outcomes) => {
+                            pool.state.intent = None;
+                            outcomes
+                        }
+                        Err(_) => {
+                            // Calls may be under way: the intent stays, and the next evaluation
+                            // reconciles it with the fleet like one left by a crash.
+                            warn!(budget = ?budget, "actions outlasted the evaluation budget: outcome unknown, kept as an intent");
+                            let error =
+                                format!("not finished within the evaluation budget of {budget:?}: outcome unknown");
+                            vec![Outcome::Failed { what: "actions".to_owned(), error }]
+                        }
+                    }
+                }
                 Err(e) => {
                     error!(error = %e, "cannot persist the intent before acting: not acting");
+                    pool.state.intent = None;
                     vec![Outcome::Failed { what: "persist intent before acting".to_owned(), error: e.to_string() }]
                 }
             }
         };
-        pool.state.intent = None;
         let mut record = decision.record(pool.policy.scaling.tolerance);
         if !dry_run && record.scaled.is_some() {
             achieved(&mut record, &outcomes);
         }
-        pool.state.history.push_record(record);
+        // An intent still pending carries this evaluation's record (reconciled next time).
+        if pool.state.intent.is_none() {
+            pool.state.history.push_record(record);
+        }
         pool.state.history.prune(now, pool.policy.history.window);
         let entry = entry_for(&decision, &outcomes, dry_run);
         pool.state.decisions.push_back(entry.clone());
@@ -630,9 +652,9 @@ fn reconcile(intent: &Intent, fleet: &Fleet) -> (vmscaler_engine::EvalRecord, Ve
                 for id in instance_ids {
                     lines.push(match state_of(id) {
                         Some(MemberState::Pending | MemberState::Running) => {
-                            format!("started {id} (seen after a restart)")
+                            format!("started {id} (confirmed by the fleet)")
                         }
-                        s => format!("start {id} unconfirmed (found {} after a restart)", state_name(s)),
+                        s => format!("start {id} unconfirmed (found {} afterwards)", state_name(s)),
                     });
                 }
             }
@@ -640,15 +662,15 @@ fn reconcile(intent: &Intent, fleet: &Fleet) -> (vmscaler_engine::EvalRecord, Ve
                 for id in instance_ids {
                     lines.push(match state_of(id) {
                         Some(MemberState::Stopping | MemberState::Stopped | MemberState::Gone) | None => {
-                            format!("stopped {id} (seen after a restart)")
+                            format!("stopped {id} (confirmed by the fleet)")
                         }
-                        s => format!("stop {id} unconfirmed (found {} after a restart)", state_name(s)),
+                        s => format!("stop {id} unconfirmed (found {} afterwards)", state_name(s)),
                     });
                 }
             }
             IntentAction::SetDesiredCapacity { group, desired } => lines.push(match fleet {
                 Fleet::Group(g) if g.name == *group && g.desired == *desired => {
-                    format!("set desired capacity of {group} to {desired} (seen after a restart)")
+                    format!("set desired capacity of {group} to {desired} (confirmed by the fleet)")
                 }
                 _ => format!("set desired capacity of {group} to {desired} unconfirmed"),
             }),
@@ -767,10 +789,7 @@ mod tests {
         let (r, lines) = reconcile(&intent, &fleet);
         // The cooldown holds even for the start the fleet does not show (it may be in flight).
         assert_eq!((r.desired, r.scaled), (3, Some(Direction::Up)));
-        assert_eq!(
-            lines,
-            ["started i-a (seen after a restart)", "start i-b unconfirmed (found stopped after a restart)"]
-        );
+        assert_eq!(lines, ["started i-a (confirmed by the fleet)", "start i-b unconfirmed (found stopped afterwards)"]);
     }
 
     #[test]
