@@ -10,9 +10,9 @@
 //!    reaches `fast_threshold`), then the scale-up cooldown and step limit;
 //! 4. down: never with missing data; only to the highest proposal over the stabilisation window
 //!    (and only once the window has been observed), then the scale-down cooldown (from the last
-//!    action of either direction) and step limit; with `confirmed_stabilization`, a window with
-//!    no evaluation above the band confirms the descent: only its recent part counts, no step
-//!    limit;
+//!    action of either direction) and step limit; with `confirmed_stabilization`, a window in
+//!    which no evaluation asked for more than the current capacity confirms the descent: only
+//!    its recent part counts, no step limit;
 //! 5. the active pre-warm floor, then `[min, max]`, then the Auto Scaling group's own bounds;
 //! 6. concrete actions that never touch a member in transit or a protected member.
 
@@ -104,8 +104,8 @@ pub enum Bound {
     Stabilized {
         highest: u32,
     },
-    /// No evaluation above the band for a whole stabilisation window: down to the highest
-    /// proposal of the recent `recent_secs`, without a step limit.
+    /// No evaluation asked for more than the current capacity for a whole stabilisation
+    /// window: down to the highest proposal of the recent `recent_secs`, without a step limit.
     ConfirmedDescent {
         recent_secs: u64,
         highest: u32,
@@ -249,8 +249,8 @@ impl fmt::Display for Bound {
             }
             Bound::ConfirmedDescent { recent_secs, highest } => write!(
                 f,
-                "no evaluation above the band for a whole stabilisation window: descent confirmed, down to {highest} \
-                 (the highest proposal of the last {}) without a step limit",
+                "nothing asked for more than the current capacity for a whole stabilisation window: descent \
+                 confirmed, down to {highest} (the highest proposal of the last {}) without a step limit",
                 secs(recent_secs)
             ),
             Bound::CooldownDown { remaining_secs } => write!(f, "scale-down cooldown: {} left", secs(remaining_secs)),
@@ -485,12 +485,13 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
         let highest_since = |t: Timestamp| {
             history.records.iter().filter(|r| r.at >= t).map(|r| r.proposal).max().unwrap_or(0).max(proposal)
         };
-        // A confirmed descent: the load has not asked for more than current capacity for a
-        // whole window (every evaluation in it scored, none above the band). The window has
-        // done its job; only its recent part bounds the step.
+        // A confirmed descent: for a whole window the load has not asked for more than the
+        // fleet now has (every evaluation in it scored; none above its band for a capacity
+        // above the current one: a rise the fleet has since been scaled up to is answered).
+        // The window has done its job; only its recent part bounds the step.
+        let asked_for_more = |r: &EvalRecord| r.score.is_none() || (r.above_band && r.proposal > current);
         let confirmed = scaling.scale_down.confirmed_stabilization.filter(|_| {
-            window > Duration::ZERO
-                && history.records.iter().filter(|r| r.at >= from).all(|r| r.score.is_some() && !r.above_band)
+            window > Duration::ZERO && !history.records.iter().filter(|r| r.at >= from).any(asked_for_more)
         });
         let highest = match confirmed {
             Some(recent) => highest_since(crate::duration::before(now, recent)),

@@ -321,6 +321,24 @@ fn a_window_with_nothing_above_the_band_confirms_the_descent() {
     let ds = descent(", confirmed_stabilization: 2m", 60.0, 8);
     assert_eq!(desired(&ds), [8, 8, 8, 8, 8, 8, 8, 2]);
     assert_eq!(ds[4].bounds, [Bound::Stabilized { highest: 10 }]);
+    // A rise the fleet was scaled up to is answered: 100% on 4 at minutes 0-1 asked for 8 and
+    // got it at minute 1; when the load is gone, those evaluations no longer hold the descent
+    // back (they asked for no more than the 8 there are). Minute 4 waits out the 4m cooldown of
+    // the scale-up; minute 5 goes straight to 2, where the whole window used to hold 8 until
+    // minute 1 left it at minute 7.
+    let p = policy(
+        "scaling:\n  scale_up: {confirmations: 2, cooldown: 3m}\n  scale_down: {stabilization: 5m, cooldown: 4m, max_step: 50%, confirmed_stabilization: 2m}\n",
+    );
+    let ds = run(&p, fleet(4, 8), 7, |m, cur| Some(if m < 2 { 100.0 } else { 80.0 / f64::from(cur) }));
+    assert_eq!(desired(&ds), [4, 8, 8, 8, 8, 2, 2]);
+    assert!(matches!(ds[4].bounds[..], [Bound::CooldownDown { remaining_secs: 60 }]), "{:?}", ds[4].bounds);
+    assert_eq!(ds[5].bounds, [Bound::ConfirmedDescent { recent_secs: 120, highest: 2 }]);
+    let without = policy(
+        "scaling:\n  scale_up: {confirmations: 2, cooldown: 3m}\n  scale_down: {stabilization: 5m, cooldown: 4m, max_step: 50%}\n",
+    );
+    let ds = run(&without, fleet(4, 8), 8, |m, cur| Some(if m < 2 { 100.0 } else { 80.0 / f64::from(cur) }));
+    assert_eq!(desired(&ds), [4, 8, 8, 8, 8, 8, 8, 4], "the whole window holds 8, then a 50% step");
+
     // The cooldown still holds: a scale-up at minute 0 (100% on 4, fast) keeps the confirmed
     // descent waiting for the 4m cooldown.
     let p = policy(

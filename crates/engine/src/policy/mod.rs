@@ -166,11 +166,13 @@ pub struct ScaleDown {
     /// step this many times larger than the previous one: a confirmed descent speeds up,
     /// a single dip still only gets `max_step`. 1 keeps every step at `max_step`.
     pub acceleration: f64,
-    /// When set: once a whole `stabilization` window has passed with every evaluation scored
-    /// and none above the band, the descent is confirmed, and the scale-down goes straight to
-    /// the highest proposal of only this last stretch, with no step limit (the cooldown still
-    /// applies). At most `stabilization`. `None`: every scale-down is stabilised over the whole
-    /// window and limited by `max_step` and `acceleration`.
+    /// When set: once a whole `stabilization` window has passed in which no evaluation asked
+    /// for more than the current capacity (each one scored, none above its band with a
+    /// proposal above the current capacity: a rise already scaled up to is answered), the
+    /// descent is confirmed, and the scale-down goes straight to the highest proposal of only
+    /// this last stretch, with no step limit (the cooldown still applies). At most
+    /// `stabilization`. `None`: every scale-down is stabilised over the whole window and
+    /// limited by `max_step` and `acceleration`.
     pub confirmed_stabilization: Option<Duration>,
 }
 
