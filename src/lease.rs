@@ -138,7 +138,7 @@ pub struct LeaseStatus {
 }
 
 /// Lease events since start, for `/metrics` and the tests.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LeaseCounters {
     pub taken: u64,
     pub renewed: u64,
@@ -369,7 +369,7 @@ impl Leases {
             }
             match table.take(policy, me, now, ttl).await {
                 Ok(Some(lease)) => {
-                    info!(policy = %policy, token = lease.token, orphan, members = plan.members, share = plan.share, "lease taken");
+                    info!(policy = %policy, token = lease.token, holder = %me, orphan, members = plan.members, share = plan.share, "lease taken");
                     taken += 1;
                     report.taken.push((policy.clone(), lease.token));
                     let mut st = self.state();
@@ -475,29 +475,28 @@ impl LeaseGuard {
         let now = inner.clock.now();
         let verdict = inner.table.extend(&self.lease, now, inner.ttl).await;
         let took = inner.clock.now().duration_since(now).unsigned_abs();
-        match verdict {
+        let (policy, token) = (&self.lease.policy, self.lease.token);
+        let refused = match verdict {
             Ok(Some(renewed)) if took <= inner.ttl / 3 => {
                 let mut st = self.leases.state();
                 st.counters.fence_passed += 1;
-                if let Some(l) = st.held.get_mut(&self.lease.policy).filter(|l| l.token == renewed.token) {
+                if let Some(l) = st.held.get_mut(policy).filter(|l| l.token == renewed.token) {
                     l.expires = l.expires.max(renewed.expires);
                 }
-                Ok(())
+                drop(st);
+                info!(policy = %policy, token, "lease fence passed");
+                return Ok(());
             }
-            Ok(Some(_)) => {
-                self.leases.state().counters.fenced_off += 1;
-                Err(format!("the lease check took {took:?}, too long to act safely (token {})", self.lease.token))
-            }
+            Ok(Some(_)) => format!("the lease check took {took:?}, too long to act safely (token {token})"),
             Ok(None) => {
-                self.leases.state().counters.fenced_off += 1;
                 self.leases.drop_lease(&self.lease, "fence check failed");
-                Err(format!("lease lost: no longer held under token {}", self.lease.token))
+                format!("lease lost: no longer held under token {token}")
             }
-            Err(e) => {
-                self.leases.state().counters.fenced_off += 1;
-                Err(format!("cannot check the lease: {e}"))
-            }
-        }
+            Err(e) => format!("cannot check the lease: {e}"),
+        };
+        self.leases.state().counters.fenced_off += 1;
+        warn!(policy = %policy, token, reason = %refused, "lease fence refused");
+        Err(refused)
     }
 }
 

@@ -15,6 +15,11 @@
 //! As a last guard, no instance that is not a member of the pool, and no protected member, is
 //! ever started or stopped, whatever the decision says.
 //!
+//! With a [`Fence`] (several daemons sharing pools through leases, see [`crate::lease`]), every
+//! mutating call (`StartInstances`, each one-by-one retry included, `StopInstances`,
+//! `SetDesiredCapacity`; not the `DryRun` calls) is preceded by the fence's check, and not made
+//! when it fails: the outcome is [`Outcome::Fenced`].
+//!
 //! Not here: deciding (the engine), recording the outcome (the daemon), retries beyond the
 //! SDK's (a failed action is reported; the next evaluation decides again).
 
@@ -29,6 +34,7 @@ use vmscaler_engine::policy::ScaleOutOrder;
 use vmscaler_engine::{Action, Decision, Fleet, Member, MemberState, Policy};
 
 use super::Aws;
+use super::lease::Fence;
 use super::stats::{CallCounter, Operation};
 
 /// What happened to one piece of a decision.
@@ -71,6 +77,11 @@ pub enum Outcome {
         what: String,
         error: String,
     },
+    /// Not done: the fence says this daemon no longer holds the pool's lease.
+    Fenced {
+        what: String,
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -91,6 +102,7 @@ impl Outcome {
             Outcome::InsufficientCapacity { .. } => "insufficient_capacity",
             Outcome::Shortfall { .. } => "shortfall",
             Outcome::Failed { .. } => "failed",
+            Outcome::Fenced { .. } => "fenced",
         }
     }
 }
@@ -110,12 +122,25 @@ impl fmt::Display for Outcome {
             Outcome::InsufficientCapacity { id } => write!(f, "insufficient instance capacity for {id}"),
             Outcome::Shortfall { missing } => write!(f, "short of {missing} instance(s): no stopped member left"),
             Outcome::Failed { what, error } => write!(f, "{what} failed: {error}"),
+            Outcome::Fenced { what, reason } => write!(f, "{what} skipped: {reason}"),
         }
     }
 }
 
 /// Carries out `decision` on `fleet`. `dry_run` (or the policy's own `dry_run`) makes no change.
 pub async fn apply(aws: &Aws, policy: &Policy, fleet: &Fleet, decision: &Decision, dry_run: bool) -> Vec<Outcome> {
+    apply_fenced(aws, policy, fleet, decision, dry_run, None).await
+}
+
+/// Like [`apply`], checking `fence` (when given) right before every mutating call.
+pub async fn apply_fenced(
+    aws: &Aws,
+    policy: &Policy,
+    fleet: &Fleet,
+    decision: &Decision,
+    dry_run: bool,
+    fence: Option<&dyn Fence>,
+) -> Vec<Outcome> {
     let dry_run = dry_run || policy.dry_run;
     let mut out = Vec::new();
     for action in &decision.actions {
@@ -130,7 +155,7 @@ pub async fn apply(aws: &Aws, policy: &Policy, fleet: &Fleet, decision: &Decisio
                     out.extend(dry_run_ec2(aws, Intent::Start, &ids).await);
                 } else {
                     let spares = spare_members(fleet, instance_ids, policy.scale_out.order);
-                    out.extend(start_with_fallback(&mut Ec2Starter { aws }, ids, spares).await);
+                    out.extend(start_with_fallback(&mut Ec2Starter { aws, fence }, ids, spares).await);
                 }
             }
             Action::Stop { instance_ids } => {
@@ -141,6 +166,8 @@ pub async fn apply(aws: &Aws, policy: &Policy, fleet: &Fleet, decision: &Decisio
                 }
                 if dry_run {
                     out.extend(dry_run_ec2(aws, Intent::Stop, &ids).await);
+                } else if let Err(reason) = check(fence).await {
+                    out.push(Outcome::Fenced { what: format!("stop {}", ids.join(", ")), reason });
                 } else {
                     out.extend(stop(aws, &ids).await);
                 }
@@ -152,6 +179,8 @@ pub async fn apply(aws: &Aws, policy: &Policy, fleet: &Fleet, decision: &Decisio
                 };
                 if dry_run {
                     out.push(Outcome::WouldSetDesired { group: group.clone(), desired });
+                } else if let Err(reason) = check(fence).await {
+                    out.push(Outcome::Fenced { what: format!("set desired capacity of {group} to {desired}"), reason });
                 } else {
                     out.push(set_desired(aws, group, desired).await);
                 }
@@ -159,6 +188,14 @@ pub async fn apply(aws: &Aws, policy: &Policy, fleet: &Fleet, decision: &Decisio
         }
     }
     out
+}
+
+/// The fence's verdict; no fence (a single daemon) always allows.
+async fn check(fence: Option<&dyn Fence>) -> Result<(), String> {
+    match fence {
+        Some(f) => f.check().await,
+        None => Ok(()),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +242,8 @@ fn spare_members(fleet: &Fleet, wanted: &[String], order: ScaleOutOrder) -> VecD
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum StartError {
     InsufficientCapacity,
+    /// The fence refused the call: it was not made.
+    Fenced(String),
     Other(String),
 }
 
@@ -215,10 +254,12 @@ pub(crate) trait Starter {
 
 struct Ec2Starter<'a> {
     aws: &'a Aws,
+    fence: Option<&'a dyn Fence>,
 }
 
 impl Starter for Ec2Starter<'_> {
     async fn start(&mut self, ids: &[String]) -> Result<(), StartError> {
+        check(self.fence).await.map_err(StartError::Fenced)?;
         let result = self
             .aws
             .ec2
@@ -247,6 +288,9 @@ pub(crate) async fn start_with_fallback(
         Err(StartError::Other(error)) => {
             return vec![Outcome::Failed { what: format!("start {}", ids.join(", ")), error }];
         }
+        Err(StartError::Fenced(reason)) => {
+            return vec![Outcome::Fenced { what: format!("start {}", ids.join(", ")), reason }];
+        }
         Err(StartError::InsufficientCapacity) => {}
     }
     let mut out = Vec::new();
@@ -264,6 +308,7 @@ pub(crate) async fn start_with_fallback(
                     }
                 }
                 Err(StartError::Other(error)) => out.push(Outcome::Failed { what: format!("start {id}"), error }),
+                Err(StartError::Fenced(reason)) => out.push(Outcome::Fenced { what: format!("start {id}"), reason }),
             }
         }
     }
@@ -410,6 +455,38 @@ mod tests {
                 Outcome::Shortfall { missing: 1 },
             ]
         );
+    }
+
+    /// Refuses every call after the first `allowed`, like a fence whose lease was lost.
+    struct Fenced {
+        allowed: usize,
+        calls: Vec<Vec<String>>,
+    }
+
+    impl Starter for Fenced {
+        async fn start(&mut self, ids: &[String]) -> Result<(), StartError> {
+            if self.calls.len() >= self.allowed {
+                return Err(StartError::Fenced("lease lost".into()));
+            }
+            self.calls.push(ids.to_vec());
+            Err(StartError::InsufficientCapacity)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fenced_start_is_skipped_not_failed_even_mid_fallback() {
+        let mut ec2 = Fenced { allowed: 0, calls: vec![] };
+        let out = start_with_fallback(&mut ec2, ids(&["i-a", "i-b"]), ids(&["i-x"]).into()).await;
+        assert_eq!(out, vec![Outcome::Fenced { what: "start i-a, i-b".into(), reason: "lease lost".into() }]);
+        assert!(ec2.calls.is_empty());
+        assert_eq!(out[0].kind(), "fenced");
+        assert!(!out[0].is_change());
+        assert_eq!(out[0].to_string(), "start i-a, i-b skipped: lease lost");
+        // The batched call went through (no capacity); the one-by-one retries are fenced off.
+        let mut ec2 = Fenced { allowed: 1, calls: vec![] };
+        let out = start_with_fallback(&mut ec2, ids(&["i-a"]), ids(&["i-x"]).into()).await;
+        assert_eq!(out, vec![Outcome::Fenced { what: "start i-a".into(), reason: "lease lost".into() }]);
+        assert_eq!(ec2.calls.len(), 1);
     }
 
     #[test]

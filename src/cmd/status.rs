@@ -106,6 +106,11 @@ pub fn render(health: &Health, view: &DecisionsView) -> String {
     }
     for p in &view.pools {
         let _ = writeln!(o);
+        if let Some(l) = p.lease.as_ref().filter(|l| !l.mine) {
+            let holder = l.holder.as_deref().unwrap_or("nobody (being taken over)");
+            let _ = writeln!(o, "{}: leased by {holder}: evaluated there", p.policy);
+            continue;
+        }
         let score = p.score.map_or_else(|| "-".to_owned(), |s| format!("{s:.3}"));
         let _ = writeln!(
             o,

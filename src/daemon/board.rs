@@ -10,6 +10,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::lease::{LeaseCounters, LeaseStatus};
 use crate::state::DecisionEntry;
 
 /// A pre-warm floor in force.
@@ -39,6 +40,10 @@ pub struct PoolBoard {
     pub last_error: Option<String>,
     /// Recent decisions, oldest first.
     pub decisions: VecDeque<DecisionEntry>,
+    /// With leases (several daemons): who holds this pool's lease. A pool leased by another
+    /// daemon is evaluated there, not here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseStatus>,
 }
 
 impl PoolBoard {
@@ -85,8 +90,19 @@ pub struct Board {
     /// running), with the first error.
     pub invalid_files: BTreeMap<String, String>,
     pub api: Vec<ApiOp>,
+    /// With leases: this daemon's holder name and its lease events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseBoard>,
     #[serde(skip)]
     pub counters: Counters,
+}
+
+/// This daemon's part in sharing pools through leases.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseBoard {
+    pub holder: String,
+    pub table: String,
+    pub counters: LeaseCounters,
 }
 
 impl Board {
@@ -172,6 +188,37 @@ impl Board {
             "Decisions interrupted while acting (a crash) and reconciled with the fleet at start-up.",
         );
         line(&mut out, "vmscaler_intents_reconciled_total", &[], c.reconciled as f64);
+        if let Some(l) = &self.lease {
+            header(
+                &mut out,
+                "vmscaler_lease_held",
+                "gauge",
+                "1 when this daemon holds the pool's lease, 0 when another does.",
+            );
+            for p in self.pools.values() {
+                if let Some(s) = &p.lease {
+                    line(&mut out, "vmscaler_lease_held", &[("policy", &p.policy)], f64::from(u8::from(s.mine)));
+                }
+            }
+            let c = &l.counters;
+            header(
+                &mut out,
+                "vmscaler_lease_events_total",
+                "counter",
+                "Lease events by kind (fenced_off: a mutating call not made).",
+            );
+            for (kind, n) in [
+                ("taken", c.taken),
+                ("renewed", c.renewed),
+                ("lost", c.lost),
+                ("released", c.released),
+                ("fence_passed", c.fence_passed),
+                ("fenced_off", c.fenced_off),
+                ("error", c.errors),
+            ] {
+                line(&mut out, "vmscaler_lease_events_total", &[("kind", kind)], n as f64);
+            }
+        }
         if let Some(t) = self.last_tick {
             header(&mut out, "vmscaler_last_tick_timestamp_seconds", "gauge", "When the loop last ran.");
             line(&mut out, "vmscaler_last_tick_timestamp_seconds", &[], t.as_millisecond() as f64 / 1000.0);
