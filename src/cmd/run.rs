@@ -4,6 +4,10 @@
 //! stderr, which journald captures), connects to AWS, binds HTTP, and hands over to
 //! [`crate::daemon::run`]. Exits 0 on SIGTERM, 78 on a configuration error.
 //!
+//! With a `lease:` section it also runs the lease keeper beside the loop (see
+//! [`crate::lease`]): a first round before the first evaluation, and on SIGTERM, once the
+//! last evaluation has finished, every lease is handed back so other daemons take over at once.
+//!
 //! Not here: the loop itself (see [`crate::daemon`]).
 
 use std::path::PathBuf;
@@ -13,11 +17,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
+use crate::aws::lease::LeaseTable;
 use crate::aws::{Aws, AwsSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::cmd::EX_CONFIG;
 use crate::config::{Config, LogFormat};
 use crate::daemon::{self, Daemon, runloop::ScaledClock};
+use crate::lease::Leases;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -102,7 +108,10 @@ async fn run_daemon(cfg: Config) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let (daemon, report) = match Daemon::new(cfg, aws, clock.now()) {
+    let lease_cfg = cfg.lease.clone();
+    let scale = cfg.time_scale;
+    let table = lease_cfg.as_ref().map(|l| LeaseTable::new(&aws, &l.table));
+    let (mut daemon, report) = match Daemon::new(cfg, aws, clock.now()) {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "cannot start");
@@ -112,6 +121,47 @@ async fn run_daemon(cfg: Config) -> anyhow::Result<ExitCode> {
     if daemon.policies().is_empty() {
         tracing::warn!(rejected = report.rejected.len(), "no valid policy loaded: waiting for policy files");
     }
-    daemon::run(daemon, clock, listener).await?;
+    let keeper = match (lease_cfg, table) {
+        (Some(lc), Some(table)) => {
+            if lc.create_table {
+                match table.create().await {
+                    Ok(true) => tracing::info!(table = %lc.table, "lease table created"),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot create the lease table");
+                        return Ok(ExitCode::from(EX_CONFIG));
+                    }
+                }
+            }
+            if let Err(e) = table.read().await {
+                tracing::error!(error = %e, "cannot read the lease table: not starting");
+                return Ok(ExitCode::from(EX_CONFIG));
+            }
+            let leases = Leases::new(table, &lc, Arc::clone(&clock));
+            daemon.set_leases(leases.clone());
+            let first = leases.round(clock.now()).await;
+            tracing::info!(
+                holder = %lc.holder,
+                table = %lc.table,
+                ttl = ?lc.ttl,
+                members = first.members,
+                share = first.share,
+                held = ?first.held,
+                "sharing pools through leases"
+            );
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let keeper = leases.clone();
+            let task = tokio::spawn(async move { keeper.keep(scale, stopped).await });
+            Some((leases, stop, task))
+        }
+        _ => None,
+    };
+    let result = daemon::run(daemon, clock, listener).await;
+    if let Some((leases, stop, task)) = keeper {
+        let _ = stop.send(true);
+        let _ = task.await;
+        leases.shutdown().await;
+    }
+    result?;
     Ok(ExitCode::SUCCESS)
 }

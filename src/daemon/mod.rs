@@ -15,6 +15,7 @@
 //! and systemd (see [`runloop`]), HTTP (see [`crate::http`]).
 
 pub mod board;
+mod leases;
 pub mod runloop;
 pub mod watch;
 
@@ -31,8 +32,10 @@ use vmscaler_engine::{Decision, Fleet, MemberState, Policy, PoolHistory, decide}
 use crate::aws::Aws;
 use crate::aws::actuate::{self, Outcome};
 use crate::aws::fleet::describe_fleets;
+use crate::aws::lease::Fence;
 use crate::aws::metrics::{PoolMetrics, PoolQuery, apply_member_cpu, fetch_metrics};
 use crate::config::Config;
+use crate::lease::{LeaseGuard, Leases};
 use crate::state::{DecisionEntry, Intent, IntentAction, PoolState, StateError, StateStore};
 
 use board::{ApiOp, Board, PoolBoard, PrewarmBoard, SharedBoard};
@@ -138,6 +141,8 @@ pub struct Daemon {
     pools: BTreeMap<String, Pool>,
     board: Arc<SharedBoard>,
     heartbeat: Arc<Heartbeat>,
+    /// Several daemons sharing pools: only the pools whose lease is held here are evaluated.
+    leases: Option<Leases>,
 }
 
 impl Daemon {
@@ -159,6 +164,7 @@ impl Daemon {
             pools: BTreeMap::new(),
             board: Arc::new(SharedBoard::new(board)),
             heartbeat: Arc::default(),
+            leases: None,
         };
         let load = load_policy_dir(&d.cfg.policy_dir);
         if let Some(e) = &load.unreadable {
@@ -301,6 +307,8 @@ impl Daemon {
             entry.dry_run = p.dry_run(self.cfg.dry_run);
             entry.next_evaluation = Some(p.next_due);
         }
+        drop(b);
+        self.sync_lease_policies();
         report
     }
 
@@ -339,18 +347,27 @@ impl Daemon {
         let stepped_back = |p: &Pool| p.state.history.records.back().is_some_and(|r| r.at > now);
         let due: Vec<String> =
             self.pools.iter().filter(|(_, p)| p.next_due <= now || stepped_back(p)).map(|(n, _)| n.clone()).collect();
+        // With leases, only the pools held here (each under its guard until the tick ends).
+        let (due, guards) = self.gate(due, now);
         let mut report = TickReport::default();
         if !due.is_empty() {
             let span = info_span!("tick", pools = due.len());
-            self.tick_pools(&due, now, &mut report).instrument(span).await;
+            self.tick_pools(&due, &guards, now, &mut report).instrument(span).await;
         }
+        drop(guards);
         self.publish_api_stats(now);
         self.heartbeat.beat();
         report.next_due = self.next_due();
         report
     }
 
-    async fn tick_pools(&mut self, due: &[String], now: Timestamp, report: &mut TickReport) {
+    async fn tick_pools(
+        &mut self,
+        due: &[String],
+        guards: &BTreeMap<String, LeaseGuard>,
+        now: Timestamp,
+        report: &mut TickReport,
+    ) {
         let policies: Vec<&Policy> = due.iter().filter_map(|n| self.pools.get(n)).map(|p| &p.policy).collect();
         let mut fleets = describe_fleets(&self.aws, &policies).await;
         let queries: Vec<PoolQuery> = policies
@@ -370,8 +387,9 @@ impl Daemon {
         for name in due {
             let fleet = fleets.remove(name);
             let pool_metrics = metrics.remove(name);
-            let span = info_span!("evaluate", policy = %name);
-            let entry = self.evaluate(name, now, fleet, pool_metrics).instrument(span).await;
+            let guard = guards.get(name);
+            let span = info_span!("evaluate", policy = %name, lease_token = guard.map(LeaseGuard::token));
+            let entry = self.evaluate(name, now, fleet, pool_metrics, guard).instrument(span).await;
             self.heartbeat.beat();
             report.evaluated.push(name.clone());
             if let Some(e) = entry {
@@ -386,6 +404,7 @@ impl Daemon {
         now: Timestamp,
         fleet: Option<anyhow::Result<Fleet>>,
         metrics: Option<PoolMetrics>,
+        guard: Option<&LeaseGuard>,
     ) -> Option<DecisionEntry> {
         let global_dry_run = self.cfg.dry_run;
         let keep = self.cfg.decisions_kept;
@@ -450,7 +469,8 @@ impl Daemon {
             pool.state.saved_at = now;
             match self.store.save(&pool.state) {
                 Ok(()) => {
-                    let act = actuate::apply(&self.aws, &pool.policy, &fleet, &decision, false);
+                    let fence = guard.map(|g| g as &dyn Fence);
+                    let act = actuate::apply_fenced(&self.aws, &pool.policy, &fleet, &decision, false, fence);
                     match tokio::time::timeout(budget, act).await {
                         Ok(outcomes) => {
                             pool.state.intent = None;

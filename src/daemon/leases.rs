@@ -1,0 +1,77 @@
+//! The daemon's side of leases (several daemons sharing pools, see [`crate::lease`]): only the
+//! due pools whose lease this daemon holds are described, read and evaluated, each under a
+//! [`LeaseGuard`] the actuator checks before every mutating call; the others are shown on the
+//! board as leased by their holder and looked at again a third of the lease TTL later.
+//!
+//! Not here: taking, renewing and handing back leases (the keeper in [`crate::lease`]).
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use tracing::debug;
+
+use super::Daemon;
+use super::board::LeaseBoard;
+use crate::lease::{LeaseGuard, Leases};
+
+impl Daemon {
+    /// Evaluates only the pools whose lease `leases` holds from now on.
+    pub fn set_leases(&mut self, leases: Leases) {
+        leases.set_policies(self.pools.keys().cloned());
+        self.board.lock().lease = Some(LeaseBoard {
+            holder: leases.holder().to_owned(),
+            table: leases.table().name().to_owned(),
+            counters: leases.counters(),
+        });
+        self.leases = Some(leases);
+    }
+
+    /// The leases in use, if any.
+    pub fn leases(&self) -> Option<&Leases> {
+        self.leases.as_ref()
+    }
+
+    /// Tells the keeper which policies this daemon runs (after a reload).
+    pub(super) fn sync_lease_policies(&self) {
+        if let Some(l) = &self.leases {
+            l.set_policies(self.pools.keys().cloned());
+        }
+    }
+
+    /// Keeps the due pools this daemon holds the lease of, with their guards; the others are
+    /// put off by a third of the lease TTL and shown with their holder. Without leases every
+    /// due pool is kept, unguarded.
+    pub(super) fn gate(&mut self, due: Vec<String>, now: Timestamp) -> (Vec<String>, BTreeMap<String, LeaseGuard>) {
+        let Some(leases) = self.leases.clone() else { return (due, BTreeMap::new()) };
+        let recheck = leases.ttl() / 3;
+        let mut kept = Vec::new();
+        let mut guards = BTreeMap::new();
+        let mut b = self.board.lock();
+        if let Some(lb) = b.lease.as_mut() {
+            lb.counters = leases.counters();
+        }
+        for name in due {
+            let Some(pool) = self.pools.get_mut(&name) else { continue };
+            let pb = b.pools.entry(name.clone()).or_default();
+            pb.policy = name.clone();
+            match leases.begin(&name, now) {
+                Ok(guard) => {
+                    pb.lease = Some(leases.status(&name));
+                    kept.push(name.clone());
+                    guards.insert(name, guard);
+                }
+                Err(status) => {
+                    debug!(policy = %name, holder = ?status.holder, "not this daemon's lease: not evaluated");
+                    pool.next_due = now.checked_add(recheck).unwrap_or(Timestamp::MAX);
+                    // Its health is for the daemon that evaluates it to report.
+                    pool.failures = 0;
+                    pb.consecutive_failures = 0;
+                    pb.last_error = None;
+                    pb.next_evaluation = Some(pool.next_due);
+                    pb.lease = Some(status);
+                }
+            }
+        }
+        (kept, guards)
+    }
+}
