@@ -4,8 +4,21 @@
 //! higher token, a stale holder's fence failing, release) and the fair-share keeper of three
 //! daemons driven on a manual clock (spreading, a dead daemon's pools taken over within the
 //! TTL, a paused daemon fenced off and rebalanced back in, hand-back on shutdown).
+//!
+//! Processes: three `vmscaler run` daemons sharing one moto (EC2 and DynamoDB) and one policy
+//! directory of six pools, on a clock ten times faster than wall time (TTL 30 s = 3 s), while
+//! an outside hand keeps stopping members so the daemons keep acting. One is killed with
+//! SIGKILL, another paused with SIGSTOP in the middle of an evaluation for twice the TTL. The
+//! daemons' JSON logs (every take, fence and action with its token) must show no action under
+//! a token that had been superseded, the killed daemon's pools taken over within the TTL, and
+//! the paused daemon fenced off after resuming; the fleet ends at its min with no overshoot.
+//!
+//! moto runs with requests serialised ([`Moto::start_serialized`]): its threaded server does
+//! not make conditional writes atomic, DynamoDB does.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,9 +27,11 @@ use vmscaler::aws::lease::{Lease, LeaseTable};
 use vmscaler::aws::stats::Operation;
 use vmscaler::clock::{Clock, SystemClock};
 use vmscaler::config::LeaseConfig;
+use vmscaler::daemon::runloop::ScaledClock;
 use vmscaler::lease::Leases;
 
 use crate::support::Moto;
+use crate::support::faults::{Fault, FaultConfig, FaultProxy};
 
 const TABLE: &str = "vmscaler-leases";
 const TTL: Duration = Duration::from_secs(30);
@@ -245,4 +260,401 @@ fn three_keepers_spread_take_over_within_the_ttl_and_fence_off_a_paused_one() {
         a_guard.check().await.expect("still a's");
         assert_eq!(sim.daemons[0].counters().fence_passed, 2);
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Three `vmscaler run` processes on one moto and one policy directory.
+// ---------------------------------------------------------------------------------------------
+
+/// Daemon clock speed: a 10 s evaluation interval is 1 s of wall time.
+const SCALE: f64 = 10.0;
+/// The lease TTL on the daemons' clock (3 s of wall time).
+const PROC_TTL: Duration = Duration::from_secs(30);
+/// Members every pool keeps running (its policy's `min`; no metrics, so nothing more).
+const RUNNING: usize = 3;
+
+fn wall(d: Duration) -> Duration {
+    d.div_f64(SCALE)
+}
+
+fn pool_policy(name: &str) -> String {
+    crate::daemon_loop::tagged_policy(name, "")
+        .replace("min: 1\n", "min: 3\n")
+        .replace("max: 8\n", "max: 6\n")
+        .replace("interval: 1m\n", "interval: 10s\n")
+}
+
+struct Node {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+    url: String,
+}
+
+impl Node {
+    fn start(moto: &Moto, root: &Path, name: &'static str, endpoint: &str, origin: Timestamp) -> Node {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = root.join(format!("{name}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "policy_dir: policies\nstate_dir: state-{name}\nlisten: 127.0.0.1:{port}\nregion: us-east-1\n\
+                 endpoint_url: {endpoint}\nlog_format: json\nreload_poll: 1h\ntime_scale: {SCALE}\n\
+                 time_origin: {origin}\nlease:\n  table: {TABLE}\n  ttl: {}s\n  holder: {name}\n  create_table: true\n",
+                PROC_TTL.as_secs()
+            ),
+        )
+        .unwrap();
+        let log = root.join(format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_vmscaler"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .envs(moto.env())
+            .env_remove("RUST_LOG")
+            .env_remove("VMSCALER_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn vmscaler run");
+        Node { name, child, log, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill {sig} {}", self.name);
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = vmscaler::clock::monotonic();
+        while start.elapsed() < limit {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{} did not exit; log:\n{}", self.name, self.log_text());
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).stderr(Stdio::null()).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One line of a daemon's JSON log.
+#[derive(Debug, Clone)]
+struct Event {
+    node: &'static str,
+    at: Timestamp,
+    message: String,
+    policy: Option<String>,
+    token: Option<u64>,
+    line: serde_json::Value,
+}
+
+fn events(node: &Node) -> Vec<Event> {
+    node.log_text()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            let at: Timestamp = v["timestamp"].as_str()?.parse().ok()?;
+            let message = v["message"].as_str()?.to_owned();
+            let policy = v["policy"].as_str().or_else(|| v["span"]["policy"].as_str()).map(str::to_owned);
+            let token = v["token"].as_u64().or_else(|| v["span"]["lease_token"].as_u64());
+            Some(Event { node: node.name, at, message, policy, token, line: v })
+        })
+        .collect()
+}
+
+/// Live holders by policy (holder, token), read from the table at the daemons' clock.
+async fn table_holders(table: &LeaseTable, clock: &ScaledClock) -> BTreeMap<String, (String, u64)> {
+    let now = clock.now();
+    // Empty until a daemon has created the table.
+    let Ok(view) = table.read().await else { return BTreeMap::new() };
+    view.leases
+        .into_values()
+        .filter_map(|r| {
+            let holder = r.live_holder(now)?.to_owned();
+            Some((r.policy, (holder, r.token)))
+        })
+        .collect()
+}
+
+fn count_by_holder(holders: &BTreeMap<String, (String, u64)>) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for (h, _) in holders.values() {
+        *out.entry(h.clone()).or_default() += 1;
+    }
+    out
+}
+
+/// Polls the table every 20 ms until `cond` holds; returns the wall time it took.
+async fn wait_table(
+    table: &LeaseTable,
+    clock: &ScaledClock,
+    what: &str,
+    limit: Duration,
+    cond: impl Fn(&BTreeMap<String, (String, u64)>) -> bool,
+) -> (Duration, BTreeMap<String, (String, u64)>) {
+    let start = vmscaler::clock::monotonic();
+    loop {
+        let h = table_holders(table, clock).await;
+        if cond(&h) {
+            return (start.elapsed(), h);
+        }
+        assert!(start.elapsed() < limit, "no {what} within {limit:?}: {h:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Instances of each pool by state, from moto.
+async fn pool_states(moto: &Moto, members: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, Vec<(String, String)>> {
+    let states = moto.instance_states().await;
+    members
+        .iter()
+        .map(|(p, ids)| (p.clone(), ids.iter().map(|id| (id.clone(), states[id].clone())).collect()))
+        .collect()
+}
+
+fn running(states: &[(String, String)]) -> Vec<String> {
+    states.iter().filter(|(_, s)| s == "running").map(|(id, _)| id.clone()).collect()
+}
+
+/// Stops one running member of a pool, as an outside hand would; returns it.
+async fn knock_out(moto: &Moto, ec2: &aws_sdk_ec2::Client, members: &BTreeMap<String, Vec<String>>, pool: &str) {
+    let states = pool_states(moto, members).await;
+    if let Some(id) = running(&states[pool]).first() {
+        ec2.stop_instances().instance_ids(id).send().await.expect("stop instance");
+    }
+}
+
+#[test]
+fn three_daemons_never_act_on_one_pool_together_through_kill_and_pause() {
+    let started = vmscaler::clock::monotonic();
+    let moto = Moto::start_serialized();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s = crate::daemon_loop::Scratch::new("lease-procs");
+    let names: Vec<String> = (1..=6).map(|i| format!("p{i}")).collect();
+    let origin = start_time();
+    let clock = ScaledClock::new(Arc::new(SystemClock), origin, SCALE);
+    let ttl_wall = wall(PROC_TTL);
+    let mut nodes = Vec::new();
+    let mut knocked = 0u32;
+    let (killed_at, d3_pools, paused_at, resumed_at, d2_pools) = rt.block_on(async {
+        let ec2 = moto.ec2().await;
+        let mut members: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for n in &names {
+            let p = moto.create_tagged_pool(("vmscaler:pool", n), RUNNING, 3, 0, None).await;
+            members.insert(n.clone(), [p.running, p.stopped].concat());
+            s.write_policy(&format!("{n}.yaml"), &pool_policy(n));
+        }
+        // d2 reads its fleets through a proxy that answers DescribeInstances 400 ms late, so it
+        // can be paused in the middle of an evaluation, before it acts.
+        let proxy = FaultProxy::start(
+            &moto.endpoint,
+            FaultConfig {
+                seed: 7,
+                per_mille: 1000,
+                operations: vec!["DescribeInstances"],
+                kinds: vec![(Fault::Slow, 1)],
+                hang: secs(30),
+                slow: Duration::from_millis(400),
+            },
+        )
+        .await;
+        nodes.push(Node::start(&moto, &s.root, "d1", &moto.endpoint, origin));
+        nodes.push(Node::start(&moto, &s.root, "d2", &proxy.endpoint, origin));
+        nodes.push(Node::start(&moto, &s.root, "d3", &moto.endpoint, origin));
+        let aws = moto.aws().await;
+        let table = LeaseTable::new(&aws, TABLE);
+        let balanced = |h: &BTreeMap<String, (String, u64)>, want: &[(&str, usize)]| {
+            let c = count_by_holder(h);
+            h.len() == names.len() && c.len() == want.len() && want.iter().all(|(n, k)| c.get(*n) == Some(k))
+        };
+        let (spread, _) =
+            wait_table(&table, &clock, "2/2/2", secs(40), |h| balanced(h, &[("d1", 2), ("d2", 2), ("d3", 2)])).await;
+        println!("lease procs: 6 pools spread 2/2/2 over 3 daemons {spread:?} after they started");
+
+        // From now on an outside hand stops a running member somewhere every 250 ms, so the
+        // daemons keep acting (each pool's min brings it back).
+        let mut chaos_at = vmscaler::clock::monotonic();
+        let mut next_pool = 0usize;
+        let mut chaos = |knocked: &mut u32| {
+            let pool = names[next_pool % names.len()].clone();
+            next_pool += 1;
+            *knocked += 1;
+            pool
+        };
+        let run_chaos_for = async |d: Duration, knocked: &mut u32, pick: &mut dyn FnMut(&mut u32) -> String| {
+            let until = vmscaler::clock::monotonic() + d;
+            while vmscaler::clock::monotonic() < until {
+                let pool = pick(knocked);
+                knock_out(&moto, &ec2, &members, &pool).await;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        };
+        run_chaos_for(secs(3), &mut knocked, &mut chaos).await;
+        // d1's board shows who holds the pools it does not.
+        let view = vmscaler::cmd::status::http_get(&nodes[0].url, "/v1/decisions").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&view).unwrap();
+        let foreign = v["pools"].as_array().unwrap().iter().filter(|p| p["lease"]["mine"] == false).count();
+        assert_eq!(foreign, 4, "d1 shows the 4 pools leased by others: {view}");
+        assert!(view.contains("\"holder\":\"d2\"") && view.contains("\"holder\":\"d3\""), "{view}");
+
+        // SIGKILL d3: its pools are taken over as soon as their leases expire.
+        let before = table_holders(&table, &clock).await;
+        let d3_pools: Vec<String> = before.iter().filter(|(_, (h, _))| h == "d3").map(|(p, _)| p.clone()).collect();
+        let killed_at = SystemClock.now();
+        nodes[2].signal("-KILL");
+        let (takeover, _) =
+            wait_table(&table, &clock, "takeover", secs(15), |h| balanced(h, &[("d1", 3), ("d2", 3)])).await;
+        println!("lease procs: d3 killed, its pools held again {takeover:?} later (table polled), ttl {ttl_wall:?}");
+        run_chaos_for(secs(2), &mut knocked, &mut chaos).await;
+
+        // SIGSTOP d2 while it waits for a DescribeInstances answer, i.e. mid-evaluation; its pools
+        // then each lose a member, so the evaluation it resumes will want to start one.
+        let held = table_holders(&table, &clock).await;
+        let d2_pools: Vec<String> = held.iter().filter(|(_, (h, _))| h == "d2").map(|(p, _)| p.clone()).collect();
+        let seen = proxy.requests().get("DescribeInstances").copied().unwrap_or(0);
+        let wait_from = vmscaler::clock::monotonic();
+        while proxy.requests().get("DescribeInstances").copied().unwrap_or(0) == seen {
+            assert!(wait_from.elapsed() < secs(10), "d2 made no DescribeInstances call");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        nodes[1].signal("-STOP");
+        let paused_at = SystemClock.now();
+        for p in &d2_pools {
+            knock_out(&moto, &ec2, &members, p).await;
+            knocked += 1;
+        }
+        chaos_at = chaos_at.min(vmscaler::clock::monotonic());
+        run_chaos_for(ttl_wall * 2, &mut knocked, &mut chaos).await;
+        let during = table_holders(&table, &clock).await;
+        assert!(balanced(&during, &[("d1", 6)]), "d1 holds every pool while d2 is paused: {during:?}");
+        nodes[1].signal("-CONT");
+        let resumed_at = SystemClock.now();
+        let (rejoin, _) =
+            wait_table(&table, &clock, "rebalance", secs(20), |h| balanced(h, &[("d1", 3), ("d2", 3)])).await;
+        println!("lease procs: d2 paused {:?}, back to 3 pools {rejoin:?} after resuming", ttl_wall * 2);
+        run_chaos_for(secs(1), &mut knocked, &mut chaos).await;
+        let _ = chaos_at;
+
+        // Quiet: every pool returns to its min and stays there (a pool two daemons both
+        // restarted members of would stay above it: missing data never scales in).
+        let quiet = vmscaler::clock::monotonic();
+        loop {
+            let st = pool_states(&moto, &members).await;
+            if st.values().all(|v| running(v).len() == RUNNING) {
+                break;
+            }
+            assert!(quiet.elapsed() < secs(10), "pools did not settle: {st:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(secs(2)).await;
+        let st = pool_states(&moto, &members).await;
+        for (p, v) in &st {
+            assert_eq!(running(v).len(), RUNNING, "{p}: {v:?}");
+        }
+
+        // Clean shutdown hands the leases back.
+        nodes[0].signal("-TERM");
+        nodes[1].signal("-TERM");
+        assert_eq!(nodes[0].wait_exit(secs(20)), Some(0), "{}", nodes[0].log_text());
+        assert_eq!(nodes[1].wait_exit(secs(20)), Some(0), "{}", nodes[1].log_text());
+        let left = table_holders(&table, &clock).await;
+        assert!(left.is_empty(), "every lease handed back on SIGTERM: {left:?}");
+        (killed_at, d3_pools, paused_at, resumed_at, d2_pools)
+    });
+
+    // The evidence: every daemon's log.
+    let all: Vec<Event> = nodes.iter().flat_map(events).collect();
+    let of = |msg: &str| all.iter().filter(|e| e.message == msg).cloned().collect::<Vec<Event>>();
+    let takes = of("lease taken");
+    let passes = of("lease fence passed");
+    let refusals = of("lease fence refused");
+    let actions: Vec<Event> = of("decision")
+        .into_iter()
+        .filter(|e| e.line["outcomes"].as_str().is_some_and(|o| o.contains("started ") || o.contains("stopped ")))
+        .collect();
+    let mut by_pool: BTreeMap<String, Vec<&Event>> = BTreeMap::new();
+    for t in &takes {
+        by_pool.entry(t.policy.clone().unwrap()).or_default().push(t);
+    }
+    for (p, ts) in by_pool.iter_mut() {
+        ts.sort_by_key(|t| t.at);
+        let tokens: Vec<u64> = ts.iter().map(|t| t.token.unwrap()).collect();
+        assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{p}: tokens of successive takes {tokens:?}");
+    }
+    // Every action and every fence pass was made under the actor's own token, before any
+    // later token of that pool was taken; per pool, action tokens never go back.
+    let mut last_token: BTreeMap<String, u64> = BTreeMap::new();
+    let mut acts: Vec<&Event> = passes.iter().chain(actions.iter()).collect();
+    acts.sort_by_key(|e| e.at);
+    for a in &acts {
+        let p = a.policy.clone().unwrap_or_else(|| panic!("no policy on {:?}", a.line));
+        let k = a.token.unwrap_or_else(|| panic!("no lease token on {:?}", a.line));
+        let ts = &by_pool[&p];
+        let own = ts.iter().find(|t| t.token == Some(k)).unwrap_or_else(|| panic!("{p}: no take of token {k}"));
+        assert_eq!(own.node, a.node, "{p}: {} acted under {}'s token {k}", a.node, own.node);
+        assert!(own.at <= a.at, "{p}: acted before taking token {k}");
+        if let Some(next) = ts.iter().find(|t| t.token > Some(k)) {
+            assert!(
+                a.at < next.at,
+                "{p}: {} acted under token {k} after {} took token {:?}",
+                a.node,
+                next.node,
+                next.token
+            );
+        }
+        let last = last_token.entry(p.clone()).or_insert(k);
+        assert!(k >= *last, "{p}: token went back from {last} to {k}");
+        *last = k;
+    }
+    assert!(actions.len() >= 20, "the daemons acted: {} actions for {knocked} knock-outs", actions.len());
+
+    // Takeover after the kill: every pool of d3 taken again within the TTL (plus a round trip).
+    let takeover = d3_pools
+        .iter()
+        .map(|p| {
+            let t = by_pool[p].iter().find(|t| t.at > killed_at).unwrap_or_else(|| panic!("{p} never taken over"));
+            assert_ne!(t.node, "d3");
+            t.at.duration_since(killed_at).unsigned_abs()
+        })
+        .max()
+        .unwrap();
+    assert!(takeover <= ttl_wall + secs(1), "takeover after SIGKILL took {takeover:?} (ttl {ttl_wall:?})");
+
+    // The paused daemon: its pools passed to d1 while it was stopped; after resuming it made
+    // no action, and passed no fence, under a token it held before the pause.
+    for p in &d2_pools {
+        assert!(
+            by_pool[p].iter().any(|t| t.node == "d1" && t.at > paused_at && t.at < resumed_at),
+            "{p} was not taken over during the pause"
+        );
+    }
+    let d2_after: Vec<&&Event> = acts.iter().filter(|e| e.node == "d2" && e.at > resumed_at).collect();
+    for a in &d2_after {
+        let p = a.policy.as_ref().unwrap();
+        let own = by_pool[p].iter().find(|t| t.token == a.token).unwrap();
+        assert!(own.at > resumed_at, "d2 acted on {p} after resuming under token {:?} taken before", a.token);
+    }
+    let fenced_d2 = refusals.iter().filter(|e| e.node == "d2" && e.at > resumed_at).count();
+    assert!(fenced_d2 >= 1, "the evaluation d2 resumed in was fenced off: {refusals:?}");
+    println!(
+        "lease procs: {} actions ({} fence passes) for {knocked} knock-outs, {} fenced off ({fenced_d2} by the resumed daemon), \
+         takeover after SIGKILL {takeover:?} (ttl {ttl_wall:?}), {} takes, wall {:?}",
+        actions.len(),
+        passes.len(),
+        refusals.len(),
+        takes.len(),
+        started.elapsed()
+    );
 }
