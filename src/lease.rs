@@ -18,6 +18,13 @@
 //! holds it under the same token and it has not expired. A fence that fails drops the lease
 //! locally, so the pool is not evaluated again until it is won back (with a higher token).
 //!
+//! What fencing cannot cover: EC2 and Auto Scaling take no token, so the check is made by the
+//! actor just before the call. A passed fence extends the lease by a whole TTL, so another
+//! daemon can only take over a TTL later; a check that itself took over a third of the TTL
+//! (a pause during it) is refused. The one window left is a pause of more than a TTL between
+//! a passed check and the request leaving the process. Leases compare expiries written with
+//! each daemon's clock: hosts' clocks must agree to well within the TTL (NTP).
+//!
 //! Not here: the DynamoDB calls ([`crate::aws::lease`]), deciding or acting on pools (the
 //! daemon and the actuator), reading the clock other than through the injected [`Clock`].
 

@@ -201,4 +201,41 @@ mod tests {
         assert!(split_url("https://x").is_err());
         assert_eq!(dechunk("3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").expect("ok"), "abcde");
     }
+
+    #[test]
+    fn a_pool_leased_by_another_daemon_says_so() {
+        use crate::daemon::board::PoolBoard;
+        use crate::lease::LeaseStatus;
+        let health = Health {
+            status: "ok".into(),
+            version: "0".into(),
+            now: jiff::Timestamp::UNIX_EPOCH,
+            started_at: None,
+            last_tick: None,
+            pools: 2,
+            degraded_pools: vec![],
+            invalid_files: Default::default(),
+        };
+        let lease = |holder: &str, mine| Some(LeaseStatus { holder: Some(holder.into()), token: Some(4), mine });
+        let view = DecisionsView {
+            version: "0".into(),
+            now: jiff::Timestamp::UNIX_EPOCH,
+            started_at: None,
+            last_tick: None,
+            dry_run: false,
+            invalid_files: Default::default(),
+            pools: vec![
+                PoolBoard { policy: "api".into(), lease: lease("ops-2", false), ..PoolBoard::default() },
+                PoolBoard {
+                    policy: "web".into(),
+                    current: Some(3),
+                    lease: lease("ops-1", true),
+                    ..PoolBoard::default()
+                },
+            ],
+        };
+        let text = render(&health, &view);
+        assert!(text.contains("api: leased by ops-2: evaluated there\n"), "{text}");
+        assert!(text.contains("web: current 3 desired -"), "{text}");
+    }
 }
