@@ -13,7 +13,8 @@
 //!    action of either direction) and step limit; with `confirmed_stabilization`, a window in
 //!    which no evaluation asked for more than the current capacity confirms the descent: only
 //!    its recent part counts, no step limit;
-//! 5. the active pre-warm floor, then `[min, max]`, then the Auto Scaling group's own bounds;
+//! 5. the active pre-warm floor (unless its `release_after` released it: nothing asked for it
+//!    lately), then `[min, max]`, then the Auto Scaling group's own bounds;
 //! 6. concrete actions that never touch a member in transit or a protected member.
 
 use std::fmt;
@@ -43,6 +44,7 @@ pub struct Decision {
     /// Capacity the metrics alone asked for, before any guard.
     pub proposal: u32,
     pub readings: Vec<Reading>,
+    /// The pre-warm floor that holds now; one its `release_after` released is in `bounds`.
     pub floor: Option<Floor>,
     /// Every rule or guard that shaped `desired`, in the order applied.
     pub bounds: Vec<Bound>,
@@ -124,6 +126,13 @@ pub enum Bound {
         rule: String,
         capacity: u32,
         max: u32,
+    },
+    /// A pre-warm rule's `release_after` released its floor: no evaluation since `since` asked
+    /// for `capacity` (the floor, capped at `max`).
+    FloorReleased {
+        rule: String,
+        capacity: u32,
+        since: Timestamp,
     },
     Min {
         min: u32,
@@ -259,6 +268,10 @@ impl fmt::Display for Bound {
             Bound::FloorAboveMax { rule, capacity, max } => {
                 write!(f, "pre-warm rule {rule:?} asks for {capacity}, capped at max {max}")
             }
+            Bound::FloorReleased { rule, capacity, since } => write!(
+                f,
+                "pre-warm rule {rule:?} released: nothing has asked for its floor of {capacity} since {since}"
+            ),
             Bound::Min { min } => write!(f, "raised to min {min}"),
             Bound::Max { max } => write!(f, "capped at max {max}"),
             Bound::GroupMin { min } => write!(f, "raised to the group's min {min}"),
@@ -527,7 +540,10 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
     }
 
     // 5. Floor, policy bounds, group bounds.
-    let floor = schedule::active_floor(policy, now);
+    let (floor, released) = schedule::holding_floor(policy, history, proposal, now);
+    for r in released {
+        bounds.push(Bound::FloorReleased { rule: r.rule, capacity: r.capacity, since: r.since });
+    }
     if let Some(f) = &floor {
         let cap = f.capacity.min(policy.max);
         if f.capacity > policy.max {

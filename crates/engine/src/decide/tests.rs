@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::duration::{after as after_, before as before_};
 use crate::fleet::GroupState;
 use crate::history::Sample;
 use crate::policy::parse_policy;
@@ -517,9 +518,10 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
             prop::sample::select(vec!["100%", "2"]),
             1u32..3,
             prop::option::of(1u64..8),
+            prop::option::of(1u64..8),
         ),
     )
-        .prop_map(|((min, span, conf, cd_up, cd_down, stab), (floor, scale_up_missing, step, accel, confirmed))| {
+        .prop_map(|((min, span, conf, cd_up, cd_down, stab), (floor, scale_up_missing, step, accel, confirmed, release))| {
             let max = min + span;
             // A confirmed stabilisation, when drawn, within the window (it must be).
             let confirmed = match confirmed {
@@ -531,8 +533,10 @@ fn arb_policy() -> impl Strategy<Value = Policy> {
                 if scale_up_missing { "scale_up" } else { "hold" }
             );
             if let Some(c) = floor {
+                // A release_after, when drawn, within the 7m event (it must be).
+                let release = release.map_or(String::new(), |r| format!(", release_after: {r}m"));
                 extra.push_str(&format!(
-                    "prewarm:\n  - {{name: f, cron: \"*/20 * * * *\", duration: 7m, time_zone: Europe/Berlin, lead: 2m, capacity: {c}}}\n"
+                    "prewarm:\n  - {{name: f, cron: \"*/20 * * * *\", duration: 7m, time_zone: Europe/Berlin, lead: 2m, capacity: {c}{release}}}\n"
                 ));
             }
             let text = format!("name: p\npool: {{tag: {{key: k, value: v}}}}\nmin: {min}\nmax: {max}\nmetrics:\n  - {{id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}}\n{extra}");
@@ -560,9 +564,29 @@ proptest! {
             let d = decide(&p, &h, &f, now);
             // Same inputs, same decision.
             prop_assert_eq!(&d, &decide(&p, &h, &f, now));
-            // Within [min, max] and at least the active floor (capped at max), unless members
-            // simply are not there to start.
-            let floor = crate::schedule::active_floor(&p, now).map_or(0, |fl| fl.capacity.min(p.max));
+            // Within [min, max] and at least the active floor (capped at max) while it holds,
+            // unless members simply are not there to start. A floor with release_after holds
+            // while ramping, through its lead and the event's first release_after, and then
+            // only while this evaluation or one in the last release_after (since the event's
+            // start) proposed at least the floor; otherwise the decision says it was released.
+            let active = crate::schedule::active_floor(&p, now);
+            let holds = active.as_ref().is_none_or(|fl| {
+                let cap = fl.capacity.min(p.max);
+                match p.prewarm[0].release_after {
+                    Some(after) if !fl.ramping && now >= after_(fl.event_start, after) => {
+                        let since = fl.event_start.max(before_(now, after));
+                        d.proposal >= cap || h.records.iter().any(|r| r.at >= since && r.proposal >= cap)
+                    }
+                    _ => true,
+                }
+            });
+            let floor = active.as_ref().filter(|_| holds).map_or(0, |fl| fl.capacity.min(p.max));
+            let released = d.bounds.iter().any(|b| matches!(b, Bound::FloorReleased { .. }));
+            prop_assert_eq!(released, !holds, "{:?}", d);
+            prop_assert_eq!(d.floor.is_some(), active.is_some() && holds, "{:?}", d);
+            if !holds {
+                prop_assert!(!d.bounds.iter().any(|b| matches!(b, Bound::Floor { .. })), "{:?}", d);
+            }
             prop_assert!(d.desired >= p.min, "{:?}", d);
             let cannot_stop = d.bounds.iter().any(|b| matches!(b, Bound::Protected { .. }));
             prop_assert!(d.desired <= p.max || cannot_stop, "{:?}", d);
@@ -605,4 +629,116 @@ proptest! {
             prop_assert_eq!(reversals(&ds), 0, "{:?}", desired(&ds));
         }
     }
+}
+
+/// A pre-warm floor of 12 for an event from minute 10 (2026-11-18T11:16:40Z) to minute 130,
+/// with a 5-minute lead, and `release` as its `release_after` (`""` for none).
+fn match_policy(release: &str) -> Policy {
+    policy(&format!(
+        "prewarm:\n  - {{name: match, start: 2026-11-18T11:16:40, duration: 2h, time_zone: UTC, lead: 5m, capacity: 12{release}}}\n"
+    ))
+}
+
+/// CPU % on `cur` instances when the load wants `want` of them at the 50% target (the test
+/// policy's), capped at 100%.
+fn cpu_for(want: f64, cur: u32) -> f64 {
+    (50.0 * want / f64::from(cur.max(1))).min(100.0)
+}
+
+#[test]
+fn a_floor_nobody_asks_for_is_released_after_release_after() {
+    // The crowd never comes: the load wants 3 instances all along.
+    let low = |_, cur| Some(cpu_for(3.0, cur));
+    let ds = run(&match_policy(", release_after: 30m"), fleet(3, 20), 50, low);
+    let got = desired(&ds);
+    // Up to the floor at its lead (minute 5), held through minute 39 (the event's first 30m)...
+    assert_eq!(&got[..6], [3, 3, 3, 3, 3, 12]);
+    assert!(got[5..40].iter().all(|d| *d == 12), "{got:?}");
+    assert_eq!(ds[39].floor.as_ref().map(|f| f.rule.as_str()), Some("match"));
+    // ...and released at minute 40: nothing since the start (minute 10) asked for 12, so
+    // ordinary scaling takes the pool down: a first step of 50% (12 -> 6), then the descent
+    // accelerates (half the 4m cooldown, twice the step) to the 3 the load wants.
+    let since = at(10);
+    assert_eq!(
+        ds[40].bounds,
+        [Bound::StepDown { limit: 6 }, Bound::FloorReleased { rule: "match".into(), capacity: 12, since }]
+    );
+    assert_eq!(ds[40].floor, None);
+    assert!(
+        ds[40].reasons().contains(&format!(
+            "pre-warm rule \"match\" released: nothing has asked for its floor of 12 since {since}"
+        )),
+        "{:?}",
+        ds[40].reasons()
+    );
+    assert_eq!(&got[40..50], [6, 6, 3, 3, 3, 3, 3, 3, 3, 3]);
+    // It stays released: since minute 40 the look-back is the last 30 minutes.
+    assert!(ds[49].bounds.contains(&Bound::FloorReleased { rule: "match".into(), capacity: 12, since: at(19) }));
+
+    // Without release_after the floor is a hard one, for the whole window.
+    let ds = run(&match_policy(""), fleet(3, 20), 50, low);
+    assert!(desired(&ds)[5..].iter().all(|d| *d == 12), "{:?}", desired(&ds));
+}
+
+#[test]
+fn a_floor_the_load_asked_for_is_kept_for_release_after_more() {
+    // The load wants 3, except at minute 25, when it wants 15 (a proposal of 15 >= 12; 13 would
+    // be within the tolerance band of the 12 there are, and propose 12, which reaches it too).
+    let ds = run(&match_policy(", release_after: 30m"), fleet(3, 20), 60, |m, cur| {
+        Some(cpu_for(if m == 25 { 15.0 } else { 3.0 }, cur))
+    });
+    let got = desired(&ds);
+    assert_eq!(ds[25].proposal, 15);
+    // Held through minute 55: minute 25's evaluation is within the last 30 minutes...
+    assert!(got[5..56].iter().all(|d| *d == 12), "{got:?}");
+    assert!(!ds[55].bounds.iter().any(|b| matches!(b, Bound::FloorReleased { .. })), "{:?}", ds[55].bounds);
+    // ...and released at minute 56, when it no longer is.
+    assert!(ds[56].bounds.contains(&Bound::FloorReleased { rule: "match".into(), capacity: 12, since: at(26) }));
+    assert_eq!(got[56], 6);
+
+    // A load at the floor keeps it for the whole event: a fleet held at 12 whose load wants 12
+    // is on target (its proposal is the current 12).
+    let ds = run(&match_policy(", release_after: 30m"), fleet(3, 20), 140, |m, cur| {
+        Some(cpu_for(if (10..130).contains(&m) { 12.0 } else { 3.0 }, cur))
+    });
+    let got = desired(&ds);
+    assert!(got[5..130].iter().all(|d| *d == 12), "{got:?}");
+    assert!(ds.iter().all(|d| !d.bounds.iter().any(|b| matches!(b, Bound::FloorReleased { .. }))));
+}
+
+#[test]
+fn a_crowd_that_comes_late_rearms_the_released_floor() {
+    // The load wants 3 until minute 60, then 11 at once, then 14.
+    let ds = run(&match_policy(", release_after: 30m"), fleet(3, 20), 90, |m, cur| {
+        Some(cpu_for(
+            match m {
+                ..60 => 3.0,
+                60..70 => 11.0,
+                _ => 14.0,
+            },
+            cur,
+        ))
+    });
+    let got = desired(&ds);
+    assert_eq!(got[40..60].iter().max(), Some(&6), "released at minute 40: {got:?}");
+    assert_eq!(got[59], 3);
+    // Minute 60: 3 instances at 100% ask for 6, below the floor: ordinary scale-up, which
+    // waits for its second confirmation. Minute 61: 6 (confirmed).
+    assert_eq!(&got[60..62], [3, 6]);
+    // 11 wanted is below the floor of 12: ordinary scaling answers it (minute 64, after the 3m
+    // scale-up cooldown), and the floor stays released.
+    assert_eq!(&got[62..70], [6, 6, 11, 11, 11, 11, 11, 11]);
+    assert!(ds[69].bounds.iter().any(|b| matches!(b, Bound::FloorReleased { .. })), "{:?}", ds[69].bounds);
+    // Minute 70: 14 wanted reaches the floor: it holds again at once, past the scale-up's
+    // confirmation (minute 70 is the first evaluation above the band). That step to the floor
+    // is a scale-up, so its cooldown holds the metrics' 14 until minute 73.
+    assert_eq!(ds[70].proposal, 14);
+    assert_eq!(
+        ds[70].bounds,
+        [Bound::AwaitingConfirmation { seen: 1, needed: 2 }, Bound::Floor { rule: "match".into(), capacity: 12 }]
+    );
+    assert_eq!(&got[70..75], [12, 12, 12, 14, 14]);
+    // Re-armed, it holds as long as the load keeps asking for it, for 30 minutes after the last
+    // evaluation that did.
+    assert!(ds[70..].iter().all(|d| d.floor.is_some()), "{:?}", ds[89].bounds);
 }

@@ -235,6 +235,12 @@ pub struct PrewarmRule {
     /// Optional linear ramp before `start - lead`, from `min` to `capacity`.
     pub ramp: Duration,
     pub capacity: u32,
+    /// When set, the floor is released once the event has run this long with no evaluation
+    /// in the last `release_after` asking for its capacity (the crowd it was written for did
+    /// not come, or has gone), and held again as soon as one does. `None`: a hard floor for
+    /// the whole window. Positive, at most the window's duration and at most `history.window`
+    /// (the evaluations it looks back on must be kept).
+    pub release_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]

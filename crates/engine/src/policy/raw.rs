@@ -169,6 +169,7 @@ pub(super) struct RawPrewarm {
     pub lead: Option<S<Text>>,
     pub ramp: Option<S<Text>>,
     pub capacity: Option<S<f64>>,
+    pub release_after: Option<S<Text>>,
 }
 
 #[derive(Debug, Deserialize)]

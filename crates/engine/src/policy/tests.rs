@@ -252,6 +252,75 @@ fn prewarm_window_rules() {
 }
 
 #[test]
+fn prewarm_release_after() {
+    // Absent: a hard floor for the whole window (the default is unchanged).
+    let hard = with("prewarm:\n  - {name: a, cron: \"0 20 * * *\", duration: 2h, time_zone: UTC, capacity: 5}\n");
+    check(&hard, &[]);
+    assert_eq!(parse_policy("t.yaml", &hard).policy.unwrap().prewarm[0].release_after, None);
+    let soft = with(
+        "prewarm:\n  - {name: a, cron: \"0 20 * * *\", duration: 2h, time_zone: UTC, capacity: 5, release_after: 30m}\n",
+    );
+    check(&soft, &[]);
+    assert_eq!(parse_policy("t.yaml", &soft).policy.unwrap().prewarm[0].release_after, Some(Duration::from_secs(1800)));
+    // At most the event: exactly its duration is allowed (the floor then holds to the end).
+    check(
+        &with(
+            "history: {window: 3h}\nprewarm:\n  - {name: a, start: 2026-11-27T20:00, end: 2026-11-27T22:00, time_zone: UTC, capacity: 5, release_after: 2h}\n",
+        ),
+        &[],
+    );
+    check(
+        &with(
+            "prewarm:\n  - {name: a, cron: \"0 20 * * *\", duration: 20m, time_zone: UTC, capacity: 5, release_after: 30m}\n",
+        ),
+        &[
+            "t.yaml:8:94: prewarm[0].release_after: 30m is longer than the event (20m): the floor would never be released",
+        ],
+    );
+    check(
+        &with(
+            "history: {window: 3h}\nprewarm:\n  - {name: a, start: 2026-11-27T20:00, end: 2026-11-27T22:00, time_zone: UTC, capacity: 5, release_after: 2h1m}\n",
+        ),
+        &[
+            "t.yaml:9:107: prewarm[0].release_after: 2h1m is longer than the event (2h): the floor would never be released",
+        ],
+    );
+    check(
+        &with(
+            "prewarm:\n  - {name: a, cron: \"0 20 * * *\", duration: 2h, time_zone: UTC, capacity: 5, release_after: 0s}\n",
+        ),
+        &["t.yaml:8:93: prewarm[0].release_after: must be above 0s"],
+    );
+    check(
+        &with(
+            "prewarm:\n  - {name: a, cron: \"0 20 * * *\", duration: 2h, time_zone: UTC, capacity: 5, release_after: later}\n",
+        ),
+        &[
+            "t.yaml:8:93: prewarm[0].release_after: \"later\" is not a duration (expected a number; write e.g. 90s, 5m, 1h30m, 2d)",
+        ],
+    );
+    // It looks back over the evaluation records, which are kept for history.window (30m here).
+    check(
+        &with(
+            "prewarm:\n  - {name: a, cron: \"0 20 * * *\", duration: 2h, time_zone: UTC, capacity: 5, release_after: 45m}\n",
+        ),
+        &[
+            "t.yaml:8:93: prewarm[0].release_after: 45m is longer than history.window 30m (the evaluations it looks back on are kept that long)",
+        ],
+    );
+    // One rule's error leaves it out, and the others' are still reported.
+    check(
+        &with(
+            "prewarm:\n  - {name: a, cron: \"0 20 * * *\", duration: 2h, time_zone: UTC, capacity: 5, release_after: 0s}\n  - {name: b, cron: \"0 8 * * *\", duration: 10m, time_zone: UTC, capacity: 5, release_after: 11m}\n",
+        ),
+        &[
+            "t.yaml:8:93: prewarm[0].release_after: must be above 0s",
+            "t.yaml:9:93: prewarm[1].release_after: 11m is longer than the event (10m): the floor would never be released",
+        ],
+    );
+}
+
+#[test]
 fn policy_set_rejects_shared_pools_and_names() {
     let a = parse_policy("a.yaml", BASE).policy.unwrap();
     let b = parse_policy("b.yaml", &BASE.replace("name: web", "name: web2")).policy.unwrap();

@@ -382,7 +382,7 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
         },
     };
 
-    let prewarm = convert_prewarm(ctx, raw.prewarm.as_deref().unwrap_or(&[]), min, max);
+    let prewarm = convert_prewarm(ctx, raw.prewarm.as_deref().unwrap_or(&[]), min, max, window);
 
     let scale_in_raw = raw.scale_in.as_ref().map(|s| &s.value);
     let order = ctx.choice(
@@ -683,7 +683,13 @@ fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
     )
 }
 
-fn convert_prewarm(ctx: &mut Ctx<'_>, rules: &[S<RawPrewarm>], min: Option<u32>, max: Option<u32>) -> Vec<PrewarmRule> {
+fn convert_prewarm(
+    ctx: &mut Ctx<'_>,
+    rules: &[S<RawPrewarm>],
+    min: Option<u32>,
+    max: Option<u32>,
+    history_window: Duration,
+) -> Vec<PrewarmRule> {
     let mut out = Vec::new();
     let mut names = BTreeSet::new();
     for (i, r) in rules.iter().enumerate() {
@@ -765,16 +771,62 @@ fn convert_prewarm(ctx: &mut Ctx<'_>, rules: &[S<RawPrewarm>], min: Option<u32>,
                 }
             }
         };
+        let release_after = release_after(ctx, raw, when.as_ref(), history_window, &f);
         let errors_after = ctx.error_count();
         if errors_after > errors_before {
             continue;
         }
         if let (Some(name), Some((time_zone, time_zone_name)), Some(when), Some(capacity)) = (name, tz, when, capacity)
         {
-            out.push(PrewarmRule { name, when, time_zone, time_zone_name, lead, ramp, capacity });
+            out.push(PrewarmRule { name, when, time_zone, time_zone_name, lead, ramp, capacity, release_after });
         }
     }
     out
+}
+
+/// A rule's `release_after`: above zero, within the event (after the window has ended there is
+/// no floor to release) and within `history.window` (the evaluations it looks back on must still
+/// be kept when it looks).
+fn release_after(
+    ctx: &mut Ctx<'_>,
+    raw: &RawPrewarm,
+    when: Option<&PrewarmWhen>,
+    history_window: Duration,
+    f: &dyn Fn(&str) -> String,
+) -> Option<Duration> {
+    let field = f("release_after");
+    let errors_before = ctx.error_count();
+    let (d, loc) = ctx.duration(&Some(raw.release_after.clone()?), &field, Duration::ZERO);
+    let event = match when {
+        Some(PrewarmWhen::Once { start, end }) => Some(end.duration_since(*start).unsigned_abs()),
+        Some(PrewarmWhen::Cron { duration, .. }) => Some(*duration),
+        None => None,
+    };
+    if ctx.error_count() > errors_before {
+        return None; // not a duration: already reported
+    }
+    if d.is_zero() {
+        ctx.err(loc, &field, "must be above 0s");
+    } else if let Some(e) = event.filter(|e| d > *e) {
+        ctx.err(
+            loc,
+            &field,
+            format!("{} is longer than the event ({}): the floor would never be released", Human(d), Human(e)),
+        );
+    } else if d > history_window {
+        ctx.err(
+            loc,
+            &field,
+            format!(
+                "{} is longer than history.window {} (the evaluations it looks back on are kept that long)",
+                Human(d),
+                Human(history_window)
+            ),
+        );
+    } else {
+        return Some(d);
+    }
+    None
 }
 
 fn one_off(
