@@ -269,7 +269,7 @@ impl Leases {
             Some(l) if l.expires > now => {
                 let lease = l.clone();
                 st.busy.insert(policy.to_owned());
-                Ok(LeaseGuard { leases: self.clone(), lease })
+                Ok(LeaseGuard { leases: self.clone(), lease, handover: Mutex::new(None) })
             }
             _ => {
                 drop(st);
@@ -463,6 +463,8 @@ fn after(t: Timestamp, d: Duration) -> Timestamp {
 pub struct LeaseGuard {
     leases: Leases,
     lease: Lease,
+    /// Written for the next holder by the next fence check.
+    handover: Mutex<Option<String>>,
 }
 
 impl LeaseGuard {
@@ -474,13 +476,25 @@ impl LeaseGuard {
         &self.lease.policy
     }
 
+    /// What the previous holders left for this one, read when the lease was taken.
+    pub fn inherited(&self) -> Option<&str> {
+        self.lease.handover.as_deref()
+    }
+
+    /// Text for the next holder, written with the next fence check (in the same conditional
+    /// write, so only while this daemon still holds the lease).
+    pub fn leave_for_next(&self, text: String) {
+        *self.handover.lock().unwrap_or_else(PoisonError::into_inner) = Some(text);
+    }
+
     /// Checks with DynamoDB that the lease is still this daemon's under the same token and
     /// unexpired, extending it by a TTL. A check that took more than a third of the TTL (the
     /// process was paused, say) does not count: the lease may be about to pass on.
     pub async fn check(&self) -> Result<(), String> {
         let inner = &self.leases.inner;
         let now = inner.clock.now();
-        let verdict = inner.table.extend(&self.lease, now, inner.ttl).await;
+        let handover = self.handover.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let verdict = inner.table.extend_with(&self.lease, now, inner.ttl, handover.as_deref()).await;
         let took = inner.clock.now().duration_since(now).unsigned_abs();
         let (policy, token) = (&self.lease.policy, self.lease.token);
         let refused = match verdict {

@@ -262,6 +262,83 @@ fn three_keepers_spread_take_over_within_the_ttl_and_fence_off_a_paused_one() {
     });
 }
 
+/// A pool that changes hosts keeps its cooldown: daemon a scales it up and dies; b takes the
+/// lease over after the TTL and, although the load still asks for more, waits out a's cooldown
+/// before scaling up again.
+#[test]
+fn a_pool_taken_over_keeps_the_previous_holders_cooldown() {
+    use jiff::ToSpan;
+    let moto = Moto::start_serialized();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let aws = moto.aws().await;
+        let table = LeaseTable::new(&aws, TABLE);
+        table.create().await.unwrap();
+        let pool = moto.create_tagged_pool(("vmscaler:pool", "web"), 1, 5, 0, None).await;
+        let t0 = {
+            let now = SystemClock.now().as_second();
+            Timestamp::from_second(now - now.rem_euclid(60) - 3 * 3600).unwrap()
+        };
+        // A backlog of 40: four instances' worth, one instance a step, 10 minutes apart.
+        let points: Vec<(Timestamp, f64)> = (-10..30).map(|m| (t0 + (m * 60).seconds(), 40.0)).collect();
+        moto.put_metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", &[("QueueName", "jobs")], &points).await;
+        let policy = format!(
+            "name: web\npool:\n  tag: {{ key: \"vmscaler:pool\", value: web }}\nmin: 1\nmax: 6\ninterval: 1m\n\
+             metrics:\n{}scaling:\n  scale_up: {{ confirmations: 1, cooldown: 10m, max_step: 1 }}\n",
+            crate::support::policy::backlog_metric("backlog", "jobs")
+        );
+        let clock = Arc::new(ManualClock(Mutex::new(t0)));
+        let daemon = |holder: &'static str| {
+            let s = crate::daemon_loop::Scratch::new(&format!("handover-{holder}"));
+            s.write_policy("web.yaml", &policy);
+            let cfg = s.config(&moto);
+            let (mut d, report) = vmscaler::daemon::Daemon::new(cfg, aws.clone(), t0).expect("daemon");
+            assert!(report.rejected.is_empty(), "{report:?}");
+            let lease_cfg = LeaseConfig { table: TABLE.into(), ttl: TTL, holder: holder.into(), create_table: false };
+            let leases = Leases::new(LeaseTable::new(&aws, TABLE), &lease_cfg, Arc::clone(&clock) as Arc<dyn Clock>);
+            d.set_leases(leases.clone());
+            (s, d, leases)
+        };
+        let (_sa, mut a, a_leases) = daemon("a");
+        let (_sb, mut b, b_leases) = daemon("b");
+        a_leases.round(t0).await;
+        assert_eq!(a_leases.held().len(), 1, "a takes the free lease");
+        let r = a.tick(t0).await;
+        let e = &r.decisions[0];
+        assert_eq!((e.current, e.desired), (1, 2), "{e:?}");
+
+        // a dies. b's rounds find the lease held until it expires, then take it.
+        let mut now = t0;
+        while b_leases.held().is_empty() {
+            now += 10.seconds();
+            clock.set(now);
+            b_leases.round(now).await;
+            assert!(now < t0 + 2.minutes(), "b never took the lease");
+        }
+        // b's first evaluations: the load still asks for 4, a's cooldown (10m from t0) holds.
+        let mut minute = now + 1.minute();
+        while minute < t0 + 10.minutes() {
+            clock.set(minute);
+            b_leases.round(minute).await;
+            let r = b.tick(minute).await;
+            if let Some(e) = r.decisions.first() {
+                assert_eq!(e.desired, 2, "b scaled up within a's cooldown at {minute}: {e:?}");
+                assert!(e.reasons.iter().any(|r| r.contains("cooldown")), "{e:?}");
+            }
+            minute += 1.minute();
+        }
+        for _ in 0..2 {
+            clock.set(minute);
+            b_leases.round(minute).await;
+            b.tick(minute).await;
+            minute += 1.minute();
+        }
+        let states = moto.instance_states().await;
+        let running = pool.running.iter().chain(&pool.stopped).filter(|i| states[*i] == "running").count();
+        assert_eq!(running, 3, "b scaled up once a's cooldown was over: {states:?}");
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Three `vmscaler run` processes on one moto and one policy directory.
 // ---------------------------------------------------------------------------------------------

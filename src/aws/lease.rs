@@ -11,6 +11,10 @@
 //!   while this holder still holds the lease under the same token and it has not expired;
 //! - [`LeaseTable::release`]: hands the lease back (holder removed, token kept).
 //!
+//! A lease item also carries a `handover` text the holder writes with its fence and the next
+//! holder reads when it takes the lease (the pool's latest scaling records, so cooldowns
+//! survive a change of host).
+//!
 //! Lease items deliberately carry no DynamoDB TTL attribute: deleting one would restart its
 //! token at 1. Only membership items expire that way.
 //!
@@ -39,6 +43,8 @@ use super::stats::{ApiStats, CallCounter, Operation};
 pub const KEY: &str = "pk";
 /// The attribute DynamoDB's TTL clean-up reads on membership items (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "ttl";
+/// The lease item's attribute carrying what one holder leaves for the next.
+pub const HANDOVER: &str = "handover";
 /// How long past its expiry a membership item is left for DynamoDB to delete.
 const MEMBER_CLEANUP: Duration = Duration::from_secs(3600);
 
@@ -55,6 +61,9 @@ pub struct Lease {
     pub holder: String,
     pub token: u64,
     pub expires: Timestamp,
+    /// What the previous holders left for the next one (the pool's latest scaling records,
+    /// see `daemon::leases`), as read when this lease was taken; opaque here.
+    pub handover: Option<String>,
 }
 
 /// A policy's lease item as read from the table.
@@ -337,7 +346,8 @@ impl LeaseTable {
                         key: lease_key(policy),
                         message: "no token returned after a take".to_owned(),
                     })?;
-                Ok(Some(Lease { policy: policy.to_owned(), holder: holder.to_owned(), token, expires }))
+                let handover = out.attributes().and_then(|a| a.get(HANDOVER)).and_then(|v| v.as_s().ok()).cloned();
+                Ok(Some(Lease { policy: policy.to_owned(), holder: holder.to_owned(), token, expires, handover }))
             }
             Err(e) if is_condition_failed(&e) => Ok(None),
             Err(e) => Err(self.api_error("UpdateItem", &e)),
@@ -349,14 +359,29 @@ impl LeaseTable {
     /// fence: DynamoDB evaluates the condition on the latest write, so a lease taken over by
     /// another daemon (a higher token) can never be extended or acted under again.
     pub async fn extend(&self, lease: &Lease, now: Timestamp, ttl: Duration) -> Result<Option<Lease>, LeaseError> {
+        self.extend_with(lease, now, ttl, None).await
+    }
+
+    /// [`LeaseTable::extend`], writing `handover` for the next holder in the same conditional
+    /// write (the fence before a mutating call records the scaling it is about to make).
+    pub async fn extend_with(
+        &self,
+        lease: &Lease,
+        now: Timestamp,
+        ttl: Duration,
+        handover: Option<&str>,
+    ) -> Result<Option<Lease>, LeaseError> {
         let expires = plus(now, ttl);
         let token = i64::try_from(lease.token).unwrap_or(i64::MAX);
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, s(&lease_key(&lease.policy)))
-            .update_expression("SET #e = :exp")
+        let mut update = self.client.update_item().table_name(&self.table).key(KEY, s(&lease_key(&lease.policy)));
+        update = match handover {
+            Some(text) => update
+                .update_expression("SET #e = :exp, #hv = :hv")
+                .expression_attribute_names("#hv", HANDOVER)
+                .expression_attribute_values(":hv", s(text)),
+            None => update.update_expression("SET #e = :exp"),
+        };
+        let result = update
             .condition_expression("#h = :me AND #t = :tok AND #e > :now")
             .expression_attribute_names("#h", "holder")
             .expression_attribute_names("#e", "expires_ms")

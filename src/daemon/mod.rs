@@ -51,6 +51,8 @@ struct Pool {
     next_due: Timestamp,
     /// Evaluations in a row that failed to read the fleet or the metrics.
     failures: u32,
+    /// The lease token whose handover was last merged into the history (several hosts).
+    inherited_token: Option<u64>,
 }
 
 impl Pool {
@@ -255,7 +257,7 @@ impl Daemon {
                 None => {
                     report.added.push(name.clone());
                     let state = self.restore(&name, now);
-                    Pool { policy, file, state, next_due: now, failures: 0 }
+                    Pool { policy, file, state, next_due: now, failures: 0, inherited_token: None }
                 }
             };
             next.insert(name, pool);
@@ -440,6 +442,19 @@ impl Daemon {
             b.counters.reconciled += 1;
             b.pools.entry(name.to_owned()).or_default().decisions.push_back(entry);
         }
+        if let Some(g) = guard
+            && pool.inherited_token != Some(g.token())
+        {
+            // First evaluation under this lease: the previous holder's cooldowns apply here too.
+            pool.inherited_token = Some(g.token());
+            if let Some(text) = g.inherited() {
+                match leases::inherit(&mut pool.state.history, text) {
+                    Ok(0) => {}
+                    Ok(n) => info!(records = n, token = g.token(), "scaling records inherited from the lease"),
+                    Err(e) => warn!(error = %e, "the lease's handover is unreadable: ignored"),
+                }
+            }
+        }
         let mut metric_error = None;
         if let Some(m) = metrics {
             for (id, samples) in m.samples {
@@ -467,6 +482,13 @@ impl Daemon {
                 entry: entry_for(&decision, &[], false),
             });
             pool.state.saved_at = now;
+            if let Some(g) = guard {
+                // Written with the fence, so the next holder keeps this action's cooldown.
+                g.leave_for_next(leases::handover_text(
+                    &pool.state.history,
+                    decision.record(pool.policy.scaling.tolerance),
+                ));
+            }
             match self.store.save(&pool.state) {
                 Ok(()) => {
                     let fence = guard.map(|g| g as &dyn Fence);
