@@ -289,6 +289,45 @@ mod tests {
     }
 
     #[test]
+    fn a_released_rule_leaves_the_next_highest_floor_holding() {
+        use crate::history::{EvalRecord, PoolHistory};
+        // 2026-11-27 20:00-22:00 UTC: a soft floor of 30 and a hard floor of 12 over it.
+        let p = policy(
+            "  - {name: soft, start: 2026-11-27T20:00, duration: 2h, time_zone: UTC, capacity: 30, release_after: 30m}\n  - {name: hard, start: 2026-11-27T20:00, duration: 2h, time_zone: UTC, capacity: 12}\n",
+        );
+        let mut h = PoolHistory::default();
+        let record = |at: &str, proposal| EvalRecord {
+            at: ts(at),
+            score: Some(0.5),
+            above_band: false,
+            proposal,
+            current: 30,
+            serving: 30,
+            desired: 30,
+            scaled: None,
+        };
+        h.push_record(record("2026-11-27T20:10:00Z", 31)); // the crowd came at 20:10...
+        h.push_record(record("2026-11-27T20:20:00Z", 9)); // ...and went
+        let rules = |now: &str, proposal| {
+            let (held, released) = holding_floor(&p, &h, proposal, ts(now));
+            (held.map(|f| f.rule), released.into_iter().map(|r| (r.rule, r.since.to_string())).collect::<Vec<_>>())
+        };
+        // Unconditional for the event's first 30 minutes.
+        assert_eq!(rules("2026-11-27T20:29:00Z", 9), (Some("soft".into()), vec![]));
+        // 20:10's proposal of 31 is in the last 30 minutes until 20:40.
+        assert_eq!(rules("2026-11-27T20:40:00Z", 9), (Some("soft".into()), vec![]));
+        assert_eq!(
+            rules("2026-11-27T20:41:00Z", 9),
+            (Some("hard".into()), vec![("soft".into(), "2026-11-27T20:11:00Z".into())])
+        );
+        // This evaluation asking for 30 (capped at the policy's max of 50: 30) holds it again.
+        assert_eq!(rules("2026-11-27T20:41:00Z", 30), (Some("soft".into()), vec![]));
+        // The hard rule is never released.
+        assert_eq!(rules("2026-11-27T21:59:00Z", 0).0, Some("hard".into()));
+        assert_eq!(rules("2026-11-27T22:00:00Z", 0), (None, vec![]), "both windows have ended");
+    }
+
+    #[test]
     fn overlapping_rules_take_the_highest_floor() {
         let p = policy(
             "  - {name: daily, cron: \"0 20 * * *\", duration: 2h, time_zone: Asia/Shanghai, capacity: 12}\n  - {name: bf, start: 2026-11-27T00:00, duration: 24h, time_zone: America/New_York, capacity: 40}\n",
