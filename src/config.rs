@@ -94,8 +94,9 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 pub struct LeaseConfig {
     /// The DynamoDB table (partition key `pk`, a string).
     pub table: String,
-    /// How long a lease lasts without renewal, on the daemon's clock (`time_scale` applies).
-    /// Leases are renewed every third of it.
+    /// The longest a pool goes without a daemon after its holder dies, on the daemon's clock
+    /// (`time_scale` applies): leases are written valid for five sixths of it and renewed
+    /// every third.
     pub ttl: Duration,
     /// Who this daemon is in the table; unique per running daemon (default: hostname:pid).
     pub holder: String,

@@ -10,7 +10,11 @@
 //!   round when members join, and takes an orphan (a lease free for a whole TTL) whatever its
 //!   share, so a pool is never left unheld because daemons disagree on who is alive;
 //! - wakes just after the earliest foreign lease expires, so a dead daemon's pools are taken
-//!   over as soon as their leases expire (a live daemon's are a TTL ahead, past the next round).
+//!   over as soon as their leases expire (a live daemon's are renewed before, every third of
+//!   the TTL).
+//!
+//! Leases and memberships are written valid for five sixths of the TTL: a daemon that dies
+//! right after renewing has its pools taken over within the TTL, wake-up and take included.
 //!
 //! The daemon asks [`Leases::begin`] before evaluating a pool: a [`LeaseGuard`] marks the lease
 //! busy (never handed back mid-evaluation) and is the [`Fence`] the actuator checks before
@@ -19,9 +23,9 @@
 //! locally, so the pool is not evaluated again until it is won back (with a higher token).
 //!
 //! What fencing cannot cover: EC2 and Auto Scaling take no token, so the check is made by the
-//! actor just before the call. A passed fence extends the lease by a whole TTL, so another
-//! daemon can only take over a TTL later; a check that itself took over a third of the TTL
-//! (a pause during it) is refused. The one window left is a pause of more than a TTL between
+//! actor just before the call. A passed fence extends the lease's validity, so another daemon
+//! can only take over five sixths of a TTL later; a check that itself took over a third of the
+//! TTL (a pause during it) is refused. The one window left is a pause of more than that between
 //! a passed check and the request leaving the process. Leases compare expiries written with
 //! each daemon's clock: hosts' clocks must agree to well within the TTL (NTP).
 //!
@@ -187,6 +191,10 @@ struct Inner {
     table: LeaseTable,
     holder: String,
     ttl: Duration,
+    /// How long a written lease (and membership) stays valid: five sixths of the TTL, so that
+    /// a daemon dying right after a renewal has its pools taken over within the TTL, wake-up
+    /// and take included.
+    validity: Duration,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
 }
@@ -211,6 +219,7 @@ impl Leases {
                 table,
                 holder: cfg.holder.clone(),
                 ttl: cfg.ttl,
+                validity: cfg.ttl - cfg.ttl / 6,
                 clock,
                 state: Mutex::new(State::default()),
             }),
@@ -281,10 +290,10 @@ impl Leases {
     /// One round of heartbeat, renewals, reading the table, hand-backs and takes at `now`.
     pub async fn round(&self, now: Timestamp) -> RoundReport {
         let table = &self.inner.table;
-        let (me, ttl) = (self.inner.holder.as_str(), self.inner.ttl);
+        let (me, ttl, valid) = (self.inner.holder.as_str(), self.inner.ttl, self.inner.validity);
         let mut report = RoundReport { next: after(now, ttl / 3), ..RoundReport::default() };
         let mut errors = Vec::new();
-        if let Err(e) = table.heartbeat(me, now, ttl).await {
+        if let Err(e) = table.heartbeat(me, now, valid).await {
             errors.push(e.to_string());
         }
         let held: Vec<Lease> = self.state().held.values().cloned().collect();
@@ -294,7 +303,7 @@ impl Leases {
                 report.lost.push(lease.policy.clone());
                 continue;
             }
-            match table.extend(&lease, now, ttl).await {
+            match table.extend(&lease, now, valid).await {
                 Ok(Some(renewed)) => {
                     let mut st = self.state();
                     st.counters.renewed += 1;
@@ -374,7 +383,7 @@ impl Leases {
             if !orphan && taken >= plan.need {
                 break;
             }
-            match table.take(policy, me, now, ttl).await {
+            match table.take(policy, me, now, valid).await {
                 Ok(Some(lease)) => {
                     info!(policy = %policy, token = lease.token, holder = %me, orphan, members = plan.members, share = plan.share, "lease taken");
                     taken += 1;
@@ -494,7 +503,7 @@ impl LeaseGuard {
         let inner = &self.leases.inner;
         let now = inner.clock.now();
         let handover = self.handover.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let verdict = inner.table.extend_with(&self.lease, now, inner.ttl, handover.as_deref()).await;
+        let verdict = inner.table.extend_with(&self.lease, now, inner.validity, handover.as_deref()).await;
         let took = inner.clock.now().duration_since(now).unsigned_abs();
         let (policy, token) = (&self.lease.policy, self.lease.token);
         let refused = match verdict {

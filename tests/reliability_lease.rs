@@ -222,12 +222,12 @@ fn three_keepers_spread_take_over_within_the_ttl_and_fence_off_a_paused_one() {
         sim.until("takeover", secs(120), |s| s.holders().len() == 6 && s.counts()[0] + s.counts()[1] == 6).await;
         let takeover = sim.now().duration_since(c_last_round).unsigned_abs();
         println!("lease: c's pools taken over {takeover:?} after its last renewal (ttl {TTL:?})");
-        assert!(takeover <= TTL + secs(1), "takeover took {takeover:?}");
+        assert!(takeover <= TTL, "takeover took {takeover:?} (ttl {TTL:?})");
         let (_, new_token) = sim.holders().into_iter().find(|(p, _)| *p == c_pool).map(|(_, v)| v).unwrap();
         assert!(new_token > c_token, "takeover raises the token: {c_token} -> {new_token}");
 
         // c resumes: its fence fails (the action is not made), and the pool is dropped locally.
-        sim.clock.set(paused_at + TTL * 2);
+        sim.until("c's pause", secs(120), |s| s.now() >= paused_at + TTL * 2).await;
         let err = guard.check().await.expect_err("a paused holder is fenced off");
         assert!(err.contains("lease lost"), "{err}");
         drop(guard);
@@ -707,7 +707,7 @@ fn three_daemons_never_act_on_one_pool_together_through_kill_and_pause() {
         })
         .max()
         .unwrap();
-    assert!(takeover <= ttl_wall + secs(1), "takeover after SIGKILL took {takeover:?} (ttl {ttl_wall:?})");
+    assert!(takeover <= ttl_wall, "takeover after SIGKILL took {takeover:?} (ttl {ttl_wall:?})");
 
     // The paused daemon: its pools passed to d1 while it was stopped; after resuming it made
     // no action, and passed no fence, under a token it held before the pause.
