@@ -13,6 +13,9 @@ use std::fmt::Write as _;
 use super::policy_run::ts;
 use super::{Backtest, Strategy, SupplyRow};
 
+/// Fill of a pre-warm window while its floor holds, and once `release_after` released it.
+const HELD_FILL: &str = "#ffe08a";
+const RELEASED_FILL: &str = "#fff6d6";
 const W: f64 = 1200.0;
 const PANEL_H: f64 = 300.0;
 const LEFT: f64 = 60.0;
@@ -115,17 +118,19 @@ fn panel(o: &mut String, b: &Backtest, top: f64, t0: i64, t1: i64, title: &str) 
         o,
         r##"<rect x="{LEFT}" y="{top}" width="{pw}" height="{PANEL_H}" fill="#ffffff" stroke="#999999"/>"##
     );
-    // Pre-warm floors.
-    for &(a, z) in &b.prewarm {
-        if z <= t0 || a >= t1 {
-            continue;
+    // Pre-warm windows: solid where the floor held, pale where `release_after` released it.
+    for (windows, fill) in [(&b.prewarm, HELD_FILL), (&b.prewarm_released, RELEASED_FILL)] {
+        for &(a, z) in windows {
+            if z <= t0 || a >= t1 {
+                continue;
+            }
+            let (xa, xz) = (x(a.max(t0)), x(z.min(t1)));
+            let _ = writeln!(
+                o,
+                r##"<rect x="{xa:.1}" y="{top}" width="{:.1}" height="{PANEL_H}" fill="{fill}" fill-opacity="0.55"/>"##,
+                (xz - xa).max(1.0)
+            );
         }
-        let (xa, xz) = (x(a.max(t0)), x(z.min(t1)));
-        let _ = writeln!(
-            o,
-            r##"<rect x="{xa:.1}" y="{top}" width="{:.1}" height="{PANEL_H}" fill="#ffe08a" fill-opacity="0.55"/>"##,
-            (xz - xa).max(1.0)
-        );
     }
     // Y grid.
     let step = nice_step(ymax, 5.0);
@@ -255,7 +260,15 @@ pub fn svg(b: &Backtest, trace_name: &str) -> String {
     if !b.prewarm.is_empty() {
         let _ = writeln!(
             o,
-            r##"<rect x="{lx}" y="28" width="14" height="10" fill="#ffe08a"/><text x="{:.1}" y="37" font-size="12">pre-warm floor</text>"##,
+            r##"<rect x="{lx}" y="28" width="14" height="10" fill="{HELD_FILL}"/><text x="{:.1}" y="37" font-size="12">pre-warm floor</text>"##,
+            lx + 18.0
+        );
+        lx += 130.0;
+    }
+    if !b.prewarm_released.is_empty() {
+        let _ = writeln!(
+            o,
+            r##"<rect x="{lx}" y="28" width="14" height="10" fill="{RELEASED_FILL}" stroke="{HELD_FILL}"/><text x="{:.1}" y="37" font-size="12">floor released</text>"##,
             lx + 18.0
         );
     }

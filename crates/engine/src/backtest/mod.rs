@@ -173,9 +173,19 @@ pub struct Backtest {
     pub trace: TraceSummary,
     pub end_ms: i64,
     pub runs: Vec<Run>,
-    /// Intervals during which the policy had a pre-warm floor active.
+    /// Intervals during which a pre-warm floor of the policy held.
     pub prewarm: Vec<(i64, i64)>,
+    /// Intervals inside pre-warm windows whose floor `release_after` had released.
+    pub prewarm_released: Vec<(i64, i64)>,
     pub decisions: u64,
+}
+
+/// Where the policy's pre-warm floors held, and where their windows ran with the floor
+/// released, as `[start, end)` milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyWindows {
+    pub held: Vec<(i64, i64)>,
+    pub released: Vec<(i64, i64)>,
 }
 
 /// A prepared backtest: demand computed, limits resolved.
@@ -257,14 +267,15 @@ impl Prepared<'_> {
     }
 
     /// Runs the policy; also returns its pre-warm intervals and number of decisions.
-    pub fn run_policy(&self, progress: &mut dyn FnMut(f64)) -> (Run, Vec<(i64, i64)>, u64) {
+    pub fn run_policy(&self, progress: &mut dyn FnMut(f64)) -> (Run, PolicyWindows, u64) {
         let start = self.demand.first().map_or(0, |p| p.0);
         let mut pool = PolicyController::pool(self.policy, self.initial, self.boot_ms);
         let mut ctl = PolicyController::new(self.policy, start, &pool, self.boot_ms);
         let rec = sim::simulate(&self.load(), &mut ctl, &mut pool, progress);
         let rows = rec.into_rows();
         let figures = figures(Strategy::Policy.as_str(), &rows, self.end_ms);
-        (Run { strategy: Strategy::Policy, figures, rows }, ctl.floors, ctl.decisions)
+        let windows = PolicyWindows { held: ctl.floors, released: ctl.released };
+        (Run { strategy: Strategy::Policy, figures, rows }, windows, ctl.decisions)
     }
 
     /// Runs one reference strategy.
@@ -303,7 +314,7 @@ pub fn run(
     progress: &mut dyn FnMut(&str, f64),
 ) -> Result<Backtest, BacktestError> {
     let prep = prepare(policy, trace, scenario)?;
-    let (policy_run, prewarm, decisions) = prep.run_policy(&mut |f| progress("policy", f));
+    let (policy_run, windows, decisions) = prep.run_policy(&mut |f| progress("policy", f));
     let mut runs = vec![policy_run];
     for &s in compare.iter().filter(|s| **s != Strategy::Policy) {
         if runs.iter().any(|r| r.strategy == s) {
@@ -324,7 +335,8 @@ pub fn run(
         trace: trace.summary.clone(),
         end_ms: prep.end_ms,
         runs,
-        prewarm,
+        prewarm: windows.held,
+        prewarm_released: windows.released,
         decisions,
     })
 }

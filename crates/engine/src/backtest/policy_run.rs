@@ -14,7 +14,7 @@
 use jiff::Timestamp;
 
 use super::sim::{Controller, PipelineSpec, Pool, Signal, Stat};
-use crate::decide::{Action, decide};
+use crate::decide::{Action, Bound, decide};
 use crate::fleet::{Fleet, GroupState, Member, MemberState};
 use crate::history::{PoolHistory, Sample};
 use crate::policy::{Goal, MetricSpec, Policy, PoolTarget, Statistic};
@@ -54,8 +54,10 @@ pub struct PolicyController<'p> {
     fleet: Fleet,
     next: i64,
     desired: u32,
-    /// Intervals during which a pre-warm floor was active.
+    /// Intervals during which a pre-warm floor held.
     pub floors: Vec<(i64, i64)>,
+    /// Intervals inside a pre-warm window whose floor its `release_after` had released.
+    pub released: Vec<(i64, i64)>,
     pub decisions: u64,
 }
 
@@ -90,6 +92,7 @@ impl<'p> PolicyController<'p> {
             next: start,
             desired: pool.billed,
             floors: Vec::new(),
+            released: Vec::new(),
             decisions: 0,
         }
     }
@@ -183,10 +186,9 @@ impl Controller for PolicyController<'_> {
         self.desired = d.desired;
         let next = ms(d.next_evaluation).max(now + 1);
         if d.floor.is_some() {
-            match self.floors.last_mut() {
-                Some(last) if last.1 >= now => last.1 = next,
-                _ => self.floors.push((now, next)),
-            }
+            extend_window(&mut self.floors, now, next);
+        } else if d.bounds.iter().any(|b| matches!(b, Bound::FloorReleased { .. })) {
+            extend_window(&mut self.released, now, next);
         }
         self.next = next;
         self.history.push_record(d.record(self.policy.scaling.tolerance));
@@ -195,5 +197,13 @@ impl Controller for PolicyController<'_> {
 
     fn desired(&self) -> u32 {
         self.desired
+    }
+}
+
+/// Adds `[from, to)` to time-ordered `windows`, merging it into the last one when they touch.
+fn extend_window(windows: &mut Vec<(i64, i64)>, from: i64, to: i64) {
+    match windows.last_mut() {
+        Some(last) if last.1 >= from => last.1 = last.1.max(to),
+        _ => windows.push((from, to)),
     }
 }

@@ -21,7 +21,10 @@ pub struct ReportJson<'a> {
     pub trace: &'a TraceSummary,
     pub policy_decisions: u64,
     pub strategies: Vec<&'a Figures>,
+    /// Where a pre-warm floor held.
     pub prewarm_windows: Vec<Window>,
+    /// Where a pre-warm window ran with its floor released (`release_after`).
+    pub prewarm_released: Vec<Window>,
 }
 
 #[derive(Debug, Serialize)]
@@ -40,6 +43,7 @@ pub fn json(b: &Backtest, trace_name: &str) -> String {
         policy_decisions: b.decisions,
         strategies: b.runs.iter().map(|r| &r.figures).collect(),
         prewarm_windows: b.prewarm.iter().map(|&(s, e)| Window { start: ts(s), end: ts(e) }).collect(),
+        prewarm_released: b.prewarm_released.iter().map(|&(s, e)| Window { start: ts(s), end: ts(e) }).collect(),
     };
     // Serialising these plain structs cannot fail; fall back to an empty object regardless.
     serde_json::to_string_pretty(&r).unwrap_or_else(|_| "{}".to_owned()) + "\n"
@@ -122,7 +126,12 @@ pub fn markdown(b: &Backtest, trace_name: &str) -> String {
         b.limits.max,
         b.limits.target
     );
-    let _ = writeln!(o, "- Policy decisions: {}; pre-warm windows: {}.\n", b.decisions, b.prewarm.len());
+    let prewarm = match (b.prewarm.len(), b.prewarm_released.len()) {
+        (0, 0) => "none".to_owned(),
+        (held, 0) => format!("{held} (floor held)"),
+        (held, released) => format!("{held} stretches with the floor held, {released} with it released"),
+    };
+    let _ = writeln!(o, "- Policy decisions: {}; pre-warm windows: {prewarm}.\n", b.decisions);
 
     let _ = writeln!(o, "## Results\n");
     let _ = writeln!(

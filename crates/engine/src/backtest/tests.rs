@@ -167,6 +167,32 @@ fn prewarm_floor_raises_capacity_ahead_and_is_recorded() {
 }
 
 #[test]
+fn a_released_floor_is_shaded_apart_from_a_held_one() {
+    // A floor of 8 from 45 to 75 min with release_after 10m, while demand asks for 2: it holds
+    // from 43 min (lead) to 55 min, then is released for the rest of its window.
+    let extra = "prewarm:
+  - name: flop
+    start: 1970-01-01T00:45
+    end: 1970-01-01T01:15
+    time_zone: UTC
+    lead: 2m
+    capacity: 8
+    release_after: 10m
+";
+    let b = run_all(&policy(ASG, extra), &step_trace(), scenario(0, 0));
+    assert_eq!(b.prewarm, [(43 * M, 55 * M)], "held");
+    assert_eq!(b.prewarm_released.len(), 1, "{:?}", b.prewarm_released);
+    let (a, z) = b.prewarm_released[0];
+    assert_eq!(a, 55 * M);
+    assert!(z >= 75 * M - M, "released to the window's end: {z}");
+    let svg = super::chart::svg(&b, "step");
+    assert!(svg.contains("floor released"), "legend");
+    let json = super::report::json(&b, "step");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["prewarm_released"].as_array().map(Vec::len), Some(1), "{json}");
+}
+
+#[test]
 fn queue_metric_sees_the_backlog() {
     // A queue-driven pool; an instance works off 60 messages a minute. 180 a minute arriving
     // on 2 instances grows the backlog by 60 a minute, which the policy must work off.
