@@ -56,6 +56,14 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
+/// moto's adapters and the lease table, created.
+async fn created_table(moto: &Moto) -> (vmscaler::aws::Aws, LeaseTable) {
+    let aws = moto.aws().await;
+    let table = LeaseTable::new(&aws, TABLE);
+    table.create().await.unwrap();
+    (aws, table)
+}
+
 /// A whole second near the real time (moto may expire membership items by their TTL).
 fn start_time() -> Timestamp {
     Timestamp::from_second(SystemClock.now().as_second()).unwrap()
@@ -182,9 +190,7 @@ fn three_keepers_spread_take_over_within_the_ttl_and_fence_off_a_paused_one() {
     let moto = Moto::start_serialized();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let aws = moto.aws().await;
-        let table = LeaseTable::new(&aws, TABLE);
-        table.create().await.unwrap();
+        let (aws, _table) = created_table(&moto).await;
         let t0 = start_time();
         let clock = Arc::new(ManualClock(Mutex::new(t0)));
         let policies: Vec<String> = (1..=6).map(|i| format!("pool-{i}")).collect();
@@ -271,9 +277,7 @@ fn a_pool_taken_over_keeps_the_previous_holders_cooldown() {
     let moto = Moto::start_serialized();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let aws = moto.aws().await;
-        let table = LeaseTable::new(&aws, TABLE);
-        table.create().await.unwrap();
+        let (aws, _table) = created_table(&moto).await;
         let pool = moto.create_tagged_pool(("vmscaler:pool", "web"), 1, 5, 0, None).await;
         let t0 = {
             let now = SystemClock.now().as_second();

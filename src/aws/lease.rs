@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue, ScalarAttributeType,
     TableStatus, TimeToLiveSpecification,
@@ -142,6 +143,19 @@ fn lease_key(policy: &str) -> String {
 
 fn member_key(holder: &str) -> String {
     format!("member#{holder}")
+}
+
+/// The names and values a condition on `lease` being held uses: `#h = :me`, `#t = :tok`,
+/// `#e` against `:now`.
+fn held_by(update: UpdateItemFluentBuilder, lease: &Lease, now: Timestamp) -> UpdateItemFluentBuilder {
+    let token = i64::try_from(lease.token).unwrap_or(i64::MAX);
+    update
+        .expression_attribute_names("#h", "holder")
+        .expression_attribute_names("#e", "expires_ms")
+        .expression_attribute_names("#t", "token")
+        .expression_attribute_values(":me", s(&lease.holder))
+        .expression_attribute_values(":tok", n(token))
+        .expression_attribute_values(":now", n(ms(now)))
 }
 
 fn is_condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &SdkError<E>) -> bool {
@@ -372,7 +386,6 @@ impl LeaseTable {
         handover: Option<&str>,
     ) -> Result<Option<Lease>, LeaseError> {
         let expires = plus(now, ttl);
-        let token = i64::try_from(lease.token).unwrap_or(i64::MAX);
         let mut update = self.client.update_item().table_name(&self.table).key(KEY, s(&lease_key(&lease.policy)));
         update = match handover {
             Some(text) => update
@@ -381,48 +394,28 @@ impl LeaseTable {
                 .expression_attribute_values(":hv", s(text)),
             None => update.update_expression("SET #e = :exp"),
         };
-        let result = update
+        let update = held_by(update, lease, now)
             .condition_expression("#h = :me AND #t = :tok AND #e > :now")
-            .expression_attribute_names("#h", "holder")
-            .expression_attribute_names("#e", "expires_ms")
-            .expression_attribute_names("#t", "token")
-            .expression_attribute_values(":me", s(&lease.holder))
-            .expression_attribute_values(":tok", n(token))
-            .expression_attribute_values(":exp", n(ms(expires)))
-            .expression_attribute_values(":now", n(ms(now)))
-            .customize()
-            .interceptor(self.counter(Operation::UpdateItem))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Some(Lease { expires, ..lease.clone() })),
-            Err(e) if is_condition_failed(&e) => Ok(None),
-            Err(e) => Err(self.api_error("UpdateItem", &e)),
-        }
+            .expression_attribute_values(":exp", n(ms(expires)));
+        Ok(self.send_conditional(update).await?.then(|| Lease { expires, ..lease.clone() }))
     }
 
     /// Hands `lease` back at `now` (holder removed, token kept); `false` when it was no
     /// longer this holder's.
     pub async fn release(&self, lease: &Lease, now: Timestamp) -> Result<bool, LeaseError> {
-        let token = i64::try_from(lease.token).unwrap_or(i64::MAX);
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(KEY, s(&lease_key(&lease.policy)))
             .update_expression("SET #e = :now REMOVE #h")
-            .condition_expression("#h = :me AND #t = :tok")
-            .expression_attribute_names("#h", "holder")
-            .expression_attribute_names("#e", "expires_ms")
-            .expression_attribute_names("#t", "token")
-            .expression_attribute_values(":me", s(&lease.holder))
-            .expression_attribute_values(":tok", n(token))
-            .expression_attribute_values(":now", n(ms(now)))
-            .customize()
-            .interceptor(self.counter(Operation::UpdateItem))
-            .send()
-            .await;
-        match result {
+            .condition_expression("#h = :me AND #t = :tok");
+        self.send_conditional(held_by(update, lease, now)).await
+    }
+
+    /// Sends a conditional UpdateItem; `Ok(false)` when its condition failed.
+    async fn send_conditional(&self, update: UpdateItemFluentBuilder) -> Result<bool, LeaseError> {
+        match update.customize().interceptor(self.counter(Operation::UpdateItem)).send().await {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failed(&e) => Ok(false),
             Err(e) => Err(self.api_error("UpdateItem", &e)),
