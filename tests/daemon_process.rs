@@ -34,17 +34,7 @@ impl Daemon {
         )
         .expect("write config");
         let log = s.root.join("daemon.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_vmscaler"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .envs(moto.env())
-            .env_remove("RUST_LOG")
-            .env_remove("VMSCALER_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn vmscaler run");
+        let child = moto.spawn_daemon(&config, &log);
         let d = Daemon { child, url: format!("http://127.0.0.1:{port}"), log };
         d.wait_for("first decision", |d| {
             http_get(&d.url, "/v1/decisions").is_ok_and(|b| b.contains("\"decisions\":[{"))

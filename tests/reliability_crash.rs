@@ -99,20 +99,8 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(config: &Path, log: &Path, env: &[(&'static str, String)]) -> Proc {
-        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_vmscaler"))
-            .args(["run", "--config"])
-            .arg(config)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env_remove("RUST_LOG")
-            .env_remove("VMSCALER_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn vmscaler run");
-        Proc { child, log: log.to_owned() }
+    fn spawn(moto: &Moto, config: &Path, log: &Path) -> Proc {
+        Proc { child: moto.spawn_daemon(config, log), log: log.to_owned() }
     }
 
     fn kill(&mut self) {
@@ -245,12 +233,11 @@ async fn sigkill_at_random_points_changes_nothing_but_the_timing() {
     calm.write_policy("calm.yaml", &policy("calm"));
     let crashy = Scratch::new("crash-crashy");
     crashy.write_policy("crashy.yaml", &policy("crashy"));
-    let env = moto.env();
     let mut calm_daemon =
-        Proc::spawn(&write_config(&calm, &calm_proxy.endpoint, origin), &calm.root.join("daemon.log"), &env);
+        Proc::spawn(&moto, &write_config(&calm, &calm_proxy.endpoint, origin), &calm.root.join("daemon.log"));
     let crash_config = write_config(&crashy, &crash_proxy.endpoint, origin);
     let crash_log = crashy.root.join("daemon.log");
-    let mut crash_daemon = Proc::spawn(&crash_config, &crash_log, &env);
+    let mut crash_daemon = Proc::spawn(&moto, &crash_config, &crash_log);
 
     let mut rng = Rng(0x5EED_CAFE);
     let mut kills = KillLog::default();
@@ -279,7 +266,7 @@ async fn sigkill_at_random_points_changes_nothing_but_the_timing() {
             problems.push(e);
         }
         tokio::time::sleep(rng.millis(0, 200)).await;
-        crash_daemon = Proc::spawn(&crash_config, &crash_log, &env);
+        crash_daemon = Proc::spawn(&moto, &crash_config, &crash_log);
     }
     // Let both finish the descent undisturbed.
     while policy_time(SystemClock.now()) < origin + END_MINUTE.minutes() {

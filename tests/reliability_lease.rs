@@ -387,17 +387,7 @@ impl Node {
         )
         .unwrap();
         let log = root.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_vmscaler"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .envs(moto.env())
-            .env_remove("RUST_LOG")
-            .env_remove("VMSCALER_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn vmscaler run");
+        let child = moto.spawn_daemon(&config, &log);
         Node { name, child, log, url: format!("http://127.0.0.1:{port}") }
     }
 

@@ -151,6 +151,24 @@ run_simple(host, port, serialized, threaded=True, request_handler=MotoRequestHan
         panic!("serialized moto server did not start");
     }
 
+    /// Starts `vmscaler run --config <config>` with this server's credentials and endpoint in
+    /// the environment (the config may still point elsewhere, e.g. at a proxy), its log
+    /// (stderr) appended to `log`.
+    pub fn spawn_daemon(&self, config: &Path, log: &Path) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+        Command::new(env!("CARGO_BIN_EXE_vmscaler"))
+            .args(["run", "--config"])
+            .arg(config)
+            .envs(self.env())
+            .env_remove("RUST_LOG")
+            .env_remove("VMSCALER_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn vmscaler run")
+    }
+
     /// Environment for a child process (`vmscaler run`, the bench) talking to this server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
