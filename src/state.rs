@@ -65,8 +65,9 @@ pub struct PoolState {
     /// Oldest first.
     pub decisions: VecDeque<DecisionEntry>,
     /// A decision whose actions were being carried out: written before the first mutating
-    /// call, cleared once the outcome is recorded. Found at start-up, it is reconciled with
-    /// the fleet as described then (see [`Intent`]).
+    /// call, cleared once the outcome is recorded. Found at the pool's next evaluation (after
+    /// a crash, or actions that outlasted the budget), it is reconciled with the fleet as
+    /// described then (see [`Intent`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<Intent>,
 }
@@ -74,39 +75,18 @@ pub struct PoolState {
 /// What a pool was about to do, persisted before doing it (a write-ahead record).
 ///
 /// A crash between this write and the recording of the outcome leaves the intent in the state
-/// file. The next daemon to run the pool compares it with the fleet: what the fleet shows done
-/// is recorded as done, with its cooldown; what it does not show is recorded as not done, and
-/// the pool simply decides again. So an action is never repeated, and never lost for good.
+/// file. The next evaluation records it as decided, cooldown included, and lists each action
+/// as confirmed or unconfirmed by the fleet; what did not happen is decided again once the
+/// cooldown is over (a request from the stopped run may still be in flight). So an action is
+/// never repeated, and never lost for good.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Intent {
     /// The decision's record as decided (`desired`, `scaled`), before any outcome.
     pub record: EvalRecord,
     /// The actions about to be carried out.
-    pub actions: Vec<IntentAction>,
+    pub actions: Vec<Action>,
     /// The decision as it would have been listed.
     pub entry: DecisionEntry,
-}
-
-/// One of an [`Intent`]'s actions, as persisted (the engine's [`Action`], in the state file's
-/// own stable form).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "action")]
-pub enum IntentAction {
-    Start { instance_ids: Vec<String> },
-    Stop { instance_ids: Vec<String> },
-    SetDesiredCapacity { group: String, desired: u32 },
-}
-
-impl From<&Action> for IntentAction {
-    fn from(a: &Action) -> IntentAction {
-        match a {
-            Action::Start { instance_ids } => IntentAction::Start { instance_ids: instance_ids.clone() },
-            Action::Stop { instance_ids } => IntentAction::Stop { instance_ids: instance_ids.clone() },
-            Action::SetDesiredCapacity { group, desired } => {
-                IntentAction::SetDesiredCapacity { group: group.clone(), desired: *desired }
-            }
-        }
-    }
 }
 
 impl PoolState {

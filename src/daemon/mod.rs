@@ -27,7 +27,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 use vmscaler_engine::policy::Severity;
-use vmscaler_engine::{Decision, Fleet, MemberState, Policy, PoolHistory, decide};
+use vmscaler_engine::{Action, Decision, Fleet, MemberState, Policy, PoolHistory, decide};
 
 use crate::aws::Aws;
 use crate::aws::actuate::{self, Outcome};
@@ -36,7 +36,7 @@ use crate::aws::lease::Fence;
 use crate::aws::metrics::{PoolMetrics, PoolQuery, apply_member_cpu, fetch_metrics};
 use crate::config::Config;
 use crate::lease::{LeaseGuard, Leases};
-use crate::state::{DecisionEntry, Intent, IntentAction, PoolState, StateError, StateStore};
+use crate::state::{DecisionEntry, Intent, PoolState, StateError, StateStore};
 
 use board::{ApiOp, Board, PoolBoard, PrewarmBoard, SharedBoard};
 
@@ -426,15 +426,14 @@ impl Daemon {
         if let Some(intent) = pool.state.intent.take() {
             // A previous run decided and may have acted, then stopped before recording the
             // outcome: record what the fleet shows was done, so its cooldown holds.
-            let (record, outcomes) = reconcile(&intent, &fleet);
+            let outcomes = reconcile(&intent, &fleet);
             warn!(
                 decided_at = %intent.record.at,
                 desired = intent.record.desired,
-                reached = record.desired,
                 outcomes = %outcomes.join("; "),
                 "an earlier evaluation did not finish acting (a crash, or its budget ran out): reconciled with the fleet"
             );
-            pool.state.history.push_record(record);
+            pool.state.history.push_record(intent.record);
             let mut entry = intent.entry;
             entry.outcomes = outcomes;
             pool.state.decisions.push_back(entry.clone());
@@ -469,6 +468,8 @@ impl Daemon {
         }
         let decision = decide(&pool.policy, &pool.state.history, &fleet, now);
         let dry_run = pool.dry_run(global_dry_run);
+        // The decision's record as decided; what was achieved is applied after acting.
+        let decided = decision.record(pool.policy.scaling.tolerance);
         let outcomes = if decision.actions.is_empty() {
             vec![]
         } else if dry_run {
@@ -477,17 +478,14 @@ impl Daemon {
             // Write-ahead: the intent is durable before the first mutating call, or nothing
             // is done (a crash mid-action must not forget the change and its cooldown).
             pool.state.intent = Some(Intent {
-                record: decision.record(pool.policy.scaling.tolerance),
-                actions: decision.actions.iter().map(IntentAction::from).collect(),
+                record: decided,
+                actions: decision.actions.clone(),
                 entry: entry_for(&decision, &[], false),
             });
             pool.state.saved_at = now;
             if let Some(g) = guard {
                 // Written with the fence, so the next holder keeps this action's cooldown.
-                g.leave_for_next(leases::handover_text(
-                    &pool.state.history,
-                    decision.record(pool.policy.scaling.tolerance),
-                ));
+                g.leave_for_next(leases::handover_text(&pool.state.history, decided));
             }
             match self.store.save(&pool.state) {
                 Ok(()) => {
@@ -515,7 +513,7 @@ impl Daemon {
                 }
             }
         };
-        let mut record = decision.record(pool.policy.scaling.tolerance);
+        let mut record = decided;
         if !dry_run && record.scaled.is_some() {
             achieved(&mut record, &outcomes);
         }
@@ -677,12 +675,12 @@ fn achieved(record: &mut vmscaler_engine::EvalRecord, outcomes: &[Outcome]) {
 }
 
 /// What an interrupted [`Intent`] did, as far as the fleet described after the restart shows:
-/// one line per instance or group. The record stays as decided, cooldown included, even for
+/// one line per instance or group. Its record is kept as decided, cooldown included, even for
 /// the parts the fleet does not show yet: a request the stopped run sent may still be on its way
 /// (or EC2's eventually consistent `DescribeInstances` may not show it yet), and acting again
 /// now could do it twice. Whatever really did not happen is decided again once the cooldown
 /// ends, from the fleet as it then is: delayed by one cooldown, never lost, never repeated.
-fn reconcile(intent: &Intent, fleet: &Fleet) -> (vmscaler_engine::EvalRecord, Vec<String>) {
+fn reconcile(intent: &Intent, fleet: &Fleet) -> Vec<String> {
     let state_of = |id: &str| match fleet {
         Fleet::Instances { members } => members.iter().find(|m| m.id == id).map(|m| m.state),
         Fleet::Group(_) => None,
@@ -690,7 +688,7 @@ fn reconcile(intent: &Intent, fleet: &Fleet) -> (vmscaler_engine::EvalRecord, Ve
     let mut lines = Vec::new();
     for action in &intent.actions {
         match action {
-            IntentAction::Start { instance_ids } => {
+            Action::Start { instance_ids } => {
                 for id in instance_ids {
                     lines.push(match state_of(id) {
                         Some(MemberState::Pending | MemberState::Running) => {
@@ -700,7 +698,7 @@ fn reconcile(intent: &Intent, fleet: &Fleet) -> (vmscaler_engine::EvalRecord, Ve
                     });
                 }
             }
-            IntentAction::Stop { instance_ids } => {
+            Action::Stop { instance_ids } => {
                 for id in instance_ids {
                     lines.push(match state_of(id) {
                         Some(MemberState::Stopping | MemberState::Stopped | MemberState::Gone) | None => {
@@ -710,7 +708,7 @@ fn reconcile(intent: &Intent, fleet: &Fleet) -> (vmscaler_engine::EvalRecord, Ve
                     });
                 }
             }
-            IntentAction::SetDesiredCapacity { group, desired } => lines.push(match fleet {
+            Action::SetDesiredCapacity { group, desired } => lines.push(match fleet {
                 Fleet::Group(g) if g.name == *group && g.desired == *desired => {
                     format!("set desired capacity of {group} to {desired} (confirmed by the fleet)")
                 }
@@ -718,7 +716,7 @@ fn reconcile(intent: &Intent, fleet: &Fleet) -> (vmscaler_engine::EvalRecord, Ve
             }),
         }
     }
-    (intent.record, lines)
+    lines
 }
 
 fn state_name(s: Option<MemberState>) -> &'static str {
@@ -825,12 +823,10 @@ mod tests {
         };
         let intent = Intent {
             record: record(1, 3, Some(Direction::Up)),
-            actions: vec![IntentAction::Start { instance_ids: vec!["i-a".into(), "i-b".into()] }],
+            actions: vec![Action::Start { instance_ids: vec!["i-a".into(), "i-b".into()] }],
             entry,
         };
-        let (r, lines) = reconcile(&intent, &fleet);
-        // The cooldown holds even for the start the fleet does not show (it may be in flight).
-        assert_eq!((r.desired, r.scaled), (3, Some(Direction::Up)));
+        let lines = reconcile(&intent, &fleet);
         assert_eq!(lines, ["started i-a (confirmed by the fleet)", "start i-b unconfirmed (found stopped afterwards)"]);
     }
 

@@ -21,7 +21,7 @@ use std::fmt;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::duration::{Human, after};
 use crate::fleet::{Fleet, Member, MemberState};
@@ -159,8 +159,8 @@ pub enum Bound {
     },
 }
 
-/// A concrete change to the fleet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A concrete change to the fleet (persisted by the daemon as a pending intent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "action")]
 pub enum Action {
     Start { instance_ids: Vec<String> },
