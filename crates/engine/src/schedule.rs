@@ -119,11 +119,12 @@ impl PrewarmRule {
 /// The highest floor of all the policy's rules at `now`, capped at nothing (the caller caps at
 /// `max` and says so).
 pub fn active_floor(policy: &Policy, now: Timestamp) -> Option<Floor> {
-    policy
-        .prewarm
-        .iter()
-        .filter_map(|r| r.floor_at(now, policy.min))
-        .max_by(|a, b| a.capacity.cmp(&b.capacity).then_with(|| b.rule.cmp(&a.rule)))
+    highest(policy.prewarm.iter().filter_map(|r| r.floor_at(now, policy.min)))
+}
+
+/// The highest of `floors`; between equal capacities, the rule whose name sorts first.
+fn highest(floors: impl Iterator<Item = Floor>) -> Option<Floor> {
+    floors.max_by(|a, b| a.capacity.cmp(&b.capacity).then_with(|| b.rule.cmp(&a.rule)))
 }
 
 /// A floor that would be active now, released because nothing asked for it.
@@ -162,7 +163,7 @@ pub fn holding_floor(
     proposal: u32,
     now: Timestamp,
 ) -> (Option<Floor>, Vec<Released>) {
-    let mut held: Option<Floor> = None;
+    let mut holding = Vec::new();
     let mut released = Vec::new();
     for rule in &policy.prewarm {
         let Some(floor) = rule.floor_at(now, policy.min) else { continue };
@@ -184,14 +185,9 @@ pub fn holding_floor(
             }
             _ => {}
         }
-        if held
-            .as_ref()
-            .is_none_or(|h| floor.capacity > h.capacity || (floor.capacity == h.capacity && floor.rule < h.rule))
-        {
-            held = Some(floor);
-        }
+        holding.push(floor);
     }
-    (held, released)
+    (highest(holding.into_iter()), released)
 }
 
 /// The soonest instant after `now` at which any rule's floor starts rising.
