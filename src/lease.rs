@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::aws::lease::{Fence, Lease, LeaseTable, TableView};
-use crate::clock::Clock;
+use crate::clock::{Clock, later};
 use crate::config::LeaseConfig;
 
 /// What one daemon should do with the leases at one round.
@@ -126,7 +126,7 @@ pub fn plan(sit: Situation<'_>, now: Timestamp, ttl: Duration) -> Plan {
     free.sort_by_key(|f| spread(me, f));
     for f in free {
         let since = free_since.get(f).copied().unwrap_or(now);
-        let orphan_at = since.checked_add(ttl).unwrap_or(Timestamp::MAX);
+        let orphan_at = later(since, ttl);
         if orphan_at <= now {
             p.orphans.push(f.clone());
         } else {
@@ -291,7 +291,7 @@ impl Leases {
     pub async fn round(&self, now: Timestamp) -> RoundReport {
         let table = &self.inner.table;
         let (me, ttl, valid) = (self.inner.holder.as_str(), self.inner.ttl, self.inner.validity);
-        let mut report = RoundReport { next: after(now, ttl / 3), ..RoundReport::default() };
+        let mut report = RoundReport { next: later(now, ttl / 3), ..RoundReport::default() };
         let mut errors = Vec::new();
         if let Err(e) = table.heartbeat(me, now, valid).await {
             errors.push(e.to_string());
@@ -461,10 +461,6 @@ impl Leases {
         info!(released = ?released, "leases handed back");
         released
     }
-}
-
-fn after(t: Timestamp, d: Duration) -> Timestamp {
-    t.checked_add(d).unwrap_or(Timestamp::MAX)
 }
 
 /// This daemon's right to act on one pool during one evaluation; the actuator's [`Fence`].

@@ -39,6 +39,7 @@ use jiff::Timestamp;
 
 use super::Aws;
 use super::stats::{ApiStats, CallCounter, Operation};
+use crate::clock::later;
 
 /// The table's partition key (a string).
 pub const KEY: &str = "pk";
@@ -131,10 +132,6 @@ fn n(v: i64) -> AttributeValue {
 
 fn ms(t: Timestamp) -> i64 {
     t.as_millisecond()
-}
-
-fn plus(t: Timestamp, d: Duration) -> Timestamp {
-    t.checked_add(d).unwrap_or(Timestamp::MAX)
 }
 
 fn lease_key(policy: &str) -> String {
@@ -290,8 +287,8 @@ impl LeaseTable {
 
     /// Writes `holder`'s membership, live until `now + ttl`.
     pub async fn heartbeat(&self, holder: &str, now: Timestamp, ttl: Duration) -> Result<(), LeaseError> {
-        let expires = plus(now, ttl);
-        let cleanup = plus(expires, MEMBER_CLEANUP).as_second();
+        let expires = later(now, ttl);
+        let cleanup = later(expires, MEMBER_CLEANUP).as_second();
         self.client
             .update_item()
             .table_name(&self.table)
@@ -326,7 +323,7 @@ impl LeaseTable {
         now: Timestamp,
         ttl: Duration,
     ) -> Result<Option<Lease>, LeaseError> {
-        let expires = plus(now, ttl);
+        let expires = later(now, ttl);
         let result = self
             .client
             .update_item()
@@ -385,7 +382,7 @@ impl LeaseTable {
         ttl: Duration,
         handover: Option<&str>,
     ) -> Result<Option<Lease>, LeaseError> {
-        let expires = plus(now, ttl);
+        let expires = later(now, ttl);
         let mut update = self.client.update_item().table_name(&self.table).key(KEY, s(&lease_key(&lease.policy)));
         update = match handover {
             Some(text) => update

@@ -69,7 +69,7 @@ impl Daemon {
                 }
                 Err(status) => {
                     debug!(policy = %name, holder = ?status.holder, "not this daemon's lease: not evaluated");
-                    pool.next_due = now.checked_add(recheck).unwrap_or(Timestamp::MAX);
+                    pool.next_due = crate::clock::later(now, recheck);
                     // Its health is for the daemon that evaluates it to report.
                     pool.failures = 0;
                     pb.consecutive_failures = 0;

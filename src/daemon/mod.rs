@@ -34,6 +34,7 @@ use crate::aws::actuate::{self, Outcome};
 use crate::aws::fleet::describe_fleets;
 use crate::aws::lease::Fence;
 use crate::aws::metrics::{PoolMetrics, PoolQuery, apply_member_cpu, fetch_metrics};
+use crate::clock::later;
 use crate::config::Config;
 use crate::lease::{LeaseGuard, Leases};
 use crate::state::{DecisionEntry, Intent, PoolState, StateError, StateStore};
@@ -245,7 +246,7 @@ impl Daemon {
             }
             let pool = match old.remove(&name) {
                 Some(mut p) => {
-                    let due_by = now.checked_add(policy.interval).unwrap_or(Timestamp::MAX);
+                    let due_by = later(now, policy.interval);
                     if p.file != file || !same_policy(&p.policy, &policy) {
                         report.updated.push(name.clone());
                     }
@@ -590,7 +591,7 @@ impl Daemon {
         pool.failures = pool.failures.saturating_add(1);
         let n = pool.failures;
         if pool.next_due <= now {
-            pool.next_due = now.checked_add(pool.policy.interval).unwrap_or(Timestamp::MAX);
+            pool.next_due = later(now, pool.policy.interval);
         }
         if n.is_power_of_two() {
             warn!(policy = %name, consecutive_failures = n, error = %msg, "evaluation degraded");
