@@ -135,6 +135,14 @@ impl StateStore {
         self.dir.join(name)
     }
 
+    /// The temporary file [`StateStore::save`] writes before renaming it over
+    /// [`StateStore::path_for`]; one left behind means a save was interrupted.
+    pub fn temp_path_for(&self, policy: &str) -> PathBuf {
+        let mut tmp = self.path_for(policy).into_os_string();
+        tmp.push(".tmp");
+        PathBuf::from(tmp)
+    }
+
     /// Loads `policy`'s state; `Ok(None)` when there is none yet. A corrupt file is renamed
     /// aside (suffix `.corrupt-<unix seconds of now>`) and reported as [`StateError::Corrupt`].
     pub fn load(&self, policy: &str, now: Timestamp) -> Result<Option<PoolState>, StateError> {
@@ -164,9 +172,7 @@ impl StateStore {
         let path = self.path_for(&state.policy);
         let bytes = serde_json::to_vec(state)
             .map_err(|e| StateError::Write { path: path.clone(), source: std::io::Error::other(e) })?;
-        let mut tmp = path.clone().into_os_string();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
+        let tmp = self.temp_path_for(&state.policy);
         let write = || -> std::io::Result<()> {
             let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
             f.write_all(&bytes)?;

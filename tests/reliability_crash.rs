@@ -147,9 +147,7 @@ struct KillLog {
 fn inspect_state(state_dir: &Path, policy: &str, kills: &mut KillLog) -> Result<(), String> {
     let store = StateStore::open(state_dir).map_err(|e| e.to_string())?;
     let path = store.path_for(policy);
-    let mut tmp = path.clone().into_os_string();
-    tmp.push(".tmp");
-    if Path::new(&tmp).exists() {
+    if store.temp_path_for(policy).exists() {
         kills.mid_write += 1;
     }
     let bytes = match std::fs::read(&path) {
@@ -384,9 +382,7 @@ fn sigkill_during_state_writes_never_tears_the_file() {
         let _ = child.wait();
         kills += 1;
         let store = StateStore::open(&s.state()).expect("store");
-        let mut tmp = store.path_for("pool").into_os_string();
-        tmp.push(".tmp");
-        mid_write += u32::from(Path::new(&tmp).exists());
+        mid_write += u32::from(store.temp_path_for("pool").exists());
         // Parse the file as the daemon would at start-up; a corrupt one would be moved aside.
         let bytes = std::fs::read(store.path_for("pool"));
         if let Ok(bytes) = bytes {
