@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::duration::{Human, after};
 use crate::fleet::{Fleet, Member, MemberState};
 use crate::history::{Direction, EvalRecord, PoolHistory};
-use crate::policy::{Goal, MissingData, Policy, ScaleInOrder, ScaleOutOrder};
+use crate::forecast::{Forecaster, Unavailable};
+use crate::policy::{Goal, MissingData, Policy, PredictiveMode, ScaleInOrder, ScaleOutOrder};
 use crate::schedule::{self, Floor};
 
 /// What one evaluation decided, and why. Data only: the caller carries out `actions`.
@@ -134,6 +135,20 @@ pub enum Bound {
         capacity: u32,
         since: Timestamp,
     },
+    /// The forecast floor (`predictive:`): the quantile forecast over `[now, now + lead]`,
+    /// capped at `max`. `applied`: the floor raised `desired` (only in `active` mode).
+    Forecast {
+        capacity: u32,
+        forecast: f64,
+        quantile: f64,
+        peak_at: Timestamp,
+        mode: PredictiveMode,
+        applied: bool,
+    },
+    /// `predictive:` is set but gives no floor now, and why.
+    ForecastUnavailable {
+        why: Unavailable,
+    },
     Min {
         min: u32,
     },
@@ -195,6 +210,26 @@ impl Decision {
             desired: self.desired,
             scaled: self.direction(),
         }
+    }
+
+    /// The capacity the metrics asked for, unrounded (`score × current`): what the forecast
+    /// learns from. `None` when every metric was missing.
+    pub fn demand(&self) -> Option<f64> {
+        if self.bounds.iter().any(|b| matches!(b, Bound::MissingData { .. })) {
+            return None;
+        }
+        match self.score {
+            Some(s) => Some(s * f64::from(self.current)),
+            None => Some(f64::from(self.proposal)),
+        }
+    }
+
+    /// The forecast floor this decision computed, if any: `(capacity, applied)`.
+    pub fn forecast_floor(&self) -> Option<(u32, bool)> {
+        self.bounds.iter().find_map(|b| match b {
+            Bound::Forecast { capacity, applied, .. } => Some((*capacity, *applied)),
+            _ => None,
+        })
     }
 
     /// Human-readable reasons: each metric, then each guard.
@@ -272,6 +307,19 @@ impl fmt::Display for Bound {
                 f,
                 "pre-warm rule {rule:?} released: nothing has asked for its floor of {capacity} since {since}"
             ),
+            Bound::Forecast { capacity, forecast, quantile, peak_at, mode, applied } => {
+                write!(
+                    f,
+                    "forecast floor {capacity} (median {forecast:.2}, p{:.0} for the slot at {peak_at})",
+                    quantile * 100.0
+                )?;
+                match (mode, applied) {
+                    (PredictiveMode::Active, true) => f.write_str(": raised"),
+                    (PredictiveMode::Active, false) => f.write_str(": already met"),
+                    (PredictiveMode::ForecastOnly, _) => f.write_str(": forecast_only, not applied"),
+                }
+            }
+            Bound::ForecastUnavailable { why } => write!(f, "no forecast floor: {why}"),
             Bound::Min { min } => write!(f, "raised to min {min}"),
             Bound::Max { max } => write!(f, "capped at max {max}"),
             Bound::GroupMin { min } => write!(f, "raised to the group's min {min}"),
@@ -424,6 +472,19 @@ fn remaining(since: Timestamp, cooldown: Duration, now: Timestamp) -> Option<u64
 /// `history` holds the pool's recent metric samples (per-instance series already aggregated)
 /// and the records of previous decisions. Pure: same inputs, same decision.
 pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timestamp) -> Decision {
+    decide_with(policy, history, fleet, None, now)
+}
+
+/// [`decide`] with the pool's [`Forecaster`] (kept beside its history), for a policy with a
+/// `predictive:` block: its floor joins the others (it raises, never lowers; capped at `max`;
+/// in `forecast_only` mode only reported).
+pub fn decide_with(
+    policy: &Policy,
+    history: &PoolHistory,
+    fleet: &Fleet,
+    forecaster: Option<&Forecaster>,
+    now: Timestamp,
+) -> Decision {
     let current = fleet.current();
     let scaling = &policy.scaling;
     let tol = scaling.tolerance;
@@ -552,6 +613,26 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
         if desired < cap {
             desired = cap;
             bounds.push(Bound::Floor { rule: f.rule.clone(), capacity: cap });
+        }
+    }
+    if let Some(spec) = &policy.predictive {
+        match forecaster.map_or(Err(Unavailable::NoModel), |f| f.outlook(spec, now)) {
+            Ok(o) => {
+                let capacity = o.capacity.min(policy.max);
+                let applied = spec.mode == PredictiveMode::Active && desired < capacity;
+                if applied {
+                    desired = capacity;
+                }
+                bounds.push(Bound::Forecast {
+                    capacity,
+                    forecast: o.forecast,
+                    quantile: o.quantile,
+                    peak_at: o.peak_at,
+                    mode: spec.mode,
+                    applied,
+                });
+            }
+            Err(why) => bounds.push(Bound::ForecastUnavailable { why }),
         }
     }
     if desired < policy.min {

@@ -9,11 +9,13 @@ pub mod backtest;
 pub mod decide;
 pub mod duration;
 pub mod fleet;
+pub mod forecast;
 pub mod history;
 pub mod policy;
 pub mod schedule;
 
-pub use decide::{Action, Bound, Decision, Reading, decide};
+pub use decide::{Action, Bound, Decision, Reading, decide, decide_with};
+pub use forecast::Forecaster;
 pub use fleet::{Fleet, GroupState, Member, MemberState};
 pub use history::{Direction, EvalRecord, PoolHistory, Sample};
 pub use policy::Policy;

@@ -14,7 +14,8 @@
 use jiff::Timestamp;
 
 use super::sim::{Controller, PipelineSpec, Pool, Signal, Stat};
-use crate::decide::{Action, Bound, decide};
+use crate::decide::{Action, Bound, decide_with};
+use crate::forecast::Forecaster;
 use crate::fleet::{Fleet, GroupState, Member, MemberState};
 use crate::history::{PoolHistory, Sample};
 use crate::policy::{Goal, MetricSpec, Policy, PoolTarget, Statistic};
@@ -51,6 +52,8 @@ pub fn signal(m: &MetricSpec) -> Signal {
 pub struct PolicyController<'p> {
     policy: &'p Policy,
     history: PoolHistory,
+    /// The forecast model (with `predictive:`): learns only from this run's own past decisions.
+    pub forecaster: Option<Forecaster>,
     fleet: Fleet,
     next: i64,
     desired: u32,
@@ -58,6 +61,9 @@ pub struct PolicyController<'p> {
     pub floors: Vec<(i64, i64)>,
     /// Intervals inside a pre-warm window whose floor its `release_after` had released.
     pub released: Vec<(i64, i64)>,
+    /// Intervals during which the forecast floor raised capacity (active mode) or would have
+    /// (forecast_only).
+    pub forecast_floors: Vec<(i64, i64)>,
     pub decisions: u64,
 }
 
@@ -88,11 +94,13 @@ impl<'p> PolicyController<'p> {
         PolicyController {
             policy,
             history: PoolHistory::default(),
+            forecaster: policy.predictive.as_ref().map(|_| Forecaster::new()),
             fleet,
             next: start,
             desired: pool.billed,
             floors: Vec::new(),
             released: Vec::new(),
+            forecast_floors: Vec::new(),
             decisions: 0,
         }
     }
@@ -161,7 +169,13 @@ impl Controller for PolicyController<'_> {
             g.in_service = pool.serving;
         }
         let at = ts(now);
-        let d = decide(self.policy, &self.history, &self.fleet, at);
+        if let (Some(f), Some(spec)) = (&mut self.forecaster, &self.policy.predictive) {
+            f.refresh(spec, at);
+        }
+        let d = decide_with(self.policy, &self.history, &self.fleet, self.forecaster.as_ref(), at);
+        if let (Some(f), Some(demand)) = (&mut self.forecaster, d.demand()) {
+            f.observe(at, demand);
+        }
         self.decisions += 1;
         for action in &d.actions {
             match action {
@@ -189,6 +203,9 @@ impl Controller for PolicyController<'_> {
             extend_window(&mut self.floors, now, next);
         } else if d.bounds.iter().any(|b| matches!(b, Bound::FloorReleased { .. })) {
             extend_window(&mut self.released, now, next);
+        }
+        if d.forecast_floor().is_some_and(|(cap, _)| cap > d.proposal) {
+            extend_window(&mut self.forecast_floors, now, next);
         }
         self.next = next;
         self.history.push_record(d.record(self.policy.scaling.tolerance));

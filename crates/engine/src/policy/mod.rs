@@ -37,6 +37,8 @@ pub struct Policy {
     pub prewarm: Vec<PrewarmRule>,
     pub scale_in: ScaleIn,
     pub scale_out: ScaleOut,
+    /// Learned capacity floors from recurring load (`predictive:`); `None`: off.
+    pub predictive: Option<Predictive>,
 }
 
 /// What the policy scales.
@@ -284,6 +286,56 @@ impl OccurrenceCache {
         let (prev, next) = search();
         *guard = prev.map(|p| (p, next));
         (prev, next)
+    }
+}
+
+/// The `predictive:` block: a capacity floor learned from the pool's own recurring load
+/// (see [`crate::forecast`]). The fitted model lives beside the history, never in here.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Predictive {
+    pub mode: PredictiveMode,
+    /// How much past demand the model learns from.
+    pub history: Duration,
+    /// Seasonal periods to try: daily, and weekly once two weeks of history exist.
+    pub daily: bool,
+    pub weekly: bool,
+    /// The quantile of the same slot over past days (or weeks) to provision for.
+    pub quantile: f64,
+    /// Extra capacity on top of the quantile, as a fraction (0.1 = 10 %).
+    pub margin: f64,
+    /// The floor at `now` covers the forecast up to `now + lead` (boot time and more).
+    pub lead: Duration,
+    /// The floor is not applied while the forecast's recent error (WAPE) is above this.
+    pub max_error: f64,
+}
+
+/// Whether the forecast floor acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PredictiveMode {
+    /// Compute, record and show the floor; never act on it.
+    ForecastOnly,
+    /// Apply the floor (it raises capacity, never lowers it).
+    Active,
+}
+
+pub const DEFAULT_PREDICTIVE_HISTORY: Duration = Duration::from_secs(14 * 86_400);
+pub const DEFAULT_PREDICTIVE_QUANTILE: f64 = 0.75;
+pub const DEFAULT_PREDICTIVE_LEAD: Duration = Duration::from_secs(300);
+pub const DEFAULT_PREDICTIVE_MAX_ERROR: f64 = 0.5;
+
+impl Default for Predictive {
+    fn default() -> Self {
+        Predictive {
+            mode: PredictiveMode::ForecastOnly,
+            history: DEFAULT_PREDICTIVE_HISTORY,
+            daily: true,
+            weekly: true,
+            quantile: DEFAULT_PREDICTIVE_QUANTILE,
+            margin: 0.0,
+            lead: DEFAULT_PREDICTIVE_LEAD,
+            max_error: DEFAULT_PREDICTIVE_MAX_ERROR,
+        }
     }
 }
 

@@ -76,6 +76,8 @@ pub(super) struct RawPolicy {
     pub scale_in: Option<S<RawScaleIn>>,
     #[serde(default)]
     pub scale_out: Option<S<RawScaleOut>>,
+    #[serde(default)]
+    pub predictive: Option<S<RawPredictive>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,4 +185,16 @@ pub(super) struct RawScaleIn {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawScaleOut {
     pub order: Option<S<Text>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPredictive {
+    pub mode: Option<S<Text>>,
+    pub history: Option<S<Text>>,
+    pub periods: Option<S<Vec<S<Text>>>>,
+    pub quantile: Option<S<f64>>,
+    pub margin: Option<S<Text>>,
+    pub lead: Option<S<Text>>,
+    pub max_error: Option<S<Text>>,
 }
