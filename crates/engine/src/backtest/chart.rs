@@ -31,6 +31,7 @@ fn color(s: Strategy) -> (&'static str, &'static str, f64) {
         Strategy::TargetTracking => ("#ff7f0e", "", 1.2),
         Strategy::Static => ("#7f7f7f", "6 4", 1.2),
         Strategy::Oracle => ("#2ca02c", "2 2", 1.2),
+        Strategy::AwsPredictive => ("#9467bd", "", 1.2),
     }
 }
 

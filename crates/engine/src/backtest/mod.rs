@@ -40,6 +40,7 @@
 //!
 //! Not here: files, progress bars or timing (the `vmscaler backtest` command does those).
 
+pub mod aws_predictive;
 pub mod chart;
 pub mod metrics;
 pub mod policy_run;
@@ -109,6 +110,7 @@ pub enum Strategy {
     TargetTracking,
     Static,
     Oracle,
+    AwsPredictive,
 }
 
 impl Strategy {
@@ -121,6 +123,7 @@ impl Strategy {
             Strategy::TargetTracking => "target-tracking",
             Strategy::Static => "static",
             Strategy::Oracle => "oracle",
+            Strategy::AwsPredictive => "aws-predictive",
         }
     }
 }
@@ -139,6 +142,7 @@ impl FromStr for Strategy {
             "target-tracking" => Ok(Strategy::TargetTracking),
             "static" => Ok(Strategy::Static),
             "oracle" => Ok(Strategy::Oracle),
+            "aws-predictive" => Ok(Strategy::AwsPredictive),
             other => Err(BacktestError::UnknownStrategy(other.to_owned())),
         }
     }
@@ -146,7 +150,7 @@ impl FromStr for Strategy {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BacktestError {
-    #[error("unknown strategy {0:?} (known: hpa, target-tracking, static, oracle)")]
+    #[error("unknown strategy {0:?} (known: hpa, target-tracking, static, oracle, aws-predictive)")]
     UnknownStrategy(String),
     #[error("the policy has no utilisation metric to take a CPU target from; give --target")]
     NoTarget,
@@ -298,6 +302,11 @@ impl Prepared<'_> {
                 static_rows(&self.demand, static_size(&self.limits, peak)).into_rows()
             }
             Strategy::Oracle => oracle_rows(&self.demand, self.end_ms, self.boot_ms, &self.limits).into_rows(),
+            Strategy::AwsPredictive => {
+                let mut pool = Pool::new(0, self.initial, self.boot_ms, false);
+                let mut c = aws_predictive::AwsPredictive::new(self.limits, start, self.initial);
+                sim::simulate(&self.load(), &mut c, &mut pool, progress).into_rows()
+            }
         };
         let figures = figures(strategy.as_str(), &rows, self.end_ms);
         Run { strategy, figures, rows }

@@ -131,6 +131,16 @@ impl TargetTracking {
     pub fn new(limits: Limits, initial: u32) -> TargetTracking {
         TargetTracking { limits, above: 0, below: 0, last_at: None, last_action: i64::MIN, desired: initial }
     }
+
+    /// Raises (or restores) the minimum it scales within: `aws-predictive`'s forecast minimum.
+    pub fn set_min(&mut self, min: u32) {
+        self.limits.min = min;
+    }
+
+    /// Records a capacity set from outside (a scheduled forecast minimum).
+    pub fn set_desired(&mut self, desired: u32) {
+        self.desired = desired;
+    }
 }
 
 impl Controller for TargetTracking {
