@@ -56,14 +56,14 @@ fn main() {
     }
 }
 
-fn with_target(p: &Policy, target: f64, predictive: bool) -> Policy {
+fn with_target(p: &Policy, target: f64, predictive: Option<&Predictive>) -> Policy {
     let mut p = p.clone();
     for m in &mut p.metrics {
         if let Goal::Utilization { .. } = m.goal {
             m.goal = Goal::Utilization { target };
         }
     }
-    p.predictive = predictive.then(|| Predictive { mode: PredictiveMode::Active, ..Predictive::default() });
+    p.predictive = predictive.cloned();
     p
 }
 
@@ -182,15 +182,20 @@ fn forecast_errors(demand: &[(i64, f64)], end_ms: i64) -> (f64, f64, usize) {
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [policy_path, dir, rest @ ..] = args.as_slice() else {
-        return Err("usage: predictive_frontier POLICY TRACES_DIR [--only NAME,...] [--targets T,...]".into());
+        return Err("usage: predictive_frontier POLICY TRACES_DIR [--only NAME,...] [--targets T,...] [--quantile Q] [--margin M] [--max-error E]".into());
     };
     let mut only: Option<String> = None;
     let mut targets = vec![40.0, 47.5, 55.0, 62.5, 70.0];
+    let mut settings = Predictive { mode: PredictiveMode::Active, ..Predictive::default() };
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let num = || value.parse::<f64>().map_err(|e| format!("{flag}: {e}"));
         match flag.as_str() {
             "--only" => only = Some(value.clone()),
+            "--quantile" => settings.quantile = num()?,
+            "--margin" => settings.margin = num()?,
+            "--max-error" => settings.max_error = num()?,
             "--targets" => {
                 targets = value.split(',').map(|t| t.trim().parse::<f64>().map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
             }
@@ -228,13 +233,13 @@ fn run() -> Result<(), String> {
                 initial: None,
                 target: Some(t),
             };
-            for (i, pred) in [false, true].into_iter().enumerate() {
+            for (i, pred) in [None, Some(&settings)].into_iter().enumerate() {
                 let p = with_target(&base, target, pred);
                 let prep = prepare(&p, &trace, scenario(target)).map_err(|e| e.to_string())?;
                 let (r, _, _) = prep.run_policy(&mut |_| {});
                 curves[i].push((target, r.figures.instance_hours, r.figures.under_provisioned_minutes));
             }
-            let p = with_target(&base, target, false);
+            let p = with_target(&base, target, None);
             let prep = prepare(&p, &trace, scenario(target)).map_err(|e| e.to_string())?;
             let r = prep.run_reference(Strategy::AwsPredictive, &mut |_| {});
             curves[2].push((target, r.figures.instance_hours, r.figures.under_provisioned_minutes));
