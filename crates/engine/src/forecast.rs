@@ -487,3 +487,6 @@ fn quantile(sorted: &[f32], q: f64) -> f32 {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod decide_tests;
