@@ -197,7 +197,10 @@ fn run() -> Result<(), String> {
             "--margin" => settings.margin = num()?,
             "--max-error" => settings.max_error = num()?,
             "--targets" => {
-                targets = value.split(',').map(|t| t.trim().parse::<f64>().map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
+                targets = value
+                    .split(',')
+                    .map(|t| t.trim().parse::<f64>().map_err(|e| e.to_string()))
+                    .collect::<Result<_, _>>()?;
             }
             _ => return Err(format!("unknown flag {flag}")),
         }
@@ -245,19 +248,12 @@ fn run() -> Result<(), String> {
             curves[2].push((target, r.figures.instance_hours, r.figures.under_provisioned_minutes));
         }
         println!("## {} ({:.1} s)", spec.name, t0.elapsed().as_secs_f64());
-        println!("| target | policy h | policy under-min | predictive h | predictive under-min | aws-predictive h | aws under-min |");
+        println!(
+            "| target | policy h | policy under-min | predictive h | predictive under-min | aws-predictive h | aws under-min |"
+        );
         println!("|---:|---:|---:|---:|---:|---:|---:|");
-        for k in 0..targets.len() {
-            println!(
-                "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
-                curves[0][k].0,
-                curves[0][k].1,
-                curves[0][k].2,
-                curves[1][k].1,
-                curves[1][k].2,
-                curves[2][k].1,
-                curves[2][k].2
-            );
+        for ((b, p), a) in curves[0].iter().zip(&curves[1]).zip(&curves[2]) {
+            println!("| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |", b.0, b.1, b.2, p.1, p.2, a.1, a.2);
         }
         let xy = |c: &Vec<(f64, f64, f64)>| c.iter().map(|p| (p.1, p.2)).collect::<Vec<_>>();
         let at_default = curves[1].iter().find(|p| p.0 == default_target).copied().ok_or("no default run")?;
@@ -267,18 +263,25 @@ fn run() -> Result<(), String> {
         let aws_default = curves[2].iter().find(|p| p.0 == default_target).copied().ok_or("no default run")?;
         let pred_at_aws = interpolate(&xy(&curves[1]), aws_default.1);
         #[allow(clippy::cast_precision_loss)]
-        let (wape_ours, wape_aws, n) = forecast_errors(&prepare(&base, &trace, Scenario {
-            demand,
-            boot_delay: Duration::from_secs(90),
-            metric_lag: Duration::from_secs(60),
-            initial: None,
-            target: None,
-        })
-        .map_err(|e| e.to_string())?
-        .demand
-        .iter()
-        .map(|&(t, d)| (t, d * 100.0 / default_target))
-        .collect::<Vec<_>>(), trace.end_ms);
+        let (wape_ours, wape_aws, n) = forecast_errors(
+            &prepare(
+                &base,
+                &trace,
+                Scenario {
+                    demand,
+                    boot_delay: Duration::from_secs(90),
+                    metric_lag: Duration::from_secs(60),
+                    initial: None,
+                    target: None,
+                },
+            )
+            .map_err(|e| e.to_string())?
+            .demand
+            .iter()
+            .map(|&(t, d)| (t, d * 100.0 / default_target))
+            .collect::<Vec<_>>(),
+            trace.end_ms,
+        );
         let fmt = |x: Option<f64>| x.map_or("n/a".to_owned(), |v| format!("{v:.1}"));
         println!(
             "at target {default_target}: predictive {:.1} h, {:.1} under-min; without predictive at equal hours {}; aws-predictive at equal hours {}; predictive at aws-predictive's {:.1} h: {} (aws {:.1})",
@@ -290,10 +293,16 @@ fn run() -> Result<(), String> {
             fmt(pred_at_aws),
             aws_default.2
         );
-        println!("forecast WAPE (5-minute demand, {n} slots): ours {:.1}%, aws-predictive {:.1}%\n", wape_ours * 100.0, wape_aws * 100.0);
+        println!(
+            "forecast WAPE (5-minute demand, {n} slots): ours {:.1}%, aws-predictive {:.1}%\n",
+            wape_ours * 100.0,
+            wape_aws * 100.0
+        );
         summary.push((spec.name, at_default, base_eq, aws_eq, wape_ours, wape_aws));
     }
-    println!("| trace | predictive h | predictive under-min | without, equal h | change | aws-predictive, equal h | forecast WAPE | aws WAPE |");
+    println!(
+        "| trace | predictive h | predictive under-min | without, equal h | change | aws-predictive, equal h | forecast WAPE | aws WAPE |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (name, p, b, a, wo, wa) in summary {
         let change = b.filter(|b| *b > 0.0).map_or("n/a".to_owned(), |b| format!("{:+.0}%", (p.2 / b - 1.0) * 100.0));

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::{Human, after};
 use crate::fleet::{Fleet, Member, MemberState};
-use crate::history::{Direction, EvalRecord, PoolHistory};
 use crate::forecast::{Forecaster, Unavailable};
+use crate::history::{Direction, EvalRecord, PoolHistory};
 use crate::policy::{Goal, MissingData, Policy, PredictiveMode, ScaleInOrder, ScaleOutOrder};
 use crate::schedule::{self, Floor};
 
@@ -212,15 +212,18 @@ impl Decision {
         }
     }
 
-    /// The capacity the metrics asked for, unrounded (`score × current`): what the forecast
-    /// learns from. `None` when every metric was missing.
-    pub fn demand(&self) -> Option<f64> {
+    /// The capacity the metrics asked for, unrounded (`score × current`), and when it was
+    /// measured (the newest reading's period start, not the evaluation time: a metric arrives
+    /// a period and a lag late, and the forecast must learn when the load came). What the
+    /// forecast learns from; `None` when every metric was missing.
+    pub fn demand(&self) -> Option<(Timestamp, f64)> {
         if self.bounds.iter().any(|b| matches!(b, Bound::MissingData { .. })) {
             return None;
         }
+        let at = self.readings.iter().filter_map(|r| r.sampled_at).max().unwrap_or(self.at).min(self.at);
         match self.score {
-            Some(s) => Some(s * f64::from(self.current)),
-            None => Some(f64::from(self.proposal)),
+            Some(s) => Some((at, s * f64::from(self.current))),
+            None => Some((at, f64::from(self.proposal))),
         }
     }
 

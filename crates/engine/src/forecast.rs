@@ -115,7 +115,10 @@ impl Model {
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum Fit {
     /// Not enough history yet.
-    Learning { hours: u32, needed: u32 },
+    Learning {
+        hours: u32,
+        needed: u32,
+    },
     Ready(Model),
 }
 
@@ -194,7 +197,9 @@ impl fmt::Display for Unavailable {
             Unavailable::Stale { since: Some(t) } => write!(f, "no demand observed since {t}"),
             Unavailable::Stale { since: None } => f.write_str("no demand observed"),
             Unavailable::NoForecast => f.write_str("too few past values for the slots ahead"),
-            Unavailable::Unmeasured => f.write_str("forecast error not measurable yet (no day with a day of data before it)"),
+            Unavailable::Unmeasured => {
+                f.write_str("forecast error not measurable yet (no day with a day of data before it)")
+            }
         }
     }
 }
@@ -290,9 +295,7 @@ impl Forecaster {
         let key = FitKey::of(spec);
         let due = match &self.fitted {
             None => true,
-            Some(f) => {
-                f.key != key || now < f.at || now.duration_since(f.at).unsigned_abs() >= REFIT_EVERY
-            }
+            Some(f) => f.key != key || now < f.at || now.duration_since(f.at).unsigned_abs() >= REFIT_EVERY,
         };
         if due {
             let fit = self.fit(spec, now);

@@ -15,7 +15,7 @@ pub mod policy;
 pub mod schedule;
 
 pub use decide::{Action, Bound, Decision, Reading, decide, decide_with};
-pub use forecast::Forecaster;
 pub use fleet::{Fleet, GroupState, Member, MemberState};
+pub use forecast::Forecaster;
 pub use history::{Direction, EvalRecord, PoolHistory, Sample};
 pub use policy::Policy;

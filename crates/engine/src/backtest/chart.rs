@@ -16,6 +16,7 @@ use super::{Backtest, Strategy, SupplyRow};
 /// Fill of a pre-warm window while its floor holds, and once `release_after` released it.
 const HELD_FILL: &str = "#ffe08a";
 const RELEASED_FILL: &str = "#fff6d6";
+const FORECAST_FILL: &str = "#cfe8cf";
 const W: f64 = 1200.0;
 const PANEL_H: f64 = 300.0;
 const LEFT: f64 = 60.0;
@@ -120,7 +121,9 @@ fn panel(o: &mut String, b: &Backtest, top: f64, t0: i64, t1: i64, title: &str) 
         r##"<rect x="{LEFT}" y="{top}" width="{pw}" height="{PANEL_H}" fill="#ffffff" stroke="#999999"/>"##
     );
     // Pre-warm windows: solid where the floor held, pale where `release_after` released it.
-    for (windows, fill) in [(&b.prewarm, HELD_FILL), (&b.prewarm_released, RELEASED_FILL)] {
+    for (windows, fill) in
+        [(&b.prewarm, HELD_FILL), (&b.prewarm_released, RELEASED_FILL), (&b.forecast_floors, FORECAST_FILL)]
+    {
         for &(a, z) in windows {
             if z <= t0 || a >= t1 {
                 continue;
@@ -270,6 +273,14 @@ pub fn svg(b: &Backtest, trace_name: &str) -> String {
         let _ = writeln!(
             o,
             r##"<rect x="{lx}" y="28" width="14" height="10" fill="{RELEASED_FILL}" stroke="{HELD_FILL}"/><text x="{:.1}" y="37" font-size="12">floor released</text>"##,
+            lx + 18.0
+        );
+        lx += 130.0;
+    }
+    if !b.forecast_floors.is_empty() {
+        let _ = writeln!(
+            o,
+            r##"<rect x="{lx}" y="28" width="14" height="10" fill="{FORECAST_FILL}"/><text x="{:.1}" y="37" font-size="12">forecast floor</text>"##,
             lx + 18.0
         );
     }

@@ -181,6 +181,9 @@ pub struct Backtest {
     pub prewarm: Vec<(i64, i64)>,
     /// Intervals inside pre-warm windows whose floor `release_after` had released.
     pub prewarm_released: Vec<(i64, i64)>,
+    /// Intervals during which the forecast floor (`predictive:`) was above what the metrics
+    /// asked for (applied in `active` mode, only reported in `forecast_only`).
+    pub forecast_floors: Vec<(i64, i64)>,
     pub decisions: u64,
 }
 
@@ -190,6 +193,8 @@ pub struct Backtest {
 pub struct PolicyWindows {
     pub held: Vec<(i64, i64)>,
     pub released: Vec<(i64, i64)>,
+    /// Where the forecast floor was above the metrics' proposal.
+    pub forecast: Vec<(i64, i64)>,
 }
 
 /// A prepared backtest: demand computed, limits resolved.
@@ -278,7 +283,7 @@ impl Prepared<'_> {
         let rec = sim::simulate(&self.load(), &mut ctl, &mut pool, progress);
         let rows = rec.into_rows();
         let figures = figures(Strategy::Policy.as_str(), &rows, self.end_ms);
-        let windows = PolicyWindows { held: ctl.floors, released: ctl.released };
+        let windows = PolicyWindows { held: ctl.floors, released: ctl.released, forecast: ctl.forecast_floors };
         (Run { strategy: Strategy::Policy, figures, rows }, windows, ctl.decisions)
     }
 
@@ -346,9 +351,13 @@ pub fn run(
         runs,
         prewarm: windows.held,
         prewarm_released: windows.released,
+        forecast_floors: windows.forecast,
         decisions,
     })
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod predictive_tests;

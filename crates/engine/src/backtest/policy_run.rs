@@ -15,8 +15,8 @@ use jiff::Timestamp;
 
 use super::sim::{Controller, PipelineSpec, Pool, Signal, Stat};
 use crate::decide::{Action, Bound, decide_with};
-use crate::forecast::Forecaster;
 use crate::fleet::{Fleet, GroupState, Member, MemberState};
+use crate::forecast::Forecaster;
 use crate::history::{PoolHistory, Sample};
 use crate::policy::{Goal, MetricSpec, Policy, PoolTarget, Statistic};
 
@@ -173,8 +173,8 @@ impl Controller for PolicyController<'_> {
             f.refresh(spec, at);
         }
         let d = decide_with(self.policy, &self.history, &self.fleet, self.forecaster.as_ref(), at);
-        if let (Some(f), Some(demand)) = (&mut self.forecaster, d.demand()) {
-            f.observe(at, demand);
+        if let (Some(f), Some((measured, demand))) = (&mut self.forecaster, d.demand()) {
+            f.observe(measured, demand);
         }
         self.decisions += 1;
         for action in &d.actions {

@@ -25,6 +25,8 @@ pub struct ReportJson<'a> {
     pub prewarm_windows: Vec<Window>,
     /// Where a pre-warm window ran with its floor released (`release_after`).
     pub prewarm_released: Vec<Window>,
+    /// Where the forecast floor was above what the metrics asked for.
+    pub forecast_windows: Vec<Window>,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,6 +46,7 @@ pub fn json(b: &Backtest, trace_name: &str) -> String {
         strategies: b.runs.iter().map(|r| &r.figures).collect(),
         prewarm_windows: b.prewarm.iter().map(|&(s, e)| Window { start: ts(s), end: ts(e) }).collect(),
         prewarm_released: b.prewarm_released.iter().map(|&(s, e)| Window { start: ts(s), end: ts(e) }).collect(),
+        forecast_windows: b.forecast_floors.iter().map(|&(s, e)| Window { start: ts(s), end: ts(e) }).collect(),
     };
     // Serialising these plain structs cannot fail; fall back to an empty object regardless.
     serde_json::to_string_pretty(&r).unwrap_or_else(|_| "{}".to_owned()) + "\n"

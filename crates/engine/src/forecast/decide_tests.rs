@@ -70,7 +70,9 @@ fn active_floor_raises_before_the_peak_and_is_capped_at_max() {
     let d = decide_with(&p, &calm(now), &group(4), Some(&f), at(now));
     assert_eq!(d.desired, 16, "{:?}", d.reasons());
     assert_eq!(d.forecast_floor(), Some((16, true)));
-    assert!(d.reasons().iter().any(|r| r.starts_with("forecast floor 16 (median ") && r.contains(", p75 for the slot at ") && r.ends_with(": raised")));
+    assert!(d.reasons().iter().any(|r| r.starts_with("forecast floor 16 (median ")
+        && r.contains(", p75 for the slot at ")
+        && r.ends_with(": raised")));
     // Capped at max.
     let d = decide_with(&policy(10, "active"), &calm(now), &group(4), Some(&f), at(now));
     assert_eq!(d.desired, 10);

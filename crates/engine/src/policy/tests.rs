@@ -120,7 +120,7 @@ fn structural_errors_carry_yaml_locations() {
     check(
         &with("metricz: []\n"),
         &[
-            "t.yaml:7:1: unknown field `metricz`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out",
+            "t.yaml:7:1: unknown field `metricz`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out, predictive",
         ],
     );
     check(&BASE.replace("max: 10", "max: \"ten\""), &["t.yaml:4:6: invalid floating point"]);
@@ -187,7 +187,7 @@ fn pool_and_metric_conflicts() {
     check(
         &with("metrics: []\n").replace("metrics:\n  - {id", "unused:\n  - {id"),
         &[
-            "t.yaml:5:1: unknown field `unused`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out",
+            "t.yaml:5:1: unknown field `unused`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out, predictive",
         ],
     );
 }
@@ -443,6 +443,57 @@ fn remaining_messages_each_with_their_location() {
             .replace("metrics:", "scale_in: {protect_tag: {key: keep, value: \"yes\"}}\nmetrics:"),
         &[
             "t.yaml:5:25: warning: scale_in.protect_tag: has no effect on an Auto Scaling group (use the group's scale-in protection)",
+        ],
+    );
+}
+
+#[test]
+fn predictive_defaults_and_errors() {
+    let p = parse_policy("t.yaml", &with("predictive: {}\n")).policy.unwrap();
+    let pr = p.predictive.unwrap();
+    assert_eq!(pr, Predictive::default());
+    assert_eq!(pr.mode, PredictiveMode::ForecastOnly, "forecast_only unless asked");
+    assert_eq!(pr.history, Duration::from_secs(14 * 86_400));
+    assert!(pr.daily && pr.weekly);
+    assert_eq!(pr.lead, Duration::from_secs(300));
+    assert!(parse_policy("t.yaml", BASE).policy.unwrap().predictive.is_none(), "off without the block");
+    let p = parse_policy(
+        "t.yaml",
+        &with("predictive:\n  mode: active\n  history: 28d\n  periods: [daily]\n  quantile: 0.9\n  margin: 10%\n  lead: 10m\n  max_error: 0.4\n"),
+    )
+    .policy
+    .unwrap();
+    let pr = p.predictive.unwrap();
+    assert_eq!(
+        (pr.mode, pr.history.as_secs(), pr.daily, pr.weekly, pr.quantile, pr.margin, pr.lead.as_secs(), pr.max_error),
+        (PredictiveMode::Active, 28 * 86_400, true, false, 0.9, 0.1, 600, 0.4)
+    );
+    check(
+        &with(
+            "predictive:
+  mode: always
+  history: 90d
+  periods: [hourly, weekly]
+  quantile: 1.5
+  margin: lots
+  lead: 7h
+  max_error: 0%
+",
+        ),
+        &[
+            "t.yaml:8:9: predictive.mode: \"always\" is not one of \"forecast_only\", \"active\"",
+            "t.yaml:9:12: predictive.history: 90d is out of range (allowed 3d to 63d: CloudWatch keeps 5-minute data for 63 days)",
+            "t.yaml:10:13: predictive.periods[0]: \"hourly\" is not one of \"daily\", \"weekly\"",
+            "t.yaml:11:13: predictive.quantile: 1.5 is out of range (a quantile above 0 and below 1, e.g. 0.75)",
+            "t.yaml:12:11: predictive.margin: \"lots\" is not a fraction (write e.g. 10% or 0.1)",
+            "t.yaml:13:9: predictive.lead: 7h is longer than 6h",
+            "t.yaml:14:14: predictive.max_error: \"0%\" is out of range (allowed 1% to 1000%)",
+        ],
+    );
+    check(
+        &with("predictive: {moed: active}\n"),
+        &[
+            "t.yaml:7:14: unknown field `moed`, expected one of mode, history, periods, quantile, margin, lead, max_error",
         ],
     );
 }

@@ -503,11 +503,7 @@ fn fraction(ctx: &mut Ctx<'_>, v: &Option<S<Text>>, field: &str, lo: f64, hi: f6
     match parsed {
         Ok(x) if x.is_finite() && (lo..=hi).contains(&x) => Some(x),
         Ok(_) => {
-            ctx.err(
-                s.referenced,
-                field,
-                format!("{t:?} is out of range (allowed {}% to {}%)", lo * 100.0, hi * 100.0),
-            );
+            ctx.err(s.referenced, field, format!("{t:?} is out of range (allowed {}% to {}%)", lo * 100.0, hi * 100.0));
             None
         }
         Err(_) => {
