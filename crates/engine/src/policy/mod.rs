@@ -322,7 +322,7 @@ pub enum PredictiveMode {
 pub const DEFAULT_PREDICTIVE_HISTORY: Duration = Duration::from_secs(14 * 86_400);
 pub const DEFAULT_PREDICTIVE_QUANTILE: f64 = 0.75;
 pub const DEFAULT_PREDICTIVE_LEAD: Duration = Duration::from_secs(300);
-pub const DEFAULT_PREDICTIVE_MAX_ERROR: f64 = 0.5;
+pub const DEFAULT_PREDICTIVE_MAX_ERROR: f64 = 0.8;
 
 impl Default for Predictive {
     fn default() -> Self {
