@@ -256,14 +256,19 @@ fn document_grants_exactly_the_operations_the_code_calls() {
 
 #[test]
 fn target_groups_are_registered_in_and_deregistered_from_only_where_listed() {
-    let tg = |name: &str| format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/0123456789abcdef");
+    let tg =
+        |name: &str| format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/0123456789abcdef");
     let with_tg = |name: &str, value: &str, arns: &[String]| {
         policy(&format!(
             "name: {name}\npool:\n  tag: {{ key: pool, value: {value} }}\n  target_groups: [{}]\nmin: 1\nmax: 4\nmetrics:\n  - {{ id: cpu, namespace: AWS/EC2, name: CPUUtilization, per_instance: avg, target: 50 }}\n",
             arns.join(", ")
         ))
     };
-    let set = [with_tg("web", "web", &[tg("web-a"), tg("web-b")]), with_tg("api", "api", &[tg("api")]), tagged("batch", "pool", "batch", None)];
+    let set = [
+        with_tg("web", "web", &[tg("web-a"), tg("web-b")]),
+        with_tg("api", "api", &[tg("api")]),
+        tagged("batch", "pool", "batch", None),
+    ];
     let refs: Vec<&Policy> = set.iter().collect();
     let doc = document(&refs, "aws").unwrap();
     let st = statement(&doc, "RegisterInListedTargetGroups");

@@ -89,7 +89,10 @@ pub async fn describe_target_groups(aws: &Aws, arns: &[String]) -> Result<Vec<Ta
             .map_err(|e| {
                 let code = aws_sdk_elasticloadbalancingv2::error::ProvideErrorMetadata::code(&e);
                 if code == Some("TargetGroupNotFound") {
-                    format!("target group not found: one of {} does not exist in this account and region", chunk.join(", "))
+                    format!(
+                        "target group not found: one of {} does not exist in this account and region",
+                        chunk.join(", ")
+                    )
                 } else {
                     sdk_error("DescribeTargetGroups", &e)
                 }

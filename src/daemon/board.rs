@@ -207,7 +207,12 @@ impl Board {
                 }
             }
         }
-        header(&mut out, "vmscaler_pool_draining", "gauge", "Members being drained from their target groups before a stop.");
+        header(
+            &mut out,
+            "vmscaler_pool_draining",
+            "gauge",
+            "Members being drained from their target groups before a stop.",
+        );
         for p in self.pools.values() {
             line(&mut out, "vmscaler_pool_draining", &[("policy", &p.policy)], p.draining.len() as f64);
         }

@@ -124,6 +124,16 @@ pub fn adopt_intent(policy: &Policy, actions: &[Action], at: Timestamp, fleet: &
     }
 }
 
+/// Marks the members of [`PoolState::draining`] that EC2 shows running as draining, from the
+/// state alone (before the metrics are read, so their series stay out of per-instance averages).
+pub fn mark_draining(state: &PoolState, fleet: &mut Fleet) {
+    if let Fleet::Instances { members } = fleet {
+        for m in members.iter_mut().filter(|m| m.state == MemberState::Running && state.draining.contains_key(&m.id)) {
+            m.state = MemberState::Draining;
+        }
+    }
+}
+
 /// Reads the pool's target groups and members' health, and marks draining and warming members
 /// in `fleet`. Draining members EC2 no longer shows running are finished (stopped elsewhere or
 /// by an earlier run) and forgotten. An error means the load balancer side is unknown: the
@@ -137,6 +147,10 @@ pub async fn observe(
     now: Timestamp,
 ) -> Result<Lb, String> {
     let Fleet::Instances { members } = fleet else { return Ok(Lb::default()) };
+    // Back to what EC2 shows ([`mark_draining`] may have marked some already).
+    for m in members.iter_mut().filter(|m| m.state == MemberState::Draining) {
+        m.state = MemberState::Running;
+    }
     if !policy.drains() && state.draining.is_empty() {
         return Ok(Lb::default());
     }
@@ -158,7 +172,8 @@ pub async fn observe(
     state.draining.retain(|id, _| {
         members.iter().any(|m| m.id == *id && matches!(m.state, MemberState::Running | MemberState::Pending))
     });
-    let running: Vec<String> = members.iter().filter(|m| m.state == MemberState::Running).map(|m| m.id.clone()).collect();
+    let running: Vec<String> =
+        members.iter().filter(|m| m.state == MemberState::Running).map(|m| m.id.clone()).collect();
     let need_ips = groups.iter().any(|g| g.ip_targets) || policy.scale_in.pre_stop.is_some();
     if need_ips {
         let missing: Vec<String> = running.iter().filter(|id| !cache.ips.contains_key(*id)).cloned().collect();
@@ -229,9 +244,9 @@ pub async fn act(
     // Only running, unprotected members of this pool are drained; the rest goes to the
     // actuator, whose screen refuses it with a reason.
     let ec2 = Fleet::Instances { members: lb.ec2.clone() };
-    let (ok, refused): (Vec<String>, Vec<String>) = to_drain.into_iter().partition(|id| {
-        lb.ec2.iter().any(|m| m.id == *id && !m.protected && m.state == MemberState::Running)
-    });
+    let (ok, refused): (Vec<String>, Vec<String>) = to_drain
+        .into_iter()
+        .partition(|id| lb.ec2.iter().any(|m| m.id == *id && !m.protected && m.state == MemberState::Running));
     if !refused.is_empty() {
         rest.actions.push(Action::Stop { instance_ids: refused });
     }
@@ -373,7 +388,9 @@ async fn register_all(aws: &Aws, lb: &Lb, ids: &[String], fence: Option<&dyn Fen
             let Some(t) = lb.target(g, id) else { continue };
             match elb::register(aws, g, &[t]).await {
                 Ok(()) => out.push(Outcome::Registered { id: id.clone(), group: g.name().to_owned() }),
-                Err(e) if quiet => tracing::debug!(instance = %id, error = %e, "not registered yet: the next check retries"),
+                Err(e) if quiet => {
+                    tracing::debug!(instance = %id, error = %e, "not registered yet: the next check retries")
+                }
                 Err(error) => out.push(Outcome::Failed { what: format!("register {id} in {}", g.name()), error }),
             }
         }
@@ -442,10 +459,12 @@ pub async fn progress(
             for g in back {
                 match lb.target(g, id) {
                     Some(t) => match elb::deregister(aws, g, &[t]).await {
-                        Ok(()) => tracing::info!(instance = %id, group = %g.name(), "draining member was still registered: deregistered again"),
-                        Err(error) => {
-                            done.outcomes.push(Outcome::Failed { what: format!("deregister {id} from {}", g.name()), error })
+                        Ok(()) => {
+                            tracing::info!(instance = %id, group = %g.name(), "draining member was still registered: deregistered again")
                         }
+                        Err(error) => done
+                            .outcomes
+                            .push(Outcome::Failed { what: format!("deregister {id} from {}", g.name()), error }),
                     },
                     None => done.outcomes.push(Outcome::Failed {
                         what: format!("deregister {id} from {}", g.name()),
@@ -488,8 +507,10 @@ pub async fn progress(
     let stop = Decision { actions: vec![Action::Stop { instance_ids: ids.clone() }], ..empty_decision(policy, now) };
     let ec2 = Fleet::Instances { members: lb.ec2.clone() };
     let outcomes = actuate::apply_fenced(aws, policy, &ec2, &stop, false, fence).await;
-    let stopped: BTreeSet<&str> =
-        outcomes.iter().filter_map(|o| if let Outcome::Stopped { id } = o { Some(id.as_str()) } else { None }).collect();
+    let stopped: BTreeSet<&str> = outcomes
+        .iter()
+        .filter_map(|o| if let Outcome::Stopped { id } = o { Some(id.as_str()) } else { None })
+        .collect();
     for (id, timed_out) in &ready {
         if !stopped.contains(id.as_str()) {
             continue;
@@ -511,7 +532,12 @@ pub async fn progress(
 
 /// A decision with no actions, to hand the actuator the stop that ends a drain.
 fn empty_decision(policy: &Policy, now: Timestamp) -> Decision {
-    let mut d = vmscaler_engine::decide(policy, &vmscaler_engine::PoolHistory::default(), &Fleet::Instances { members: vec![] }, now);
+    let mut d = vmscaler_engine::decide(
+        policy,
+        &vmscaler_engine::PoolHistory::default(),
+        &Fleet::Instances { members: vec![] },
+        now,
+    );
     d.actions.clear();
     d
 }
@@ -585,7 +611,8 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(2)).await;
             seen
         });
-        let hook = PreStop { url: format!("http://{{private_ip}}:{port}/drain?now=1"), timeout: Duration::from_millis(300) };
+        let hook =
+            PreStop { url: format!("http://{{private_ip}}:{port}/drain?now=1"), timeout: Duration::from_millis(300) };
         assert_eq!(post(&hook, "127.0.0.1").await, "HTTP 204");
         assert!(post(&hook, "127.0.0.1").await.starts_with("HTTP 503 from http://127.0.0.1:"));
         let slow = post(&hook, "127.0.0.1").await;
@@ -600,7 +627,8 @@ mod tests {
     fn the_drain_timeout_is_the_policy_s_or_the_groups_capped() {
         let text = "name: w\npool: { tag: { key: k, value: v }, target_groups: [arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/a/1] }\nmin: 1\nmax: 4\nmetrics:\n  - { id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50 }\n";
         let p = vmscaler_engine::policy::parse_policy("w.yaml", text).policy.unwrap_or_else(|| panic!("invalid"));
-        let g = |secs| TargetGroup { arn: "a".into(), ip_targets: false, deregistration_delay: Duration::from_secs(secs) };
+        let g =
+            |secs| TargetGroup { arn: "a".into(), ip_targets: false, deregistration_delay: Duration::from_secs(secs) };
         assert_eq!(drain_timeout(&p, &[g(30), g(120)]), Duration::from_secs(120));
         assert_eq!(drain_timeout(&p, &[g(3600)]), DRAIN_TIMEOUT_CAP);
         let with = format!("{text}scale_in: {{ drain_timeout: 45s }}\n");
@@ -681,7 +709,8 @@ impl super::Daemon {
                 }
             };
             let fence = guards.get(name).map(|g| g as &dyn Fence);
-            let finished = progress(&self.aws, &pool.policy, &lb, &mut pool.state, &BTreeSet::new(), dry_run, fence, now).await;
+            let finished =
+                progress(&self.aws, &pool.policy, &lb, &mut pool.state, &BTreeSet::new(), dry_run, fence, now).await;
             pool.drain_due = needs_check(&lb, &pool.state, false).then(|| crate::clock::later(now, DRAIN_CHECK));
             for o in &finished.outcomes {
                 tracing::info!(policy = %name, outcome = %o, "drain check");

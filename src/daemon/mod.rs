@@ -400,6 +400,12 @@ impl Daemon {
     ) {
         let policies: Vec<&Policy> = due.iter().filter_map(|n| self.pools.get(n)).map(|p| &p.policy).collect();
         let mut fleets = describe_fleets(&self.aws, &policies).await;
+        for (name, fleet) in fleets.iter_mut() {
+            // Draining members serve nothing: their metrics stay out of per-instance averages.
+            if let (Ok(f), Some(p)) = (fleet, self.pools.get(name)) {
+                drain::mark_draining(&p.state, f);
+            }
+        }
         let queries: Vec<PoolQuery> = policies
             .iter()
             .filter_map(|p| match fleets.get(&p.name) {
