@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetDescription, TargetTypeEnum};
+use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use jiff::{Timestamp, ToSpan};
 use vmscaler::clock::{Clock, SystemClock};
 use vmscaler::state::{PoolState, StateStore};
@@ -54,29 +54,12 @@ async fn daemon_through(proxy: &FaultProxy, cfg: vmscaler::config::Config, now: 
     d
 }
 
-/// Creates an instance target group in moto's default VPC; its ARN.
 async fn target_group(moto: &Moto, name: &str) -> String {
-    let ec2 = moto.ec2().await;
-    let vpcs = ec2.describe_vpcs().send().await.expect("describe vpcs");
-    let vpc = vpcs.vpcs().first().and_then(|v| v.vpc_id()).expect("moto's default vpc").to_owned();
-    let elb = moto.aws().await.elb().clone();
-    let resp = elb
-        .create_target_group()
-        .name(name)
-        .protocol(ProtocolEnum::Http)
-        .port(80)
-        .vpc_id(vpc)
-        .target_type(TargetTypeEnum::Instance)
-        .send()
-        .await
-        .expect("create target group");
-    resp.target_groups()[0].target_group_arn().expect("arn").to_owned()
+    moto.create_target_group(name).await
 }
 
 async fn register(moto: &Moto, arn: &str, ids: &[String]) {
-    let elb = moto.aws().await.elb().clone();
-    let targets = ids.iter().map(|id| TargetDescription::builder().id(id).build()).collect();
-    elb.register_targets().target_group_arn(arn).set_targets(Some(targets)).send().await.expect("register");
+    moto.register_targets(arn, ids).await;
 }
 
 /// Health state of each of `ids` in the group (`healthy`, `unused`, ...).
