@@ -137,7 +137,8 @@ async fn scale_in_deregisters_first_and_stops_only_once_drained() {
     assert_eq!(health(&moto, &arn, std::slice::from_ref(&id)).await, ["unused"]);
     assert!(proxy.arrivals("StopInstances").is_empty(), "a stop went out in the deregistering evaluation");
     let board = d.board().snapshot();
-    assert_eq!(board.pools["web"].draining.iter().map(|x| x.id.clone()).collect::<Vec<_>>(), [id.clone()]);
+    let draining: Vec<String> = board.pools["web"].draining.iter().map(|x| x.id.clone()).collect();
+    assert_eq!(draining, std::slice::from_ref(&id));
     assert!(board.render_prometheus().contains("vmscaler_pool_draining{policy=\"web\"} 1\n"));
     let others: Vec<String> = pool.running.iter().filter(|m| **m != id).cloned().collect();
     assert_eq!(health(&moto, &arn, &others).await, ["healthy", "healthy"], "only the chosen member left");

@@ -478,6 +478,29 @@ pub async fn progress(
             ready.push((id.clone(), !drained));
         }
     }
+    // A member tagged protected while draining is kept: registered again, not stopped.
+    let protected: Vec<String> = ready
+        .iter()
+        .filter(|(id, _)| lb.ec2.iter().any(|m| m.id == *id && m.protected))
+        .map(|(id, _)| id.clone())
+        .collect();
+    if !protected.is_empty() {
+        ready.retain(|(id, _)| !protected.contains(id));
+        for o in register_all(aws, lb, &protected, fence, false).await {
+            if let Outcome::Registered { id, .. } = &o
+                && state.draining.remove(id).is_some()
+            {
+                done.outcomes.push(Outcome::DrainCancelled { id: id.clone() });
+            }
+            done.outcomes.push(o);
+        }
+        if lb.groups.is_empty() {
+            for id in &protected {
+                state.draining.remove(id);
+                done.outcomes.push(Outcome::DrainCancelled { id: id.clone() });
+            }
+        }
+    }
     if ready.is_empty() {
         return done;
     }
@@ -589,54 +612,6 @@ async fn post_once(url: &str) -> Result<u16, String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_hook_posts_and_reports_without_failing_the_stop() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
-        let server = tokio::spawn(async move {
-            let mut seen = Vec::new();
-            for answer in ["HTTP/1.1 204 No Content\r\n\r\n", "HTTP/1.1 503 Busy\r\n\r\n"] {
-                let Ok((mut s, _)) = listener.accept().await else { break };
-                let mut buf = [0u8; 1024];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                seen.push(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned());
-                let _ = s.write_all(answer.as_bytes()).await;
-            }
-            // A third connection that never answers.
-            let _held = listener.accept().await;
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            seen
-        });
-        let hook =
-            PreStop { url: format!("http://{{private_ip}}:{port}/drain?now=1"), timeout: Duration::from_millis(300) };
-        assert_eq!(post(&hook, "127.0.0.1").await, "HTTP 204");
-        assert!(post(&hook, "127.0.0.1").await.starts_with("HTTP 503 from http://127.0.0.1:"));
-        let slow = post(&hook, "127.0.0.1").await;
-        assert!(slow.ends_with("did not answer within 300ms; stopping anyway"), "{slow}");
-        let seen = server.await.unwrap_or_default();
-        assert_eq!(seen, ["POST /drain?now=1 HTTP/1.1", "POST /drain?now=1 HTTP/1.1"]);
-        let refused = PreStop { url: "http://127.0.0.1:1/x".into(), timeout: Duration::from_secs(1) };
-        assert!(post(&refused, "ignored").await.contains("failed"), "connection refused is reported");
-    }
-
-    #[test]
-    fn the_drain_timeout_is_the_policy_s_or_the_groups_capped() {
-        let text = "name: w\npool: { tag: { key: k, value: v }, target_groups: [arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/a/1] }\nmin: 1\nmax: 4\nmetrics:\n  - { id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50 }\n";
-        let p = vmscaler_engine::policy::parse_policy("w.yaml", text).policy.unwrap_or_else(|| panic!("invalid"));
-        let g =
-            |secs| TargetGroup { arn: "a".into(), ip_targets: false, deregistration_delay: Duration::from_secs(secs) };
-        assert_eq!(drain_timeout(&p, &[g(30), g(120)]), Duration::from_secs(120));
-        assert_eq!(drain_timeout(&p, &[g(3600)]), DRAIN_TIMEOUT_CAP);
-        let with = format!("{text}scale_in: {{ drain_timeout: 45s }}\n");
-        let p = vmscaler_engine::policy::parse_policy("w.yaml", &with).policy.unwrap_or_else(|| panic!("invalid"));
-        assert_eq!(drain_timeout(&p, &[g(3600)]), Duration::from_secs(45));
-    }
-}
-
 /// Instance ids a decision's actions name.
 pub fn acted_on(actions: &[Action]) -> BTreeSet<String> {
     actions
@@ -731,5 +706,53 @@ impl super::Daemon {
             let pb = b.pools.entry(name.clone()).or_default();
             pb.draining = board(&pool.state, lb.timeout);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_hook_posts_and_reports_without_failing_the_stop() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for answer in ["HTTP/1.1 204 No Content\r\n\r\n", "HTTP/1.1 503 Busy\r\n\r\n"] {
+                let Ok((mut s, _)) = listener.accept().await else { break };
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                seen.push(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned());
+                let _ = s.write_all(answer.as_bytes()).await;
+            }
+            // A third connection that never answers.
+            let _held = listener.accept().await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            seen
+        });
+        let hook =
+            PreStop { url: format!("http://{{private_ip}}:{port}/drain?now=1"), timeout: Duration::from_millis(300) };
+        assert_eq!(post(&hook, "127.0.0.1").await, "HTTP 204");
+        assert!(post(&hook, "127.0.0.1").await.starts_with("HTTP 503 from http://127.0.0.1:"));
+        let slow = post(&hook, "127.0.0.1").await;
+        assert!(slow.ends_with("did not answer within 300ms; stopping anyway"), "{slow}");
+        let seen = server.await.unwrap_or_default();
+        assert_eq!(seen, ["POST /drain?now=1 HTTP/1.1", "POST /drain?now=1 HTTP/1.1"]);
+        let refused = PreStop { url: "http://127.0.0.1:1/x".into(), timeout: Duration::from_secs(1) };
+        assert!(post(&refused, "ignored").await.contains("failed"), "connection refused is reported");
+    }
+
+    #[test]
+    fn the_drain_timeout_is_the_policy_s_or_the_groups_capped() {
+        let text = "name: w\npool: { tag: { key: k, value: v }, target_groups: [arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/a/1] }\nmin: 1\nmax: 4\nmetrics:\n  - { id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50 }\n";
+        let p = vmscaler_engine::policy::parse_policy("w.yaml", text).policy.unwrap_or_else(|| panic!("invalid"));
+        let g =
+            |secs| TargetGroup { arn: "a".into(), ip_targets: false, deregistration_delay: Duration::from_secs(secs) };
+        assert_eq!(drain_timeout(&p, &[g(30), g(120)]), Duration::from_secs(120));
+        assert_eq!(drain_timeout(&p, &[g(3600)]), DRAIN_TIMEOUT_CAP);
+        let with = format!("{text}scale_in: {{ drain_timeout: 45s }}\n");
+        let p = vmscaler_engine::policy::parse_policy("w.yaml", &with).policy.unwrap_or_else(|| panic!("invalid"));
+        assert_eq!(drain_timeout(&p, &[g(3600)]), Duration::from_secs(45));
     }
 }
