@@ -483,3 +483,55 @@ async fn sigkill_mid_drain_then_a_rise_undoes_the_drain() {
         "crash (rise after restart): {id} was deregistered and running after SIGKILL; the new decision registered it again: {state}, target {health}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pre_stop_hook_runs_after_the_drain_and_before_the_stop() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let moto = Moto::start();
+    let proxy = std::sync::Arc::new(logging_proxy(&moto).await);
+    let pool = moto.create_tagged_pool(("vmscaler:pool", "web"), 3, 0, 0, None).await;
+    let arn = target_group(&moto, "web").await;
+    register(&moto, &arn, &pool.running).await;
+    // The hook: records the request line and how many stops and deregistrations moto had seen.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind hook");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, usize, usize)>::new()));
+    {
+        let (seen, proxy) = (std::sync::Arc::clone(&seen), std::sync::Arc::clone(&proxy));
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 2048];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_owned();
+                let counts = (proxy.arrivals("StopInstances").len(), proxy.arrivals("DeregisterTargets").len());
+                seen.lock().expect("lock").push((line, counts.0, counts.1));
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+            }
+        });
+    }
+    let s = Scratch::new("drain-hook");
+    // moto's private addresses are not reachable from here: the hook goes to a fixed address
+    // (validation warns about a URL without {private_ip}; a warning does not stop the pool).
+    let hook =
+        format!("scale_in:\n  order: newest\n  pre_stop: {{ url: \"http://127.0.0.1:{port}/drain\", timeout: 2s }}\n");
+    s.write_policy("web.yaml", &web_policy(&arn, "").replace("scale_in:\n  order: newest\n", &hook));
+    let mut cfg = s.config(&moto);
+    cfg.endpoint_url = Some(proxy.endpoint.clone());
+    let t0 = base_time();
+    put_cpu(&moto, &pool.running, t0, 3, 10.0).await;
+    let mut d = daemon_through(&proxy, cfg, t0).await;
+    let (at, id, _) = tick_until_a_drain(&moto, &mut d, &pool.running, t0).await;
+    assert!(seen.lock().expect("lock").is_empty(), "the hook ran before the drain was seen to end");
+    d.tick(at + 5.seconds()).await;
+    let calls = seen.lock().expect("lock").clone();
+    assert_eq!(
+        calls,
+        [("POST /drain HTTP/1.1".to_owned(), 0, 1)],
+        "one POST, after the deregistration, before any stop"
+    );
+    assert_eq!(proxy.arrivals("StopInstances").len(), 1);
+    let states = moto.instance_states().await;
+    assert!(["stopping", "stopped"].contains(&state_of(&states, &id).as_str()), "{states:?}");
+    let metrics = d.board().snapshot().render_prometheus();
+    assert!(metrics.contains("kind=\"stop_after_drain\"} 1"), "{metrics}");
+}

@@ -440,42 +440,30 @@ pub async fn progress(
         if lb.ec2_state(id) != Some(MemberState::Running) || acted_on.contains(id) {
             continue;
         }
-        // Still registered and not deregistering: its deregistration never went out (a crash)
-        // or someone registered it again.
-        let back: Vec<&TargetGroup> = lb
-            .groups
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| matches!(lb.health(*i, id), Some(Health::Healthy | Health::NotServing(_))))
-            .map(|(_, g)| g)
-            .collect();
-        let drained = (0..lb.groups.len()).all(|i| !lb.health(i, id).is_some_and(Health::registered));
-        let timed_out = now >= crate::clock::later(d.since, lb.timeout);
-        if !back.is_empty() && !timed_out {
-            if let Err(reason) = check(fence).await {
-                done.outcomes.push(Outcome::Fenced { what: format!("deregister {id}"), reason });
-                continue;
-            }
-            for g in back {
-                match lb.target(g, id) {
-                    Some(t) => match elb::deregister(aws, g, &[t]).await {
+        let health: Vec<Option<&Health>> = (0..lb.groups.len()).map(|i| lb.health(i, id)).collect();
+        match step(&health, d.since, lb.timeout, now) {
+            Step::Wait => {}
+            Step::Stop { timed_out } => ready.push((id.clone(), timed_out)),
+            Step::DeregisterAgain(groups) => {
+                if let Err(reason) = check(fence).await {
+                    done.outcomes.push(Outcome::Fenced { what: format!("deregister {id}"), reason });
+                    continue;
+                }
+                for g in groups.iter().filter_map(|i| lb.groups.get(*i)) {
+                    let result = match lb.target(g, id) {
+                        Some(t) => elb::deregister(aws, g, &[t]).await,
+                        None => Err("no private address known".to_owned()),
+                    };
+                    match result {
                         Ok(()) => {
                             tracing::info!(instance = %id, group = %g.name(), "draining member was still registered: deregistered again")
                         }
                         Err(error) => done
                             .outcomes
                             .push(Outcome::Failed { what: format!("deregister {id} from {}", g.name()), error }),
-                    },
-                    None => done.outcomes.push(Outcome::Failed {
-                        what: format!("deregister {id} from {}", g.name()),
-                        error: "no private address known".to_owned(),
-                    }),
+                    }
                 }
             }
-            continue;
-        }
-        if drained || timed_out {
-            ready.push((id.clone(), !drained));
         }
     }
     // A member tagged protected while draining is kept: registered again, not stopped.
@@ -612,6 +600,43 @@ async fn post_once(url: &str) -> Result<u16, String> {
     }
 }
 
+/// What to do with one draining member at a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Its target groups still drain its connections, and the deadline has not come.
+    Wait,
+    /// Registered (and not deregistering) in these groups (by index): its deregistration never
+    /// went out (a crash between the intent and the call) or someone registered it again. It is
+    /// deregistered again and never stopped while registered, deadline or not.
+    DeregisterAgain(Vec<usize>),
+    /// Out of every group (`timed_out: false`), or still draining at its deadline.
+    Stop { timed_out: bool },
+}
+
+/// The verdict for a draining member deregistered at `since`, from its health in each group
+/// (`None`: the answer left it out, as good as not registered).
+pub fn step(health: &[Option<&Health>], since: Timestamp, timeout: Duration, now: Timestamp) -> Step {
+    let back: Vec<usize> = health
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| {
+            matches!(h, Some(Health::Healthy | Health::NotServing(_) | Health::Unused { registered: true }))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if !back.is_empty() {
+        return Step::DeregisterAgain(back);
+    }
+    let drained = health.iter().all(|h| !h.is_some_and(Health::registered));
+    if drained {
+        Step::Stop { timed_out: false }
+    } else if now >= crate::clock::later(since, timeout) {
+        Step::Stop { timed_out: true }
+    } else {
+        Step::Wait
+    }
+}
+
 /// Instance ids a decision's actions name.
 pub fn acted_on(actions: &[Action]) -> BTreeSet<String> {
     actions
@@ -741,6 +766,28 @@ mod tests {
         assert_eq!(seen, ["POST /drain?now=1 HTTP/1.1", "POST /drain?now=1 HTTP/1.1"]);
         let refused = PreStop { url: "http://127.0.0.1:1/x".into(), timeout: Duration::from_secs(1) };
         assert!(post(&refused, "ignored").await.contains("failed"), "connection refused is reported");
+    }
+
+    #[test]
+    fn a_drain_waits_for_every_group_stops_at_its_deadline_and_never_while_registered() {
+        let t = |secs: i64| Timestamp::from_second(1_800_000_000 + secs).unwrap_or(Timestamp::UNIX_EPOCH);
+        let timeout = Duration::from_secs(120);
+        let (draining, gone, healthy) = (Health::Draining, Health::Unused { registered: false }, Health::Healthy);
+        let check = |h: &[Option<&Health>], at| step(h, t(0), timeout, t(at));
+        // Both groups still draining: wait, up to the deadline, then stop anyway.
+        assert_eq!(check(&[Some(&draining), Some(&draining)], 60), Step::Wait);
+        assert_eq!(check(&[Some(&draining), Some(&draining)], 119), Step::Wait);
+        assert_eq!(check(&[Some(&draining), Some(&draining)], 120), Step::Stop { timed_out: true });
+        // One group done, the other not: still waiting.
+        assert_eq!(check(&[Some(&gone), Some(&draining)], 30), Step::Wait);
+        // Out of every group (or left out of the answer): drained.
+        assert_eq!(check(&[Some(&gone), None], 30), Step::Stop { timed_out: false });
+        assert_eq!(check(&[], 0), Step::Stop { timed_out: false }, "no group: only a hook to wait for");
+        // Registered in one group (a crash before the call): deregistered again, even late.
+        assert_eq!(check(&[Some(&gone), Some(&healthy)], 30), Step::DeregisterAgain(vec![1]));
+        assert_eq!(check(&[Some(&healthy), Some(&draining)], 500), Step::DeregisterAgain(vec![0]));
+        let initial = Health::NotServing("initial".into());
+        assert_eq!(check(&[Some(&initial)], 10), Step::DeregisterAgain(vec![0]));
     }
 
     #[test]
