@@ -374,6 +374,13 @@ impl Daemon {
         let wanted: Vec<String> = due.iter().chain(&checks).cloned().collect();
         // With leases, only the pools held here (each under its guard until the tick ends).
         let (held, guards) = self.gate(wanted, now);
+        for name in checks.iter().filter(|n| !held.contains(n)) {
+            // Held elsewhere now: that daemon's sweep registers the member again (its drain
+            // state is this host's); checking here would only spin.
+            if let Some(p) = self.pools.get_mut(name) {
+                p.drain_due = None;
+            }
+        }
         let (due, checks): (Vec<String>, Vec<String>) = held.into_iter().partition(|n| !checks.contains(n));
         let mut report = TickReport::default();
         if !due.is_empty() {
@@ -506,6 +513,7 @@ impl Daemon {
             Ok(lb) => lb,
             Err(e) => {
                 // Without the load balancer's view nothing is stopped, started or registered.
+                pool.drain_due = pool.drain_due.map(|_| later(now, drain::DRAIN_CHECK));
                 let _ = self.store.save(&pool.state);
                 self.fail(name, now, format!("target groups: {e}"), false);
                 return None;
