@@ -9,7 +9,7 @@
 //! Not here: deciding what to keep (the daemon prunes the history before saving) or reading
 //! the clock (callers pass `now`).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -70,6 +70,20 @@ pub struct PoolState {
     /// described then (see [`Intent`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<Intent>,
+    /// Members taken out of their load balancer target groups on the way to being stopped,
+    /// by instance id (see `crate::daemon::drain`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub draining: BTreeMap<String, Drain>,
+}
+
+/// One member's drain: deregistered at `since`, stopped once its target groups show it drained
+/// or the drain timeout has passed, whichever comes first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Drain {
+    pub since: Timestamp,
+    /// Its private IPv4 address, once known (`ip` target groups, the pre-stop hook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_ip: Option<String>,
 }
 
 /// What a pool was about to do, persisted before doing it (a write-ahead record).
@@ -98,6 +112,7 @@ impl PoolState {
             history: PoolHistory::default(),
             decisions: VecDeque::new(),
             intent: None,
+            draining: BTreeMap::new(),
         }
     }
 }

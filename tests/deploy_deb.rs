@@ -175,10 +175,16 @@ fn installed_package_dry_runs_the_example_policies_against_moto() {
     let bin = root.join("usr/bin/vmscaler");
     let moto = Moto::start();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        moto.create_tagged_pool(("vmscaler:pool", "web-storefront"), 3, 4, 1, Some(("vmscaler:protect", "true"))).await;
+    // web-storefront serves behind a target group, created here like Terraform's example does.
+    let target_group = rt.block_on(async {
+        let web = moto
+            .create_tagged_pool(("vmscaler:pool", "web-storefront"), 3, 4, 1, Some(("vmscaler:protect", "true")))
+            .await;
         moto.create_tagged_pool(("vmscaler:pool", "gpu-transcode"), 2, 2, 0, None).await;
         moto.create_asg("queue-workers", 1, 40, 1).await;
+        let arn = moto.create_target_group("web-storefront").await;
+        moto.register_targets(&arn, &[web.running, web.protected].concat()).await;
+        arn
     });
     let before = rt.block_on(moto.instance_states());
 
@@ -191,6 +197,13 @@ fn installed_package_dry_runs_the_example_policies_against_moto() {
         let path = entry.unwrap().path();
         std::fs::copy(&path, policies.join(path.file_name().unwrap())).unwrap();
     }
+    // The example target group's ARN replaced by the one that exists (the ops host's user data
+    // does the same with the group Terraform created).
+    let web = policies.join("web-storefront.yaml");
+    let example_arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-storefront/6d0ecf831eec9f09";
+    let text = read(&web);
+    assert!(text.contains(example_arn), "the shipped web policy lists its example target group");
+    std::fs::write(&web, text.replace(example_arn, &target_group)).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let packaged = read(&etc.join("vmscaler.yaml"));
     let config = packaged

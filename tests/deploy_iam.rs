@@ -17,11 +17,12 @@ use vmscaler_engine::policy::parse_policy;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The SDK crates whose clients the daemon holds, with the IAM service prefix of each.
-const SERVICES: [(&str, &str); 4] = [
+const SERVICES: [(&str, &str); 5] = [
     ("aws-sdk-ec2", "ec2"),
     ("aws-sdk-autoscaling", "autoscaling"),
     ("aws-sdk-cloudwatch", "cloudwatch"),
     ("aws-sdk-dynamodb", "dynamodb"),
+    ("aws-sdk-elasticloadbalancingv2", "elasticloadbalancing"),
 ];
 
 const LEASES: LeaseGrant<'static> = LeaseGrant { table: "vmscaler-leases", create_table: true };
@@ -251,6 +252,43 @@ fn document_grants_exactly_the_operations_the_code_calls() {
     let single = document(&refs, "aws").unwrap();
     let no_lease: BTreeSet<String> = called_set.iter().filter(|a| !a.starts_with("dynamodb:")).cloned().collect();
     assert_eq!(actions_in(&single, "Allow"), no_lease, "{single:#}");
+}
+
+#[test]
+fn target_groups_are_registered_in_and_deregistered_from_only_where_listed() {
+    let tg =
+        |name: &str| format!("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/0123456789abcdef");
+    let with_tg = |name: &str, value: &str, arns: &[String]| {
+        policy(&format!(
+            "name: {name}\npool:\n  tag: {{ key: pool, value: {value} }}\n  target_groups: [{}]\nmin: 1\nmax: 4\nmetrics:\n  - {{ id: cpu, namespace: AWS/EC2, name: CPUUtilization, per_instance: avg, target: 50 }}\n",
+            arns.join(", ")
+        ))
+    };
+    let set = [
+        with_tg("web", "web", &[tg("web-a"), tg("web-b")]),
+        with_tg("api", "api", &[tg("api")]),
+        tagged("batch", "pool", "batch", None),
+    ];
+    let refs: Vec<&Policy> = set.iter().collect();
+    let doc = document(&refs, "aws").unwrap();
+    let st = statement(&doc, "RegisterInListedTargetGroups");
+    assert_eq!(
+        statement_actions(st),
+        ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"]
+    );
+    assert_eq!(st["Resource"], serde_json::json!([tg("api"), tg("web-a"), tg("web-b")]));
+    let reads = statement_actions(statement(&doc, "ReadMetricsAndFleets"));
+    for read in [
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTargetGroupAttributes",
+        "elasticloadbalancing:DescribeTargetHealth",
+    ] {
+        assert!(reads.iter().any(|r| r == read), "{read} not granted: {reads:?}");
+    }
+    // No target group, no load balancer access at all.
+    let plain = [tagged("batch", "pool", "batch", None)];
+    let doc = document(&plain.iter().collect::<Vec<_>>(), "aws").unwrap();
+    assert!(actions_in(&doc, "Allow").iter().all(|a| !a.starts_with("elasticloadbalancing:")), "{doc:#}");
 }
 
 #[test]

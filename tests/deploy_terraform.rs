@@ -415,3 +415,45 @@ fn local_example_sends_every_service_to_the_loopback_endpoint() {
     let cfg = &outputs["dry_run_config"]["value"];
     assert!(str_of(cfg, "dry_run_config").contains("dry_run = true"), "{cfg}");
 }
+
+#[test]
+fn target_groups_are_passed_through_to_the_iam_grant_and_the_policies() {
+    let (root, _, dirs) = terraform();
+    // The shipped policies that list target groups, by pool (tag value).
+    let set = vmscaler::policies::load_dir(&Path::new(ROOT).join("policies"));
+    let behind_lb: BTreeSet<String> = set
+        .policies
+        .iter()
+        .filter(|(_, p)| !p.target_groups.is_empty())
+        .filter_map(|(_, p)| if let PoolTarget::Tagged(t) = &p.pool { Some(t.value.clone()) } else { None })
+        .collect();
+    assert!(behind_lb.contains("web-storefront"), "the shipped web policy lists its target group");
+
+    // The example fleet creates a target group for exactly those pools and outputs their ARNs.
+    let pools = &dirs["modules/example-pools"];
+    assert!(pools.resources("resource").contains_key(&("aws_lb_target_group".to_owned(), "pool".to_owned())));
+    assert!(pools.named("output").contains_key("target_group_arns"));
+    let ops = &dirs["examples/ops-host"];
+    let call = &ops.named("module")["example_pools"];
+    let created: BTreeSet<String> =
+        call["target_groups"].as_object().expect("target_groups map").keys().cloned().collect();
+    assert_eq!(created, behind_lb);
+
+    // The IAM module scopes Register/DeregisterTargets to the created ARNs: it rewrites the
+    // statement `vmscaler iam-policy` generates under this Sid.
+    let iam_call = &ops.named("module")["vmscaler_iam"];
+    assert_eq!(iam_call["target_group_arns"], "${values(module.example_pools.target_group_arns)}");
+    let iam = &dirs["modules/vmscaler-iam"];
+    assert!(iam.named("variable").contains_key("target_group_arns"));
+    let generated = std::fs::read_to_string(root.join("generated/vmscaler-iam-policy.json")).unwrap();
+    let sid = "RegisterInListedTargetGroups";
+    assert!(generated.contains(&format!("\"Sid\": \"{sid}\"")), "the generated document has no {sid} statement");
+    assert!(iam.strings.iter().any(|s| s.contains(&format!("\"{sid}\""))), "the IAM module does not rewrite {sid}");
+
+    // The ops host puts the created ARN into each enabled policy in place of the example's.
+    let user_data = std::fs::read_to_string(root.join("examples/ops-host/user-data.sh.tftpl")).unwrap();
+    assert!(
+        user_data.contains("%{ for tg in target_groups ~}") && user_data.contains("targetgroup/${tg.pool}/"),
+        "{user_data}"
+    );
+}

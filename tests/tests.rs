@@ -3,6 +3,7 @@
 // Test helpers outside #[test] functions unwrap freely: a failure there is a test failure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod aws_drain;
 mod aws_fleet;
 mod aws_metrics;
 mod backtest_cli;

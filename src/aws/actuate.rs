@@ -82,12 +82,50 @@ pub enum Outcome {
         what: String,
         reason: String,
     },
+    /// Deregistered from the pool's target groups: stopped once drained (`crate::daemon::drain`).
+    Draining {
+        id: String,
+        groups: usize,
+    },
+    /// Dry run of a scale-in behind load balancers.
+    WouldDrain {
+        id: String,
+        groups: usize,
+    },
+    /// A draining member registered again instead of being stopped.
+    DrainCancelled {
+        id: String,
+    },
+    WouldCancelDrain {
+        id: String,
+    },
+    /// A drained member stopped: the end of an earlier scale-in, not a new one.
+    StoppedAfterDrain {
+        id: String,
+        waited_secs: u64,
+        /// The drain timeout passed before the target groups showed it drained.
+        timed_out: bool,
+        /// What the pre-stop hook answered, if there is one.
+        hook: Option<String>,
+    },
+    /// Registered in a target group (after a start, or found running outside it).
+    Registered {
+        id: String,
+        group: String,
+    },
 }
 
 impl Outcome {
     /// Whether this outcome changed (or, in a dry run, would have changed) the fleet.
     pub fn is_change(&self) -> bool {
-        matches!(self, Outcome::Started { .. } | Outcome::Stopped { .. } | Outcome::DesiredSet { .. })
+        matches!(
+            self,
+            Outcome::Started { .. }
+                | Outcome::Stopped { .. }
+                | Outcome::DesiredSet { .. }
+                | Outcome::Draining { .. }
+                | Outcome::DrainCancelled { .. }
+        )
     }
 
     /// A short kind for metrics labels (`actions by kind`).
@@ -103,6 +141,13 @@ impl Outcome {
             Outcome::Shortfall { .. } => "shortfall",
             Outcome::Failed { .. } => "failed",
             Outcome::Fenced { .. } => "fenced",
+            Outcome::Draining { .. } => "drain",
+            Outcome::WouldDrain { .. } => "would_drain",
+            Outcome::DrainCancelled { .. } => "cancel_drain",
+            Outcome::WouldCancelDrain { .. } => "would_cancel_drain",
+            Outcome::StoppedAfterDrain { timed_out: false, .. } => "stop_after_drain",
+            Outcome::StoppedAfterDrain { timed_out: true, .. } => "stop_after_drain_timeout",
+            Outcome::Registered { .. } => "register",
         }
     }
 }
@@ -123,6 +168,26 @@ impl fmt::Display for Outcome {
             Outcome::Shortfall { missing } => write!(f, "short of {missing} instance(s): no stopped member left"),
             Outcome::Failed { what, error } => write!(f, "{what} failed: {error}"),
             Outcome::Fenced { what, reason } => write!(f, "{what} skipped: {reason}"),
+            Outcome::Draining { id, groups } => {
+                write!(f, "deregistered {id} from {groups} target group(s): stopping it once drained")
+            }
+            Outcome::WouldDrain { id, groups } => {
+                write!(f, "would deregister {id} from {groups} target group(s) and stop after drain")
+            }
+            Outcome::DrainCancelled { id } => write!(f, "drain of {id} cancelled: registered again, not stopped"),
+            Outcome::WouldCancelDrain { id } => write!(f, "would cancel the drain of {id} and register it again"),
+            Outcome::StoppedAfterDrain { id, waited_secs, timed_out, hook } => {
+                if *timed_out {
+                    write!(f, "stopped {id}: not drained after {waited_secs}s (drain timeout), stopped anyway")?;
+                } else {
+                    write!(f, "stopped {id} after a {waited_secs}s drain")?;
+                }
+                match hook {
+                    Some(h) => write!(f, " (pre-stop hook: {h})"),
+                    None => Ok(()),
+                }
+            }
+            Outcome::Registered { id, group } => write!(f, "registered {id} in target group {group}"),
         }
     }
 }
@@ -172,6 +237,8 @@ pub async fn apply_fenced(
                     out.extend(stop(aws, &ids).await);
                 }
             }
+            // Pools behind load balancers: `crate::daemon::drain` registers these again.
+            Action::CancelDrain { .. } => {}
             Action::SetDesiredCapacity { group, desired } => {
                 let desired = match fleet {
                     Fleet::Group(g) if g.name == *group => (*desired).clamp(g.min, g.max.max(g.min)),

@@ -6,12 +6,14 @@
 //! into engine types and engine decisions into AWS calls:
 //! - [`metrics`]: every series of every pool in as few `GetMetricData` calls as the API allows;
 //! - [`fleet`]: tagged pools and Auto Scaling groups as [`vmscaler_engine::Fleet`]s;
-//! - [`actuate`]: a [`vmscaler_engine::Decision`]'s actions, for real or as a dry run.
+//! - [`actuate`]: a [`vmscaler_engine::Decision`]'s actions, for real or as a dry run;
+//! - [`elb`]: the load balancer target groups of pools that drain before they stop.
 //!
 //! Deliberately not here: deciding anything (the engine does), scheduling evaluations,
 //! persisting state or reading the clock (callers pass `now`).
 
 pub mod actuate;
+pub mod elb;
 pub mod fleet;
 pub mod json_protocol;
 pub mod lease;
@@ -77,6 +79,8 @@ pub struct Aws {
     pub(crate) cloudwatch: aws_sdk_cloudwatch::Client,
     /// Leases (multi-host operation); unused unless the config has a `lease:` section.
     pub(crate) dynamodb: aws_sdk_dynamodb::Client,
+    /// Load balancer target groups (pools with `target_groups`).
+    pub(crate) elb: aws_sdk_elasticloadbalancingv2::Client,
     stats: Arc<ApiStats>,
 }
 
@@ -129,6 +133,10 @@ impl Aws {
             .retry_config(retry.clone())
             .timeout_config(timeouts.clone())
             .build();
+        let elb = aws_sdk_elasticloadbalancingv2::config::Builder::from(config)
+            .retry_config(retry.clone())
+            .timeout_config(timeouts.clone())
+            .build();
         // CloudWatch goes over AWS JSON 1.0 (see `json_protocol`): moto has no RPC v2 CBOR.
         let cloudwatch = aws_sdk_cloudwatch::config::Builder::from(config)
             .retry_config(retry)
@@ -143,6 +151,7 @@ impl Aws {
             autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling),
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
+            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
             stats: Arc::new(ApiStats::default()),
         }
     }
@@ -162,6 +171,11 @@ impl Aws {
     /// The Auto Scaling client (uncounted, like [`Aws::ec2`]).
     pub fn autoscaling(&self) -> &aws_sdk_autoscaling::Client {
         &self.autoscaling
+    }
+
+    /// The Elastic Load Balancing v2 client (uncounted, like [`Aws::ec2`]).
+    pub fn elb(&self) -> &aws_sdk_elasticloadbalancingv2::Client {
+        &self.elb
     }
 
     /// The CloudWatch client, speaking AWS JSON 1.0 (uncounted, like [`Aws::ec2`]).

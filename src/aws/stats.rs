@@ -37,10 +37,16 @@ pub enum Operation {
     CreateTable,
     DescribeTable,
     UpdateTimeToLive,
+    /// Elastic Load Balancing v2, for pools with `target_groups`.
+    DescribeTargetGroups,
+    DescribeTargetGroupAttributes,
+    DescribeTargetHealth,
+    RegisterTargets,
+    DeregisterTargets,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 17] = [
         Operation::GetMetricData,
         Operation::DescribeInstances,
         Operation::StartInstances,
@@ -53,6 +59,11 @@ impl Operation {
         Operation::CreateTable,
         Operation::DescribeTable,
         Operation::UpdateTimeToLive,
+        Operation::DescribeTargetGroups,
+        Operation::DescribeTargetGroupAttributes,
+        Operation::DescribeTargetHealth,
+        Operation::RegisterTargets,
+        Operation::DeregisterTargets,
     ];
 
     /// The API's own name, as Prometheus labels and logs show it.
@@ -70,6 +81,11 @@ impl Operation {
             Operation::CreateTable => "CreateTable",
             Operation::DescribeTable => "DescribeTable",
             Operation::UpdateTimeToLive => "UpdateTimeToLive",
+            Operation::DescribeTargetGroups => "DescribeTargetGroups",
+            Operation::DescribeTargetGroupAttributes => "DescribeTargetGroupAttributes",
+            Operation::DescribeTargetHealth => "DescribeTargetHealth",
+            Operation::RegisterTargets => "RegisterTargets",
+            Operation::DeregisterTargets => "DeregisterTargets",
         }
     }
 

@@ -11,6 +11,10 @@
 //!   block are ANDed, plus an explicit deny of `StopInstances` on a pool's protected members;
 //! - `autoscaling:SetDesiredCapacity` only on the named groups' ARNs
 //!   (`...:autoScalingGroup:*:autoScalingGroupName/<name>`);
+//! - for pools behind load balancers (`pool.target_groups`): the target group reads on `*`
+//!   (`DescribeTargetHealth` and the other `Describe*` calls have no resource-level
+//!   permissions) and `elasticloadbalancing:RegisterTargets`/`DeregisterTargets` on exactly
+//!   the listed target group ARNs;
 //! - with `--lease-table NAME` (several daemons sharing pools through leases, see
 //!   [`crate::lease`]): `dynamodb:UpdateItem` and `dynamodb:Scan` on that table only, plus
 //!   `CreateTable`, `DescribeTable` and `UpdateTimeToLive` on it with `--create-lease-table`
@@ -47,6 +51,8 @@ pub enum NeededFor {
     LeaseTable,
     /// Daemons creating the lease table at start-up (`--create-lease-table`).
     LeaseTableCreation,
+    /// Sets with a pool behind load balancer target groups (`pool.target_groups`).
+    TargetGroups,
 }
 
 /// One AWS operation the daemon calls, as an IAM action (`service:Operation`).
@@ -60,7 +66,7 @@ pub struct ApiAction {
 
 /// Every AWS operation the daemon's code calls. `tests/deploy_iam.rs` derives the same list
 /// from the SDK calls in `src/` and fails when the two differ.
-pub const API_ACTIONS: [ApiAction; 12] = [
+pub const API_ACTIONS: [ApiAction; 17] = [
     ApiAction {
         action: "cloudwatch:GetMetricData",
         needed_for: NeededFor::AnyPool,
@@ -121,6 +127,31 @@ pub const API_ACTIONS: [ApiAction; 12] = [
         needed_for: NeededFor::LeaseTableCreation,
         why: "aws::lease turns on TTL clean-up of membership items in a new table",
     },
+    ApiAction {
+        action: "elasticloadbalancing:DescribeTargetGroups",
+        needed_for: NeededFor::TargetGroups,
+        why: "aws::elb reads each listed target group's target type (instance or ip)",
+    },
+    ApiAction {
+        action: "elasticloadbalancing:DescribeTargetGroupAttributes",
+        needed_for: NeededFor::TargetGroups,
+        why: "aws::elb reads deregistration_delay.timeout_seconds, the default drain timeout",
+    },
+    ApiAction {
+        action: "elasticloadbalancing:DescribeTargetHealth",
+        needed_for: NeededFor::TargetGroups,
+        why: "aws::elb reads members' health (serving once healthy) and drain progress",
+    },
+    ApiAction {
+        action: "elasticloadbalancing:RegisterTargets",
+        needed_for: NeededFor::TargetGroups,
+        why: "aws::elb registers started members and members whose drain was cancelled",
+    },
+    ApiAction {
+        action: "elasticloadbalancing:DeregisterTargets",
+        needed_for: NeededFor::TargetGroups,
+        why: "aws::elb deregisters members before they are stopped (drain)",
+    },
 ];
 
 /// Characters that IAM would read as a wildcard or a policy variable inside an ARN.
@@ -138,6 +169,8 @@ pub enum IamPolicyError {
     Partition(String),
     #[error("lease table {0:?} is not a DynamoDB table name (3 to 255 of a-z, A-Z, 0-9, '_', '-', '.')")]
     LeaseTableName(String),
+    #[error("policy {policy}: target group {arn:?} is not a literal target group ARN")]
+    TargetGroupArn { policy: String, arn: String },
 }
 
 /// The lease table a set of daemons shares, for the IAM document.
@@ -172,7 +205,7 @@ fn action_needed(needed_for: NeededFor, tagged: bool, groups: bool) -> bool {
         NeededFor::AnyPool => tagged || groups,
         NeededFor::TaggedPool => tagged,
         NeededFor::AutoScalingGroup => groups,
-        NeededFor::LeaseTable | NeededFor::LeaseTableCreation => false,
+        NeededFor::LeaseTable | NeededFor::LeaseTableCreation | NeededFor::TargetGroups => false,
     }
 }
 
@@ -181,6 +214,15 @@ fn actions(tagged: bool, groups: bool, pred: impl Fn(&str) -> bool) -> Vec<&'sta
     API_ACTIONS
         .iter()
         .filter(|a| action_needed(a.needed_for, tagged, groups) && pred(a.action))
+        .map(|a| a.action)
+        .collect()
+}
+
+/// Actions of [`API_ACTIONS`] on target groups, reads or writes, in table order.
+fn target_group_actions(reads: bool) -> Vec<&'static str> {
+    API_ACTIONS
+        .iter()
+        .filter(|a| a.needed_for == NeededFor::TargetGroups && is_read(a.action) == reads)
         .map(|a| a.action)
         .collect()
 }
@@ -239,7 +281,14 @@ pub fn document_with_lease(
     let mut pool_tags: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     let mut protected: BTreeMap<(&str, &str, &str), BTreeSet<&str>> = BTreeMap::new();
     let mut groups: BTreeSet<&str> = BTreeSet::new();
+    let mut target_groups: BTreeSet<&str> = BTreeSet::new();
     for p in policies {
+        for arn in &p.target_groups {
+            if arn.contains(ARN_SPECIAL) || !vmscaler_engine::policy::valid_target_group_arn(arn) {
+                return Err(IamPolicyError::TargetGroupArn { policy: p.name.clone(), arn: arn.clone() });
+            }
+            target_groups.insert(arn.as_str());
+        }
         match &p.pool {
             PoolTarget::Tagged(tag) => {
                 pool_tags.entry(tag.key.as_str()).or_default().insert(tag.value.as_str());
@@ -265,7 +314,10 @@ pub fn document_with_lease(
     let instance_arn = format!("arn:{partition}:ec2:*:*:instance/*");
     let mut statements = Vec::new();
 
-    let reads = actions(has_tagged, has_groups, is_read);
+    let mut reads = actions(has_tagged, has_groups, is_read);
+    if !target_groups.is_empty() {
+        reads.extend(target_group_actions(true));
+    }
     statements.push(json!({
         "Sid": "ReadMetricsAndFleets",
         "Effect": "Allow",
@@ -303,6 +355,14 @@ pub fn document_with_lease(
             "Effect": "Allow",
             "Action": actions(false, true, |a| !is_read(a)),
             "Resource": arns,
+        }));
+    }
+    if !target_groups.is_empty() {
+        statements.push(json!({
+            "Sid": "RegisterInListedTargetGroups",
+            "Effect": "Allow",
+            "Action": target_group_actions(false),
+            "Resource": target_groups,
         }));
     }
     if let Some(l) = lease {

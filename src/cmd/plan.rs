@@ -180,6 +180,9 @@ pub fn render(d: &Decision) -> String {
             let line = match a {
                 vmscaler_engine::Action::Start { instance_ids } => format!("start {}", instance_ids.join(", ")),
                 vmscaler_engine::Action::Stop { instance_ids } => format!("stop {}", instance_ids.join(", ")),
+                vmscaler_engine::Action::CancelDrain { instance_ids } => {
+                    format!("cancel the drain of {} (register again)", instance_ids.join(", "))
+                }
                 vmscaler_engine::Action::SetDesiredCapacity { group, desired } => {
                     format!("set desired capacity of {group} to {desired}")
                 }

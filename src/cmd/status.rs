@@ -131,6 +131,15 @@ pub fn render(health: &Health, view: &DecisionsView) -> String {
                 if pw.ramping { " (ramping)" } else { "" }
             );
         }
+        for d in &p.draining {
+            let _ = writeln!(
+                o,
+                "  draining {} from its target groups since {}, stopped by {} at the latest",
+                d.id,
+                d.since.strftime("%H:%M:%S"),
+                d.deadline.strftime("%H:%M:%S")
+            );
+        }
         if let Some(e) = &p.last_error {
             let _ = writeln!(o, "  DEGRADED ({} in a row): {e}", p.consecutive_failures);
         }
@@ -237,5 +246,41 @@ mod tests {
         let text = render(&health, &view);
         assert!(text.contains("api: leased by ops-2: evaluated there\n"), "{text}");
         assert!(text.contains("web: current 3 desired -"), "{text}");
+    }
+
+    #[test]
+    fn draining_members_are_listed_with_their_deadline() {
+        use crate::daemon::board::{DrainBoard, PoolBoard};
+        let t = |secs| jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let health = Health {
+            status: "ok".into(),
+            version: "0".into(),
+            now: t(0),
+            started_at: None,
+            last_tick: None,
+            pools: 1,
+            degraded_pools: vec![],
+            invalid_files: Default::default(),
+        };
+        let view = DecisionsView {
+            version: "0".into(),
+            now: t(0),
+            started_at: None,
+            last_tick: None,
+            dry_run: false,
+            invalid_files: Default::default(),
+            pools: vec![PoolBoard {
+                policy: "web".into(),
+                draining: vec![DrainBoard { id: "i-0abc".into(), since: t(3600), deadline: t(3720) }],
+                ..PoolBoard::default()
+            }],
+        };
+        let text = render(&health, &view);
+        assert!(
+            text.contains(
+                "  draining i-0abc from its target groups since 01:00:00, stopped by 01:02:00 at the latest\n"
+            ),
+            "{text}"
+        );
     }
 }

@@ -44,6 +44,51 @@ pub struct PoolBoard {
     /// daemon is evaluated there, not here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseStatus>,
+    /// Members being drained from the pool's load balancer target groups before their stop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub draining: Vec<DrainBoard>,
+}
+
+/// One member on its way out of the load balancer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainBoard {
+    pub id: String,
+    /// When it was deregistered.
+    pub since: Timestamp,
+    /// When it is stopped even if its target groups still show it draining.
+    pub deadline: Timestamp,
+}
+
+/// Upper bounds (seconds) of the drain duration histogram's buckets.
+pub const DRAIN_BUCKETS: [f64; 9] = [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0];
+
+/// How long drains took, from deregistration to the stop.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DrainHistogram {
+    /// Cumulative counts per bucket of [`DRAIN_BUCKETS`].
+    pub buckets: [u64; DRAIN_BUCKETS.len()],
+    pub count: u64,
+    pub sum: f64,
+}
+
+impl DrainHistogram {
+    pub fn observe(&mut self, secs: f64) {
+        for (b, le) in self.buckets.iter_mut().zip(DRAIN_BUCKETS) {
+            if secs <= le {
+                *b += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += secs;
+    }
+}
+
+impl Extend<f64> for DrainHistogram {
+    fn extend<I: IntoIterator<Item = f64>>(&mut self, iter: I) {
+        for s in iter {
+            self.observe(s);
+        }
+    }
 }
 
 impl PoolBoard {
@@ -75,6 +120,8 @@ pub struct Counters {
     pub state_errors: u64,
     /// Intents of interrupted runs reconciled with the fleet at start-up.
     pub reconciled: u64,
+    /// Drains that ended in a stop, by duration.
+    pub drain_seconds: DrainHistogram,
 }
 
 /// Everything the board shows.
@@ -160,6 +207,28 @@ impl Board {
                 }
             }
         }
+        header(
+            &mut out,
+            "vmscaler_pool_draining",
+            "gauge",
+            "Members being drained from their target groups before a stop.",
+        );
+        for p in self.pools.values() {
+            line(&mut out, "vmscaler_pool_draining", &[("policy", &p.policy)], p.draining.len() as f64);
+        }
+        header(
+            &mut out,
+            "vmscaler_drain_duration_seconds",
+            "histogram",
+            "From deregistration to the stop, for drains that ended in a stop.",
+        );
+        let h = &c.drain_seconds;
+        for (le, n) in DRAIN_BUCKETS.iter().zip(h.buckets) {
+            line(&mut out, "vmscaler_drain_duration_seconds_bucket", &[("le", &le.to_string())], n as f64);
+        }
+        line(&mut out, "vmscaler_drain_duration_seconds_bucket", &[("le", "+Inf")], h.count as f64);
+        line(&mut out, "vmscaler_drain_duration_seconds_sum", &[], h.sum);
+        line(&mut out, "vmscaler_drain_duration_seconds_count", &[], h.count as f64);
         header(&mut out, "vmscaler_prewarm_active", "gauge", "Capacity floor of the pre-warm rule in force, by rule.");
         for p in self.pools.values() {
             if let Some(pw) = &p.prewarm {

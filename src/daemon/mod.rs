@@ -15,6 +15,7 @@
 //! and systemd (see [`runloop`]), HTTP (see [`crate::http`]).
 
 pub mod board;
+pub mod drain;
 mod leases;
 pub mod runloop;
 pub mod watch;
@@ -54,6 +55,10 @@ struct Pool {
     failures: u32,
     /// The lease token whose handover was last merged into the history (several hosts).
     inherited_token: Option<u64>,
+    /// Load balancer target groups and member addresses, as last read (pools that drain).
+    lb: drain::LbCache,
+    /// When a drain under way (or a member to register) is next checked, between evaluations.
+    drain_due: Option<Timestamp>,
 }
 
 impl Pool {
@@ -207,7 +212,7 @@ impl Daemon {
 
     /// When the soonest pool is due.
     pub fn next_due(&self) -> Option<Timestamp> {
-        self.pools.values().map(|p| p.next_due).min()
+        self.pools.values().map(|p| p.drain_due.map_or(p.next_due, |d| d.min(p.next_due))).min()
     }
 
     /// Re-reads the policy directory. See the module documentation for what is kept.
@@ -258,7 +263,16 @@ impl Daemon {
                 None => {
                     report.added.push(name.clone());
                     let state = self.restore(&name, now);
-                    Pool { policy, file, state, next_due: now, failures: 0, inherited_token: None }
+                    Pool {
+                        policy,
+                        file,
+                        state,
+                        next_due: now,
+                        failures: 0,
+                        inherited_token: None,
+                        lb: drain::LbCache::default(),
+                        drain_due: None,
+                    }
                 }
             };
             next.insert(name, pool);
@@ -350,12 +364,32 @@ impl Daemon {
         let stepped_back = |p: &Pool| p.state.history.records.back().is_some_and(|r| r.at > now);
         let due: Vec<String> =
             self.pools.iter().filter(|(_, p)| p.next_due <= now || stepped_back(p)).map(|(n, _)| n.clone()).collect();
+        // Pools with a drain to check (or a member to register) that are not due anyway.
+        let checks: Vec<String> = self
+            .pools
+            .iter()
+            .filter(|(n, p)| p.drain_due.is_some_and(|d| d <= now) && !due.contains(n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let wanted: Vec<String> = due.iter().chain(&checks).cloned().collect();
         // With leases, only the pools held here (each under its guard until the tick ends).
-        let (due, guards) = self.gate(due, now);
+        let (held, guards) = self.gate(wanted, now);
+        for name in checks.iter().filter(|n| !held.contains(n)) {
+            // Held elsewhere now: that daemon's sweep registers the member again (its drain
+            // state is this host's); checking here would only spin.
+            if let Some(p) = self.pools.get_mut(name) {
+                p.drain_due = None;
+            }
+        }
+        let (due, checks): (Vec<String>, Vec<String>) = held.into_iter().partition(|n| !checks.contains(n));
         let mut report = TickReport::default();
         if !due.is_empty() {
             let span = info_span!("tick", pools = due.len());
             self.tick_pools(&due, &guards, now, &mut report).instrument(span).await;
+        }
+        if !checks.is_empty() {
+            let span = info_span!("drain_checks", pools = checks.len());
+            self.drain_checks(&checks, &guards, now).instrument(span).await;
         }
         drop(guards);
         self.publish_api_stats(now);
@@ -373,6 +407,12 @@ impl Daemon {
     ) {
         let policies: Vec<&Policy> = due.iter().filter_map(|n| self.pools.get(n)).map(|p| &p.policy).collect();
         let mut fleets = describe_fleets(&self.aws, &policies).await;
+        for (name, fleet) in fleets.iter_mut() {
+            // Draining members serve nothing: their metrics stay out of per-instance averages.
+            if let (Ok(f), Some(p)) = (fleet, self.pools.get(name)) {
+                drain::mark_draining(&p.state, f);
+            }
+        }
         let queries: Vec<PoolQuery> = policies
             .iter()
             .filter_map(|p| match fleets.get(&p.name) {
@@ -428,6 +468,7 @@ impl Daemon {
             // A previous run decided and may have acted, then stopped before recording the
             // outcome: record what the fleet shows was done, so its cooldown holds.
             let outcomes = reconcile(&intent, &fleet);
+            drain::adopt_intent(&pool.policy, &intent.actions, intent.record.at, &fleet, &mut pool.state);
             warn!(
                 decided_at = %intent.record.at,
                 desired = intent.record.desired,
@@ -467,12 +508,26 @@ impl Daemon {
                 metric_error = Some(format!("metrics: {}", m.errors.join("; ")));
             }
         }
+        let ec2_fleet = fleet.clone();
+        let lb = match drain::observe(&self.aws, &pool.policy, &mut pool.lb, &mut pool.state, &mut fleet, now).await {
+            Ok(lb) => lb,
+            Err(e) => {
+                // Without the load balancer's view nothing is stopped, started or registered.
+                pool.drain_due = pool.drain_due.map(|_| later(now, drain::DRAIN_CHECK));
+                let _ = self.store.save(&pool.state);
+                self.fail(name, now, format!("target groups: {e}"), false);
+                return None;
+            }
+        };
         let decision = decide(&pool.policy, &pool.state.history, &fleet, now);
         let dry_run = pool.dry_run(global_dry_run);
         // The decision's record as decided; what was achieved is applied after acting.
         let decided = decision.record(pool.policy.scaling.tolerance);
         let outcomes = if decision.actions.is_empty() {
             vec![]
+        } else if dry_run && pool.policy.drains() {
+            let draining = &mut pool.state.draining;
+            drain::act(&self.aws, &pool.policy, &lb, &ec2_fleet, &decision, draining, true, None, now).await
         } else if dry_run {
             actuate::apply(&self.aws, &pool.policy, &fleet, &decision, true).await
         } else {
@@ -491,7 +546,14 @@ impl Daemon {
             match self.store.save(&pool.state) {
                 Ok(()) => {
                     let fence = guard.map(|g| g as &dyn Fence);
-                    let act = actuate::apply_fenced(&self.aws, &pool.policy, &fleet, &decision, false, fence);
+                    let (aws, policy, draining) = (&self.aws, &pool.policy, &mut pool.state.draining);
+                    let act = async {
+                        if policy.drains() {
+                            drain::act(aws, policy, &lb, &ec2_fleet, &decision, draining, false, fence, now).await
+                        } else {
+                            actuate::apply_fenced(aws, policy, &fleet, &decision, false, fence).await
+                        }
+                    };
                     match tokio::time::timeout(budget, act).await {
                         Ok(outcomes) => {
                             pool.state.intent = None;
@@ -518,6 +580,16 @@ impl Daemon {
         if !dry_run && record.scaled.is_some() {
             achieved(&mut record, &outcomes);
         }
+        // Drains under way move on; members outside their target groups are registered.
+        let mut outcomes = outcomes;
+        let started = outcomes.iter().any(|o| matches!(o, Outcome::Started { .. }));
+        let finished = {
+            let fence = guard.map(|g| g as &dyn Fence);
+            let acted_on = drain::acted_on(&decision.actions);
+            drain::progress(&self.aws, &pool.policy, &lb, &mut pool.state, &acted_on, dry_run, fence, now).await
+        };
+        outcomes.extend(finished.outcomes);
+        pool.drain_due = drain::needs_check(&lb, &pool.state, started).then(|| later(now, drain::DRAIN_CHECK));
         // An intent still pending carries this evaluation's record (reconciled next time).
         if pool.state.intent.is_none() {
             pool.state.history.push_record(record);
@@ -552,6 +624,7 @@ impl Daemon {
             if save.is_err() {
                 c.state_errors += 1;
             }
+            b.counters.drain_seconds.extend(finished.durations.iter().copied());
             let pb = b.pools.entry(name.to_owned()).or_default();
             pb.policy = name.to_owned();
             pb.current = Some(decision.current);
@@ -566,6 +639,7 @@ impl Daemon {
             });
             pb.last_evaluation = Some(now);
             pb.next_evaluation = Some(pool.next_due);
+            pb.draining = drain::board(&pool.state, lb.timeout);
             pb.decisions.push_back(entry.clone());
             while pb.decisions.len() > keep {
                 pb.decisions.pop_front();
@@ -663,7 +737,8 @@ fn achieved(record: &mut vmscaler_engine::EvalRecord, outcomes: &[Outcome]) {
     for o in outcomes {
         match o {
             Outcome::Started { .. } => started += 1,
-            Outcome::Stopped { .. } => stopped += 1,
+            Outcome::Stopped { .. } | Outcome::Draining { .. } => stopped += 1,
+            Outcome::DrainCancelled { .. } => started += 1,
             Outcome::DesiredSet { desired, .. } => set_desired = Some(*desired),
             _ => {}
         }
@@ -709,6 +784,11 @@ fn reconcile(intent: &Intent, fleet: &Fleet) -> Vec<String> {
                     });
                 }
             }
+            Action::CancelDrain { instance_ids } => {
+                for id in instance_ids {
+                    lines.push(format!("cancel the drain of {id}: registered again by this evaluation if it is not"));
+                }
+            }
             Action::SetDesiredCapacity { group, desired } => lines.push(match fleet {
                 Fleet::Group(g) if g.name == *group && g.desired == *desired => {
                     format!("set desired capacity of {group} to {desired} (confirmed by the fleet)")
@@ -728,6 +808,8 @@ fn state_name(s: Option<MemberState>) -> &'static str {
         Some(MemberState::Stopping) => "stopping",
         Some(MemberState::Stopped) => "stopped",
         Some(MemberState::Gone) => "gone",
+        Some(MemberState::Warming) => "running, not yet healthy in its target groups",
+        Some(MemberState::Draining) => "draining",
     }
 }
 

@@ -275,6 +275,36 @@ print(key["AccessKeyId"], key["SecretAccessKey"])
         pool
     }
 
+    /// Creates an instance target group in moto's default VPC; its ARN.
+    pub async fn create_target_group(&self, name: &str) -> String {
+        use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
+        let ec2 = self.ec2().await;
+        let vpcs = ec2.describe_vpcs().send().await.expect("describe vpcs");
+        let vpc = vpcs.vpcs().first().and_then(|v| v.vpc_id()).expect("moto's default vpc").to_owned();
+        let resp = self
+            .aws()
+            .await
+            .elb()
+            .create_target_group()
+            .name(name)
+            .protocol(ProtocolEnum::Http)
+            .port(80)
+            .vpc_id(vpc)
+            .target_type(TargetTypeEnum::Instance)
+            .send()
+            .await
+            .expect("create target group");
+        resp.target_groups()[0].target_group_arn().expect("arn").to_owned()
+    }
+
+    /// Registers instances in a target group.
+    pub async fn register_targets(&self, arn: &str, ids: &[String]) {
+        use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+        let targets = ids.iter().map(|id| TargetDescription::builder().id(id).build()).collect();
+        let elb = self.aws().await.elb().clone();
+        elb.register_targets().target_group_arn(arn).set_targets(Some(targets)).send().await.expect("register");
+    }
+
     /// Instance states by id, as DescribeInstances shows them (all instances of the server).
     pub async fn instance_states(&self) -> BTreeMap<String, String> {
         let ec2 = self.ec2().await;

@@ -178,9 +178,21 @@ pub enum Bound {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "action")]
 pub enum Action {
-    Start { instance_ids: Vec<String> },
-    Stop { instance_ids: Vec<String> },
-    SetDesiredCapacity { group: String, desired: u32 },
+    Start {
+        instance_ids: Vec<String>,
+    },
+    Stop {
+        instance_ids: Vec<String>,
+    },
+    SetDesiredCapacity {
+        group: String,
+        desired: u32,
+    },
+    /// Bring draining members back into service (register them in their target groups again)
+    /// instead of stopping them: cheaper than starting a stopped member, and at once.
+    CancelDrain {
+        instance_ids: Vec<String>,
+    },
 }
 
 impl Decision {
@@ -753,21 +765,33 @@ fn plan_actions(
             }
         }
         Fleet::Instances { members } if *desired > current => {
+            let want = usize::try_from(*desired - current).unwrap_or(usize::MAX);
+            // Members still draining come back first: they are running and need no boot.
+            let mut draining: Vec<&Member> = members.iter().filter(|m| m.state == MemberState::Draining).collect();
+            sort_for_start(&mut draining, policy.scale_out.order);
+            let kept: Vec<String> = draining.iter().take(want).map(|m| m.id.clone()).collect();
             let mut stopped: Vec<&Member> = members.iter().filter(|m| m.state == MemberState::Stopped).collect();
             sort_for_start(&mut stopped, policy.scale_out.order);
-            let want = usize::try_from(*desired - current).unwrap_or(usize::MAX);
-            let ids: Vec<String> = stopped.iter().take(want).map(|m| m.id.clone()).collect();
-            let got = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+            let ids: Vec<String> = stopped.iter().take(want - kept.len()).map(|m| m.id.clone()).collect();
+            let got = u32::try_from(ids.len() + kept.len()).unwrap_or(u32::MAX);
             let shortfall = *desired - current - got;
             if shortfall > 0 {
                 bounds.push(Bound::WarmPoolShort { shortfall });
             }
-            let actions = if ids.is_empty() { vec![] } else { vec![Action::Start { instance_ids: ids }] };
+            let mut actions = Vec::new();
+            if !kept.is_empty() {
+                actions.push(Action::CancelDrain { instance_ids: kept });
+            }
+            if !ids.is_empty() {
+                actions.push(Action::Start { instance_ids: ids });
+            }
             (actions, shortfall)
         }
         Fleet::Instances { members } if *desired < current => {
-            let mut running: Vec<&Member> =
-                members.iter().filter(|m| m.state == MemberState::Running && !m.protected).collect();
+            let mut running: Vec<&Member> = members
+                .iter()
+                .filter(|m| matches!(m.state, MemberState::Running | MemberState::Warming) && !m.protected)
+                .collect();
             sort_for_stop(&mut running, policy.scale_in.order);
             let want = usize::try_from(current - *desired).unwrap_or(usize::MAX);
             let ids: Vec<String> = running.iter().take(want).map(|m| m.id.clone()).collect();

@@ -41,6 +41,12 @@ pub enum MemberState {
     Stopped,
     /// Shutting down or terminated: neither capacity nor warm pool.
     Gone,
+    /// Running, but not (yet) healthy in every load balancer target group of the pool (booting,
+    /// registering, failing its health checks): capacity, not serving; may be stopped.
+    Warming,
+    /// Running, taken out of its target groups (or awaiting its pre-stop hook) on the way to
+    /// being stopped: neither capacity nor serving; gets no action but a cancelled drain.
+    Draining,
 }
 
 impl MemberState {
@@ -78,15 +84,18 @@ impl Fleet {
     pub fn current(&self) -> u32 {
         match self {
             Fleet::Instances { members } => {
-                let n =
-                    members.iter().filter(|m| matches!(m.state, MemberState::Running | MemberState::Pending)).count();
+                let n = members
+                    .iter()
+                    .filter(|m| matches!(m.state, MemberState::Running | MemberState::Pending | MemberState::Warming))
+                    .count();
                 u32::try_from(n).unwrap_or(u32::MAX)
             }
             Fleet::Group(g) => g.desired,
         }
     }
 
-    /// Members able to serve load now (running), used as the per-instance metric denominator.
+    /// Members able to serve load now (running, and healthy in the pool's target groups if it
+    /// has any), used as the per-instance metric denominator.
     pub fn serving(&self) -> u32 {
         match self {
             Fleet::Instances { members } => {
@@ -94,6 +103,17 @@ impl Fleet {
                 u32::try_from(n).unwrap_or(u32::MAX)
             }
             Fleet::Group(g) => g.in_service,
+        }
+    }
+
+    /// Members being drained before their stop.
+    pub fn draining(&self) -> u32 {
+        match self {
+            Fleet::Instances { members } => {
+                let n = members.iter().filter(|m| m.state == MemberState::Draining).count();
+                u32::try_from(n).unwrap_or(u32::MAX)
+            }
+            Fleet::Group(_) => 0,
         }
     }
 }

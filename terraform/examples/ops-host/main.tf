@@ -5,9 +5,10 @@
 module "vmscaler_iam" {
   source = "../../modules/vmscaler-iam"
 
-  name             = "vmscaler"
-  policy_json_path = "${path.module}/../../generated/vmscaler-iam-policy.json"
-  tags             = var.tags
+  name              = "vmscaler"
+  policy_json_path  = "${path.module}/../../generated/vmscaler-iam-policy.json"
+  target_group_arns = values(module.example_pools.target_group_arns)
+  tags              = var.tags
 }
 
 module "example_pools" {
@@ -15,9 +16,15 @@ module "example_pools" {
 
   ami_id       = var.ami_id
   subnet_ids   = var.subnet_ids
+  vpc_id       = var.vpc_id
   pool_tag_key = "vmscaler:pool"
   protect_tag  = { key = "vmscaler:protect", value = "true" }
   tags         = var.tags
+
+  # web-storefront serves behind an ALB: its policy lists this group (pool.target_groups).
+  target_groups = {
+    "web-storefront" = { deregistration_delay = 120, health_check_path = "/healthz" }
+  }
 
   pools = {
     "web-storefront" = { running = 4, stopped = 4, protected = 1 }
@@ -56,6 +63,7 @@ resource "aws_instance" "ops" {
     region           = var.region
     dry_run          = var.dry_run
     enabled_policies = var.enabled_policies
+    target_groups    = [for pool, arn in module.example_pools.target_group_arns : { pool = pool, arn = arn }]
   })
 
   tags = merge(var.tags, { Name = "vmscaler-ops" })

@@ -29,6 +29,16 @@ variable "subnet_ids" {
   }
 }
 
+variable "vpc_id" {
+  description = "VPC of the subnets, for the example web pool's target group."
+  type        = string
+
+  validation {
+    condition     = can(regex("^vpc-[0-9a-f]+$", var.vpc_id))
+    error_message = "The vpc_id must look like vpc-0123456789abcdef0."
+  }
+}
+
 variable "ops_instance_type" {
   description = "Instance type of the ops host; vmscaler needs well under 100 MiB of memory."
   type        = string

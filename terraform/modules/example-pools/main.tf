@@ -93,3 +93,25 @@ resource "aws_autoscaling_group" "group" {
     ignore_changes = [desired_capacity]
   }
 }
+
+# Target groups of the pools behind a load balancer. No attachments here: vmscaler registers
+# running members itself (and deregisters them before it stops them), so Terraform would only
+# fight it. Put the group behind a listener of your load balancer.
+resource "aws_lb_target_group" "pool" {
+  for_each = var.target_groups
+
+  name                 = each.key
+  port                 = each.value.port
+  protocol             = "HTTP"
+  target_type          = "instance"
+  vpc_id               = var.vpc_id
+  deregistration_delay = each.value.deregistration_delay
+  tags                 = var.tags
+
+  health_check {
+    path                = each.value.health_check_path
+    healthy_threshold   = 2
+    unhealthy_threshold = 2
+    interval            = 10
+  }
+}

@@ -19,3 +19,8 @@ output "auto_scaling_group_name" {
   description = "Name of the example Auto Scaling group, or null."
   value       = var.auto_scaling_group == null ? null : aws_autoscaling_group.group[0].name
 }
+
+output "target_group_arns" {
+  description = "ARN of each pool's target group, by pool name (for pool.target_groups and the IAM module's target_group_arns)."
+  value       = { for pool, tg in aws_lb_target_group.pool : pool => tg.arn }
+}

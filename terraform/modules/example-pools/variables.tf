@@ -92,3 +92,29 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "target_groups" {
+  description = "Pools served behind a load balancer, by pool name: a target group named after the pool is created for each (its ARN goes into the pool's policy, pool.target_groups)."
+  type = map(object({
+    port                 = optional(number, 80)
+    deregistration_delay = optional(number, 120)
+    health_check_path    = optional(string, "/")
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for p, tg in var.target_groups : contains(keys(var.pools), p) && tg.deregistration_delay >= 0 && tg.deregistration_delay <= 3600])
+    error_message = "Each target_groups key must be a pool of var.pools, with a deregistration_delay of 0-3600 seconds."
+  }
+}
+
+variable "vpc_id" {
+  description = "VPC of the subnets, for the target groups; required when target_groups is not empty."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.vpc_id == null || can(regex("^vpc-[0-9a-f]+$", var.vpc_id))
+    error_message = "The vpc_id must look like vpc-0123456789abcdef0."
+  }
+}

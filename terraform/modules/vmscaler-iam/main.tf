@@ -5,7 +5,16 @@
 
 locals {
   policy_json_path = coalesce(var.policy_json_path, "${path.module}/../../generated/vmscaler-iam-policy.json")
-  policy_json      = file(local.policy_json_path)
+  policy_file      = file(local.policy_json_path)
+  document         = jsondecode(local.policy_file)
+  # Target groups created with the fleet (not known when the document was generated): the
+  # register/deregister grant is scoped to exactly those ARNs instead of the policies' own.
+  policy_json = length(var.target_group_arns) == 0 ? local.policy_file : jsonencode(merge(local.document, {
+    Statement = [
+      for s in local.document.Statement :
+      s.Sid == "RegisterInListedTargetGroups" ? merge(s, { Resource = var.target_group_arns }) : s
+    ]
+  }))
 }
 
 data "aws_iam_policy_document" "assume_ec2" {
@@ -41,6 +50,10 @@ resource "aws_iam_policy" "vmscaler" {
     precondition {
       condition     = can(jsondecode(local.policy_json).Statement[0].Effect)
       error_message = "The policy file is not an IAM policy document: regenerate it with `vmscaler iam-policy --out`."
+    }
+    precondition {
+      condition     = length(var.target_group_arns) == 0 || strcontains(local.policy_file, "\"RegisterInListedTargetGroups\"")
+      error_message = "The policy file grants no target group access: list the target groups in a policy's pool.target_groups and regenerate it with `vmscaler iam-policy --out`."
     }
     precondition {
       condition     = var.lease_table_name == null || strcontains(local.policy_json, "table/${coalesce(var.lease_table_name, "-")}\"")

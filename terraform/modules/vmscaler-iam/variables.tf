@@ -58,3 +58,14 @@ variable "lease_table_name" {
     error_message = "The lease_table_name must be a DynamoDB table name: 3-255 characters from A-Z, a-z, 0-9 and _.-."
   }
 }
+
+variable "target_group_arns" {
+  description = "Load balancer target groups vmscaler registers members in and deregisters them from (the ARNs the policies' pool.target_groups name once Terraform created them); empty keeps the generated document's own ARNs."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.target_group_arns : can(regex("^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]+$", a))])
+    error_message = "Each target_group_arns entry must be a target group ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID)."
+  }
+}

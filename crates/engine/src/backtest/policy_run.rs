@@ -11,6 +11,8 @@
 //!
 //! Not here: the fleet and metric model (`sim.rs`).
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 
 use super::sim::{Controller, PipelineSpec, Pool, Signal, Stat};
@@ -18,7 +20,7 @@ use crate::decide::{Action, Bound, decide_with};
 use crate::fleet::{Fleet, GroupState, Member, MemberState};
 use crate::forecast::Forecaster;
 use crate::history::{PoolHistory, Sample};
-use crate::policy::{Goal, MetricSpec, Policy, PoolTarget, Statistic};
+use crate::policy::{DRAIN_TIMEOUT_CAP, Goal, MetricSpec, Policy, PoolTarget, Statistic};
 
 const ID_PREFIX: &str = "i-sim";
 
@@ -45,6 +47,21 @@ pub fn signal(m: &MetricSpec) -> Signal {
         }
         Goal::PerInstance { .. } => Signal::Backlog,
     }
+}
+
+/// AWS's default `deregistration_delay.timeout_seconds`.
+const DEFAULT_DEREGISTRATION_DELAY: Duration = Duration::from_secs(300);
+
+/// How long a stopped member of `policy`'s pool drains in the simulation: nothing without target
+/// groups; else the whole drain timeout (AWS's default deregistration delay when not given):
+/// the most a drain can bill, since a real one ends sooner once no connection is left, which
+/// the simulator cannot know. A pre-stop hook's time is not modelled.
+pub fn drain_ms(policy: &Policy) -> i64 {
+    if policy.target_groups.is_empty() {
+        return 0;
+    }
+    let wait = policy.scale_in.drain_timeout.unwrap_or(DEFAULT_DEREGISTRATION_DELAY.min(DRAIN_TIMEOUT_CAP));
+    i64::try_from(wait.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Drives a simulated pool with `decide`.
@@ -108,7 +125,9 @@ impl<'p> PolicyController<'p> {
     /// The simulated pool for `policy` with `initial` instances serving.
     pub fn pool(policy: &Policy, initial: u32, boot_ms: i64) -> Pool {
         match policy.pool {
-            PoolTarget::Tagged(_) => Pool::new(policy.max.max(initial) as usize, initial, boot_ms, true),
+            PoolTarget::Tagged(_) => {
+                Pool::new(policy.max.max(initial) as usize, initial, boot_ms, true).with_drain(drain_ms(policy))
+            }
             PoolTarget::AutoScalingGroup(_) => Pool::new(policy.max.max(initial) as usize, initial, boot_ms, false),
         }
     }
@@ -159,6 +178,12 @@ impl Controller for PolicyController<'_> {
         }
     }
 
+    fn on_drained(&mut self, slots: &[usize]) {
+        for &s in slots {
+            self.set_member(s, MemberState::Stopped, None);
+        }
+    }
+
     fn next_evaluation(&self) -> Option<i64> {
         Some(self.next)
     }
@@ -190,8 +215,18 @@ impl Controller for PolicyController<'_> {
                 }
                 Action::Stop { instance_ids } => {
                     for slot in instance_ids.iter().filter_map(|id| Self::slot(id)) {
-                        if pool.stop_slot(slot) {
-                            self.set_member(slot, MemberState::Stopped, None);
+                        if pool.drain_slot(slot, now) {
+                            let state =
+                                if pool.is_draining(slot) { MemberState::Draining } else { MemberState::Stopped };
+                            self.set_member(slot, state, None);
+                        }
+                    }
+                }
+                Action::CancelDrain { instance_ids } => {
+                    for slot in instance_ids.iter().filter_map(|id| Self::slot(id)) {
+                        if pool.cancel_drain(slot, now) {
+                            let state = if pool.is_serving(slot) { MemberState::Running } else { MemberState::Pending };
+                            self.set_member(slot, state, None);
                         }
                     }
                 }

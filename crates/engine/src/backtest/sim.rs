@@ -8,7 +8,9 @@
 //! metric averages are exact integrals rather than samples.
 //!
 //! The fleet model: a started instance bills at once and serves after `boot_delay`; a stopped
-//! instance stops billing and serving at once; the initial fleet is already serving. Load
+//! instance stops billing and serving at once; a drained one (a pool behind a load balancer,
+//! see [`Pool::with_drain`]) stops serving at once and bills until its drain ends, unless a
+//! cancelled drain brings it back into service first; the initial fleet is already serving. Load
 //! spreads evenly, so every serving instance sees CPU % = `100 * demand / serving`, capped at
 //! 100; with no serving instance there is no CPU datapoint at all (as in CloudWatch). When
 //! `queue` is on, unserved demand accumulates in a backlog (in trace units: `queue_unit` per
@@ -131,6 +133,12 @@ pub struct Pool {
     fixed: bool,
     pub billed: u32,
     pub serving: u32,
+    /// How long a drained instance bills without serving before it stops.
+    drain_ms: i64,
+    /// When each draining slot's drain ends.
+    drain_until: Vec<Option<i64>>,
+    /// (end, slot) of drains, in start order (all drains take `drain_ms`).
+    draining: VecDeque<(i64, usize)>,
 }
 
 impl Pool {
@@ -149,6 +157,9 @@ impl Pool {
             fixed,
             billed: 0,
             serving: 0,
+            drain_ms: 0,
+            drain_until: vec![None; size],
+            draining: VecDeque::new(),
         };
         for _ in 0..initial {
             if let Some(i) = p.free.pop() {
@@ -162,8 +173,84 @@ impl Pool {
         p
     }
 
+    /// The same pool, draining instances for `drain_ms` before they stop ([`Pool::drain_slot`]).
+    #[must_use]
+    pub fn with_drain(mut self, drain_ms: i64) -> Pool {
+        self.drain_ms = drain_ms.max(0);
+        self
+    }
+
     pub fn size(&self) -> usize {
         self.started.len()
+    }
+
+    /// Whether `slot` is draining (billing, not serving, on its way to stopped).
+    pub fn is_draining(&self, slot: usize) -> bool {
+        self.drain_until.get(slot).is_some_and(Option::is_some)
+    }
+
+    /// Takes a started slot out of service; it stops once the drain time has passed (at once
+    /// without one). False if it is not started or already draining.
+    pub fn drain_slot(&mut self, slot: usize, now: i64) -> bool {
+        if !self.is_started(slot) || self.is_draining(slot) {
+            return false;
+        }
+        if self.drain_ms <= 0 {
+            return self.stop_slot(slot);
+        }
+        if self.serving_flag[slot] {
+            self.serving_flag[slot] = false;
+            self.serving -= 1;
+        }
+        if let Some(i) = self.order.iter().rposition(|&s| s == slot) {
+            self.order.remove(i);
+        }
+        self.drain_until[slot] = Some(now + self.drain_ms);
+        self.draining.push_back((now + self.drain_ms, slot));
+        true
+    }
+
+    /// Brings a draining slot back into service (serving at once if it had booted). False if
+    /// it was not draining.
+    pub fn cancel_drain(&mut self, slot: usize, now: i64) -> bool {
+        if !self.is_draining(slot) {
+            return false;
+        }
+        self.drain_until[slot] = None;
+        self.order.push(slot);
+        let ready = self.started[slot].map_or(now, |t| t.saturating_add(self.boot_ms));
+        if ready <= now {
+            self.serving_flag[slot] = true;
+            self.serving += 1;
+        } else {
+            self.booting.push_back((ready, slot));
+            self.booting.make_contiguous().sort_unstable();
+        }
+        true
+    }
+
+    /// When the next drain ends.
+    fn next_drained(&mut self) -> Option<i64> {
+        while let Some(&(end, slot)) = self.draining.front() {
+            if self.drain_until[slot] == Some(end) {
+                return Some(end);
+            }
+            self.draining.pop_front();
+        }
+        None
+    }
+
+    /// Stops the slots whose drain ended by `now`; returns them.
+    fn complete_drains(&mut self, now: i64, done: &mut Vec<usize>) {
+        while let Some(end) = self.next_drained() {
+            if end > now {
+                break;
+            }
+            if let Some((_, slot)) = self.draining.pop_front() {
+                self.stop_slot(slot);
+                done.push(slot);
+            }
+        }
     }
 
     pub fn is_started(&self, slot: usize) -> bool {
@@ -202,6 +289,7 @@ impl Pool {
             return false;
         }
         self.started[slot] = None;
+        self.drain_until[slot] = None;
         if self.serving_flag[slot] {
             self.serving_flag[slot] = false;
             self.serving -= 1;
@@ -223,6 +311,7 @@ impl Pool {
                 None => {
                     self.started.push(None);
                     self.serving_flag.push(false);
+                    self.drain_until.push(None);
                     self.started.len() - 1
                 }
             };
@@ -246,7 +335,7 @@ impl Pool {
     /// When the next boot completes.
     fn next_ready(&mut self) -> Option<i64> {
         while let Some(&(ready, slot)) = self.booting.front() {
-            if self.started[slot] == Some(ready - self.boot_ms) && !self.serving_flag[slot] {
+            if self.started[slot] == Some(ready - self.boot_ms) && !self.serving_flag[slot] && !self.is_draining(slot) {
                 return Some(ready);
             }
             self.booting.pop_front();
@@ -277,6 +366,8 @@ pub trait Controller {
     fn on_datapoint(&mut self, which: usize, period_start: i64, value: f64, now: i64, pool: &mut Pool);
     /// Instances in `slots` finished booting.
     fn on_boot(&mut self, _slots: &[usize]) {}
+    /// Instances in `slots` finished draining and stopped.
+    fn on_drained(&mut self, _slots: &[usize]) {}
     /// When the controller next wants to evaluate.
     fn next_evaluation(&self) -> Option<i64>;
     fn evaluate(&mut self, now: i64, pool: &mut Pool);
@@ -315,6 +406,7 @@ pub fn simulate(load: &Load<'_>, ctl: &mut dyn Controller, pool: &mut Pool, prog
     let mut demand = first_demand;
     let mut backlog = 0.0f64;
     let mut booted = Vec::new();
+    let mut drained = Vec::new();
     let mut iterations: u64 = 0;
     #[allow(clippy::cast_precision_loss)]
     let span = (load.end_ms - start).max(1) as f64;
@@ -328,6 +420,11 @@ pub fn simulate(load: &Load<'_>, ctl: &mut dyn Controller, pool: &mut Pool, prog
         pool.complete_boots(now, &mut booted);
         if !booted.is_empty() {
             ctl.on_boot(&booted);
+        }
+        drained.clear();
+        pool.complete_drains(now, &mut drained);
+        if !drained.is_empty() {
+            ctl.on_drained(&drained);
         }
         for (i, p) in pipes.iter_mut().enumerate() {
             p.close(now, load.lag_ms);
@@ -351,6 +448,9 @@ pub fn simulate(load: &Load<'_>, ctl: &mut dyn Controller, pool: &mut Pool, prog
             next = next.min(p.0);
         }
         if let Some(t) = pool.next_ready() {
+            next = next.min(t);
+        }
+        if let Some(t) = pool.next_drained() {
             next = next.min(t);
         }
         for p in &pipes {
@@ -500,6 +600,59 @@ mod tests {
         // 1 min and arrives a lag later.
         assert_eq!(ctl.seen[0], (0, 2 * M, 100.0));
         assert_eq!(ctl.seen.len(), 9, "periods 0..9 delivered by minute 10");
+    }
+
+    /// Drains slot 1 at minute 2, or cancels that drain at minute 3 when `cancel`.
+    struct Drainer {
+        cancel: bool,
+        at: Vec<i64>,
+        drained: Vec<usize>,
+    }
+
+    impl Controller for Drainer {
+        fn pipelines(&self) -> Vec<PipelineSpec> {
+            vec![]
+        }
+        fn on_datapoint(&mut self, _w: usize, _at: i64, _v: f64, _now: i64, _p: &mut Pool) {}
+        fn on_drained(&mut self, slots: &[usize]) {
+            self.drained.extend_from_slice(slots);
+        }
+        fn next_evaluation(&self) -> Option<i64> {
+            self.at.first().copied()
+        }
+        fn evaluate(&mut self, now: i64, pool: &mut Pool) {
+            self.at.remove(0);
+            if now == 2 * M {
+                assert!(pool.drain_slot(1, now));
+                assert!(!pool.drain_slot(1, now), "never drained twice");
+            } else if self.cancel {
+                assert!(pool.cancel_drain(1, now));
+            }
+        }
+        fn desired(&self) -> u32 {
+            2
+        }
+    }
+
+    #[test]
+    fn a_draining_instance_bills_without_serving_until_its_drain_ends_or_is_cancelled() {
+        let points = [(0, 1.0)];
+        let load = Load { points: &points, end_ms: 10 * M, boot_ms: 0, lag_ms: 0, queue: false, queue_unit: 1.0 };
+        let rows = |cancel: bool| {
+            let mut ctl = Drainer { cancel, at: vec![2 * M, 3 * M], drained: vec![] };
+            let mut pool = Pool::new(2, 2, 0, true).with_drain(5 * M);
+            let rec = simulate(&load, &mut ctl, &mut pool, &mut |_| {});
+            let rows: Vec<(i64, u32, u32)> = rec.rows().iter().map(|r| (r.at_ms, r.serving, r.billed)).collect();
+            (rows, ctl.drained)
+        };
+        // Out of service at minute 2, billed until minute 7, then stopped.
+        assert_eq!(rows(false), (vec![(0, 2, 2), (2 * M, 1, 2), (7 * M, 1, 1)], vec![1]));
+        // Cancelled at minute 3: serving again at once, never stopped.
+        assert_eq!(rows(true), (vec![(0, 2, 2), (2 * M, 1, 2), (3 * M, 2, 2)], vec![]));
+        // Without a drain time, a drain is a stop.
+        let mut pool = Pool::new(2, 2, 0, true);
+        assert!(pool.drain_slot(0, 0));
+        assert_eq!((pool.serving, pool.billed, pool.is_draining(0)), (1, 1, false));
     }
 
     #[test]

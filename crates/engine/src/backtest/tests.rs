@@ -105,6 +105,23 @@ fn policy_follows_decide_by_hand() {
 }
 
 #[test]
+fn a_pool_behind_a_load_balancer_bills_its_draining_members_without_their_serving() {
+    // The same run as `policy_follows_decide_by_hand`, with a 3-minute drain: the 4 members
+    // stopped at 46 min stop serving then (same decisions, same serving) and bill until 49 min.
+    let behind = format!(
+        "{TAGGED}\n  target_groups: [arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef]"
+    );
+    let plain = run_all(&policy(TAGGED, ""), &step_trace(), scenario(0, 0));
+    let lb = run_all(&policy(&behind, "scale_in: { drain_timeout: 3m }\n"), &step_trace(), scenario(0, 0));
+    let (p, d) = (&plain.runs[0], &lb.runs[0]);
+    assert_eq!(billed_changes(&d.rows), [(0, 2), (11, 4), (13, 6), (49, 2)]);
+    let serving = |r: &[SupplyRow]| r.iter().map(|x| (x.at_ms, x.serving)).find(|x| x.0 >= 46 * M);
+    assert_eq!(serving(&p.rows), serving(&d.rows), "draining members stop serving at once");
+    assert!((d.figures.instance_hours - p.figures.instance_hours - 4.0 * 3.0 / 60.0).abs() < 1e-9);
+    assert_eq!(d.figures.under_provisioned_minutes, p.figures.under_provisioned_minutes);
+}
+
+#[test]
 fn boot_delay_and_lag_delay_the_policy() {
     // With a 60 s lag the first high datapoint (10-11 min) arrives at 12 min; with a 90 s boot
     // the 2 instances started then serve from 13.5 min: under-provisioned for at least 3.5 min.

@@ -71,6 +71,7 @@ fn apply(f: &mut Fleet, d: &Decision) {
         let (ids, to) = match a {
             Action::Start { instance_ids } => (instance_ids, MemberState::Running),
             Action::Stop { instance_ids } => (instance_ids, MemberState::Stopped),
+            Action::CancelDrain { instance_ids } => (instance_ids, MemberState::Running),
             Action::SetDesiredCapacity { .. } => continue,
         };
         for m in members.iter_mut().filter(|m| ids.contains(&m.id)) {

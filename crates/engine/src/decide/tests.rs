@@ -87,6 +87,7 @@ fn apply(f: &mut Fleet, d: &Decision) {
         let (ids, state) = match a {
             Action::Start { instance_ids } => (instance_ids, MemberState::Running),
             Action::Stop { instance_ids } => (instance_ids, MemberState::Stopped),
+            Action::CancelDrain { instance_ids } => (instance_ids, MemberState::Running),
             Action::SetDesiredCapacity { .. } => continue,
         };
         for m in members.iter_mut().filter(|m| ids.contains(&m.id)) {
@@ -411,6 +412,55 @@ fn protected_and_in_transit_members_are_never_acted_on_twice() {
     assert!(d.actions.is_empty());
     assert_eq!(d.desired, d.current);
     assert!(d.bounds.contains(&Bound::Protected { kept: 2 }), "{:?}", d.bounds);
+}
+
+#[test]
+fn draining_members_are_not_capacity_and_a_rise_takes_them_back_before_starting_any() {
+    let p = policy(
+        "scaling:\n  scale_up: {confirmations: 1}\n  scale_down: {stabilization: 0s, cooldown: 0s, max_step: 100%}\n",
+    );
+    // 4 running, 2 draining, 3 stopped: current 4, the draining ones are never chosen twice.
+    let mut f = fleet(6, 3);
+    let Fleet::Instances { members } = &mut f else { unreachable!() };
+    members[4].state = MemberState::Draining;
+    members[5].state = MemberState::Draining;
+    assert_eq!((f.current(), f.serving(), f.draining()), (4, 4, 2));
+    let d = decide(&p, &history_with(&[(0, 5.0)]), &f, at(0));
+    assert_eq!(d.desired, 2);
+    assert_eq!(d.actions, [Action::Stop { instance_ids: vec!["i-03".into(), "i-02".into()] }]);
+    // A rise of 3: both draining members come back (no boot, no start), one stopped is started.
+    let d = decide(&p, &history_with(&[(0, 85.0)]), &f, at(0));
+    assert_eq!(d.desired, 7);
+    assert_eq!(
+        d.actions,
+        [
+            Action::CancelDrain { instance_ids: vec!["i-04".into(), "i-05".into()] },
+            Action::Start { instance_ids: vec!["i-06".into()] },
+        ]
+    );
+    assert_eq!(d.shortfall, 0);
+    // A rise of 1 takes back one draining member and starts nothing.
+    let d = decide(&p, &history_with(&[(0, 62.0)]), &f, at(0));
+    assert_eq!(d.desired, 5);
+    assert_eq!(d.actions, [Action::CancelDrain { instance_ids: vec!["i-04".into()] }]);
+}
+
+#[test]
+fn a_member_not_yet_healthy_in_its_target_groups_is_capacity_but_not_serving() {
+    let p = policy(
+        "scaling:\n  scale_down: {stabilization: 0s, cooldown: 0s, max_step: 100%}\nscale_in: {order: oldest}\n",
+    );
+    let mut f = fleet(4, 0);
+    let Fleet::Instances { members } = &mut f else { unreachable!() };
+    members[0].state = MemberState::Warming;
+    assert_eq!((f.current(), f.serving()), (4, 3));
+    // CPU 100 % on the 3 serving: the load is 3 instances' worth, so 6 at 50 %, not 8.
+    let d = decide(&p, &history_with(&[(0, 100.0)]), &f, at(0));
+    assert_eq!(d.serving, 3);
+    assert_eq!(d.proposal, 6);
+    // A warming member may be stopped like a running one.
+    let d = decide(&p, &history_with(&[(0, 5.0)]), &f, at(0));
+    assert_eq!(d.actions, [Action::Stop { instance_ids: vec!["i-00".into(), "i-01".into()] }]);
 }
 
 fn fleet_with_all_protected() -> Fleet {

@@ -17,6 +17,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
+pub use validate::valid_target_group_arn;
 pub use validate::{Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy};
 
 /// A validated scaling policy for one pool.
@@ -24,6 +25,9 @@ pub use validate::{Diagnostic, PolicyReport, Severity, check_policy_set, parse_p
 pub struct Policy {
     pub name: String,
     pub pool: PoolTarget,
+    /// ARNs of the load balancer target groups the pool's members serve behind (tagged pools
+    /// only; an Auto Scaling group registers its own instances). Empty: no load balancer.
+    pub target_groups: Vec<String>,
     pub min: u32,
     pub max: u32,
     /// How often the pool is evaluated.
@@ -345,6 +349,45 @@ pub struct ScaleIn {
     pub order: ScaleInOrder,
     /// Members carrying this tag are never stopped.
     pub protect_tag: Option<Tag>,
+    /// Longest wait for a member leaving its target groups to drain before it is stopped
+    /// anyway; `None`: the target groups' own `deregistration_delay.timeout_seconds`, capped
+    /// at [`DRAIN_TIMEOUT_CAP`].
+    pub drain_timeout: Option<Duration>,
+    /// An HTTP POST to each member after it drained and before it is stopped.
+    pub pre_stop: Option<PreStop>,
+}
+
+/// The longest drain wait taken from a target group's deregistration delay (AWS allows up to
+/// an hour; a scale-in that waits that long is rarely what anyone wants).
+pub const DRAIN_TIMEOUT_CAP: Duration = Duration::from_secs(15 * 60);
+/// The longest explicit `scale_in.drain_timeout` (AWS's own limit for the deregistration delay).
+pub const DRAIN_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
+/// `scale_in.pre_stop.timeout` when not given.
+pub const PRE_STOP_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// `scale_in.pre_stop`: the hook an application gets before its instance is stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreStop {
+    /// `http://` URL; `{private_ip}` is replaced by the member's private IPv4 address.
+    pub url: String,
+    /// Longest wait for the answer (connect included); a failure or a timeout is reported and
+    /// the member is stopped anyway.
+    pub timeout: Duration,
+}
+
+impl PreStop {
+    /// The hook's URL for a member with `private_ip`.
+    pub fn url_for(&self, private_ip: &str) -> String {
+        self.url.replace("{private_ip}", private_ip)
+    }
+}
+
+impl Policy {
+    /// Whether a scale-in drains its members (target groups to leave, or a hook to call)
+    /// before stopping them.
+    pub fn drains(&self) -> bool {
+        !self.target_groups.is_empty() || self.scale_in.pre_stop.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

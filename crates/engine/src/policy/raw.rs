@@ -85,6 +85,8 @@ pub(super) struct RawPolicy {
 pub(super) struct RawPool {
     pub tag: Option<S<RawTag>>,
     pub auto_scaling_group: Option<S<Text>>,
+    #[serde(default)]
+    pub target_groups: Option<S<Vec<S<Text>>>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +181,15 @@ pub(super) struct RawPrewarm {
 pub(super) struct RawScaleIn {
     pub order: Option<S<Text>>,
     pub protect_tag: Option<S<RawTag>>,
+    pub drain_timeout: Option<S<Text>>,
+    pub pre_stop: Option<S<RawPreStop>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPreStop {
+    pub url: Option<S<Text>>,
+    pub timeout: Option<S<Text>>,
 }
 
 #[derive(Debug, Deserialize)]

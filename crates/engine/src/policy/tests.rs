@@ -494,6 +494,95 @@ fn predictive_defaults_and_errors() {
         &with("predictive: {moed: active}\n"),
         &[
             "t.yaml:7:14: unknown field `moed`, expected one of mode, history, periods, quantile, margin, lead, max_error",
+const TG: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef";
+
+#[test]
+fn target_groups_drain_timeout_and_pre_stop() {
+    let text = BASE.replace(
+        "{tag: {key: pool, value: web}}",
+        &format!("{{tag: {{key: pool, value: web}}, target_groups: [{TG}]}}"),
+    );
+    check(&text, &[]);
+    let p = parse_policy("t.yaml", &text).policy.unwrap();
+    assert_eq!(p.target_groups, [TG]);
+    assert_eq!((p.scale_in.drain_timeout, p.scale_in.pre_stop.as_ref()), (None, None));
+    assert!(p.drains());
+    let full = format!(
+        "{text}scale_in:\n  drain_timeout: 2m\n  pre_stop: {{url: \"http://{{private_ip}}:8080/drain\", timeout: 10s}}\n"
+    );
+    check(&full, &[]);
+    let p = parse_policy("t.yaml", &full).policy.unwrap();
+    assert_eq!(p.scale_in.drain_timeout, Some(Duration::from_secs(120)));
+    let hook = p.scale_in.pre_stop.unwrap();
+    assert_eq!(
+        (hook.url_for("10.0.0.7"), hook.timeout),
+        ("http://10.0.0.7:8080/drain".to_owned(), Duration::from_secs(10))
+    );
+    let hook = parse_policy("t.yaml", &format!("{text}scale_in: {{pre_stop: {{url: \"http://{{private_ip}}/x\"}}}}\n"))
+        .policy
+        .unwrap()
+        .scale_in
+        .pre_stop
+        .unwrap();
+    assert_eq!(hook.timeout, PRE_STOP_TIMEOUT_DEFAULT);
+
+    // Shapes: the partition, the service, the account, the name and the id are all checked.
+    for ok in [
+        TG,
+        "arn:aws-cn:elasticloadbalancing:cn-north-1:123456789012:targetgroup/a/1",
+        "arn:aws-us-gov:elasticloadbalancing:us-gov-west-1:123456789012:targetgroup/my-tg-1/50dc6c495c0c9188",
+    ] {
+        assert!(valid_target_group_arn(ok), "{ok}");
+    }
+    for bad in [
+        "web",
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/0123456789abcdef",
+        "arn:aws:elasticloadbalancing:us-east-1:12345678901:targetgroup/web/0123456789abcdef",
+        "arn:aws:ec2:us-east-1:123456789012:targetgroup/web/0123456789abcdef",
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/-web/0123456789abcdef",
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/xyz",
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web",
+        "arn:azure:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef",
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef/extra",
+    ] {
+        assert!(!valid_target_group_arn(bad), "{bad}");
+    }
+
+    let list = |items: &str| {
+        BASE.replace(
+            "{tag: {key: pool, value: web}}",
+            &format!("{{tag: {{key: pool, value: web}}, target_groups: [{items}]}}"),
+        )
+    };
+    check(
+        &list(&format!("{TG}, web-tg, {TG}")),
+        &[
+            "t.yaml:2:140: pool.target_groups[1]: \"web-tg\" is not a target group ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID)",
+            "t.yaml:2:148: pool.target_groups[2]: \"arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef\" is listed twice",
+        ],
+    );
+    check(&list(""), &["t.yaml:2:53: pool.target_groups: is empty (list target group ARNs, or leave it out)"]);
+    check(
+        &BASE.replace("{tag: {key: pool, value: web}}", &format!("{{auto_scaling_group: web, target_groups: [{TG}]}}")),
+        &[
+            "t.yaml:2:48: pool.target_groups: an Auto Scaling group registers and drains its own instances: attach the target groups to the group instead",
+        ],
+    );
+    check(
+        &format!(
+            "{text}scale_in:\n  drain_timeout: 2h\n  pre_stop: {{url: \"https://{{private_ip}}/drain\", timeout: 0s}}\n"
+        ),
+        &[
+            "t.yaml:8:18: scale_in.drain_timeout: 2h is longer than 1h (AWS's longest deregistration delay)",
+            "t.yaml:9:19: scale_in.pre_stop.url: \"https://{private_ip}/drain\" must start with http:// (the hook goes to the member's private address; https is not supported)",
+            "t.yaml:9:58: scale_in.pre_stop.timeout: 0s is out of range (allowed above 0s, up to 15m)",
+        ],
+    );
+    check(
+        &with("scale_in: {drain_timeout: 1m, pre_stop: {url: \"http://10.0.0.1/drain\"}}\n"),
+        &[
+            "t.yaml:7:27: warning: scale_in.drain_timeout: has no effect without pool.target_groups",
+            "t.yaml:7:47: warning: scale_in.pre_stop.url: \"http://10.0.0.1/drain\" has no {private_ip}: every member's hook goes to the same address",
         ],
     );
 }

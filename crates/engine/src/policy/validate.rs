@@ -208,6 +208,29 @@ impl Ctx<'_> {
     }
 }
 
+/// Whether `arn` has the shape of an ELBv2 target group ARN:
+/// `arn:PARTITION:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID`.
+pub fn valid_target_group_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let [prefix, partition, service, region, account, resource] = parts.as_slice() else { return false };
+    let plain = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let Some(rest) = resource.strip_prefix("targetgroup/") else { return false };
+    let Some((name, id)) = rest.split_once('/') else { return false };
+    *prefix == "arn"
+        && (*partition == "aws" || partition.strip_prefix("aws-").is_some_and(plain))
+        && *service == "elasticloadbalancing"
+        && plain(region)
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && (1..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !id.is_empty()
+        && id.len() <= 32
+        && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -401,6 +424,7 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
             "has no effect on an Auto Scaling group (use the group's scale-in protection)",
         );
     }
+    let (target_groups, drain_timeout, pre_stop) = convert_drain(ctx, raw, pool.as_ref());
     let out_order = ctx.choice(
         &raw.scale_out.as_ref().and_then(|s| s.value.order.clone()),
         "scale_out.order",
@@ -411,6 +435,7 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
     Some(Policy {
         name: name?,
         pool: pool?,
+        target_groups,
         min: min?,
         max: max?,
         interval,
@@ -420,7 +445,7 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
         history: History { window, max_age },
         missing_data,
         prewarm,
-        scale_in: ScaleIn { order, protect_tag },
+        scale_in: ScaleIn { order, protect_tag, drain_timeout, pre_stop },
         scale_out: ScaleOut { order: out_order },
         predictive: raw.predictive.as_ref().map(|p| convert_predictive(ctx, &p.value)),
     })
@@ -1004,4 +1029,104 @@ pub fn check_policy_set(policies: &[(&str, &Policy)]) -> Vec<Diagnostic> {
         }
     }
     out
+}
+
+/// `pool.target_groups`, `scale_in.drain_timeout` and `scale_in.pre_stop`.
+fn convert_drain(
+    ctx: &mut Ctx<'_>,
+    raw: &RawPolicy,
+    pool: Option<&PoolTarget>,
+) -> (Vec<String>, Option<Duration>, Option<PreStop>) {
+    let mut groups = Vec::new();
+    let listed = raw.pool.as_ref().and_then(|p| p.value.target_groups.as_ref());
+    if let Some(list) = listed {
+        if matches!(pool, Some(PoolTarget::AutoScalingGroup(_))) {
+            ctx.err(
+                list.referenced,
+                "pool.target_groups",
+                "an Auto Scaling group registers and drains its own instances: attach the target groups to the group instead",
+            );
+        }
+        if list.value.is_empty() {
+            ctx.err(list.referenced, "pool.target_groups", "is empty (list target group ARNs, or leave it out)");
+        }
+        for (i, arn) in list.value.iter().enumerate() {
+            let field = format!("pool.target_groups[{i}]");
+            let a = arn.value.0.trim();
+            if !valid_target_group_arn(a) {
+                ctx.err(
+                    arn.referenced,
+                    &field,
+                    format!(
+                        "{a:?} is not a target group ARN (arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/NAME/ID)"
+                    ),
+                );
+            } else if groups.iter().any(|g: &String| g == a) {
+                ctx.err(arn.referenced, &field, format!("{a:?} is listed twice"));
+            } else {
+                groups.push(a.to_owned());
+            }
+        }
+    }
+    let scale_in = raw.scale_in.as_ref().map(|s| &s.value);
+    let drain_raw = scale_in.and_then(|s| s.drain_timeout.clone());
+    let drain_timeout = drain_raw.as_ref().map(|t| {
+        let (d, loc) = ctx.duration(&drain_raw, "scale_in.drain_timeout", DRAIN_TIMEOUT_CAP);
+        if d > DRAIN_TIMEOUT_MAX {
+            ctx.err(
+                loc,
+                "scale_in.drain_timeout",
+                format!(
+                    "{} is longer than {} (AWS's longest deregistration delay)",
+                    Human(d),
+                    Human(DRAIN_TIMEOUT_MAX)
+                ),
+            );
+        }
+        if listed.is_none() {
+            ctx.warn(t.referenced, "scale_in.drain_timeout", "has no effect without pool.target_groups");
+        }
+        d
+    });
+    let pre_stop = scale_in.and_then(|s| s.pre_stop.as_ref()).and_then(|h| {
+        if matches!(pool, Some(PoolTarget::AutoScalingGroup(_))) {
+            ctx.err(
+                h.referenced,
+                "scale_in.pre_stop",
+                "an Auto Scaling group chooses which instances to terminate: use a lifecycle hook on the group",
+            );
+        }
+        let (timeout, loc) = ctx.duration(&h.value.timeout, "scale_in.pre_stop.timeout", PRE_STOP_TIMEOUT_DEFAULT);
+        if timeout.is_zero() || timeout > DRAIN_TIMEOUT_CAP {
+            ctx.err(
+                loc,
+                "scale_in.pre_stop.timeout",
+                format!("{} is out of range (allowed above 0s, up to {})", Human(timeout), Human(DRAIN_TIMEOUT_CAP)),
+            );
+        }
+        let (url, loc) = ctx.text(&h.value.url, h.referenced, "scale_in.pre_stop.url")?;
+        let url = url.trim();
+        let Some(rest) = url.strip_prefix("http://") else {
+            ctx.err(
+                loc,
+                "scale_in.pre_stop.url",
+                format!("{url:?} must start with http:// (the hook goes to the member's private address; https is not supported)"),
+            );
+            return None;
+        };
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        if host.is_empty() || url.chars().any(char::is_whitespace) {
+            ctx.err(loc, "scale_in.pre_stop.url", format!("{url:?} has no host (e.g. http://{{private_ip}}:8080/drain)"));
+            return None;
+        }
+        if !url.contains("{private_ip}") {
+            ctx.warn(
+                loc,
+                "scale_in.pre_stop.url",
+                format!("{url:?} has no {{private_ip}}: every member's hook goes to the same address"),
+            );
+        }
+        Some(PreStop { url: url.to_owned(), timeout })
+    });
+    (groups, drain_timeout, pre_stop)
 }
