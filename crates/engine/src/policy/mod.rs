@@ -9,6 +9,7 @@
 
 mod raw;
 mod validate;
+mod zones;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -331,3 +332,5 @@ impl Policy {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trust_tests;

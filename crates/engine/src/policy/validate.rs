@@ -704,13 +704,19 @@ fn convert_prewarm(
             n.to_owned()
         });
         let tz = ctx.text(&raw.time_zone, at, &f("time_zone")).and_then(|(z, loc)| match TimeZone::get(z) {
-            Ok(tz) => Some((tz, z.to_owned())),
+            Ok(tz) => {
+                if let Some(w) = super::zones::legacy(z) {
+                    ctx.warn(loc, &f("time_zone"), w);
+                }
+                Some((tz, z.to_owned()))
+            }
             Err(_) => {
-                ctx.err(
-                    loc,
-                    &f("time_zone"),
-                    format!("{z:?} is not an IANA time zone (e.g. America/New_York, Asia/Shanghai, UTC)"),
-                );
+                let hint = super::zones::hint(z).unwrap_or("e.g. America/New_York, Asia/Shanghai, UTC");
+                let message = match super::zones::hint(z) {
+                    Some(_) => format!("{z:?} is not an IANA time zone: {hint}"),
+                    None => format!("{z:?} is not an IANA time zone ({hint})"),
+                };
+                ctx.err(loc, &f("time_zone"), message);
                 None
             }
         });
@@ -838,6 +844,10 @@ fn one_off(
 ) -> Option<PrewarmWhen> {
     let parse = |ctx: &mut Ctx<'_>, s: &S<Text>, field: &str| -> Option<jiff::Timestamp> {
         let text = s.value.0.trim();
+        if let Some(message) = offset_message(text, tz) {
+            ctx.err(s.referenced, field, message);
+            return None;
+        }
         match DateTime::from_str(text) {
             Ok(dt) => match dt.to_zoned(tz.clone()) {
                 Ok(z) => Some(z.timestamp()),
@@ -884,6 +894,39 @@ fn one_off(
         return None;
     }
     Some(PrewarmWhen::Once { start: s, end: e })
+}
+
+/// `start`/`end` are local date-times in the rule's `time_zone`. One written with a UTC offset or
+/// `Z` is rejected (jiff's civil parser would drop the offset: `00:00+08:00` in `UTC` used to
+/// start at 00:00 UTC, eight hours late), with the same instant written in the rule's zone.
+fn offset_message(text: &str, tz: &TimeZone) -> Option<String> {
+    let ts = jiff::Timestamp::from_str(text).ok()?;
+    let t_at = text.find(['T', 't', ' '])?;
+    let (local, offset) = if let Some(l) = text.strip_suffix(['Z', 'z']) {
+        (l, None)
+    } else {
+        let i = t_at + text[t_at..].rfind(['+', '-'])?;
+        (&text[..i], Some(&text[i..]))
+    };
+    let there = short_datetime(ts.to_zoned(tz.clone()).datetime());
+    let zone = tz.iana_name().unwrap_or("the rule's zone");
+    let fix = match offset {
+        None => "set time_zone to UTC".to_owned(),
+        Some(o) => format!("set time_zone to the IANA zone of {o}"),
+    };
+    Some(format!(
+        "{text:?} carries a UTC offset, which would be ignored: start and end are local date-times in \
+         time_zone {zone:?}, where this instant is {there} (or write {local} and {fix})"
+    ))
+}
+
+/// `2027-11-11T00:00`, with seconds only when there are some.
+fn short_datetime(dt: DateTime) -> String {
+    if dt.second() == 0 && dt.subsec_nanosecond() == 0 {
+        dt.strftime("%Y-%m-%dT%H:%M").to_string()
+    } else {
+        dt.strftime("%Y-%m-%dT%H:%M:%S").to_string()
+    }
 }
 
 /// Checks that needs several policies together: unique names, and no two policies claiming the
