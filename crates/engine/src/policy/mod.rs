@@ -7,7 +7,9 @@
 //!
 //! Not here: reading files (the caller passes the text and a name for messages).
 
+mod checks;
 mod raw;
+mod unknown;
 mod validate;
 mod zones;
 
@@ -18,7 +20,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-pub use validate::{Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy};
+pub use validate::{Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy, parse_policy_at};
 
 /// A validated scaling policy for one pool.
 #[derive(Debug, Clone)]

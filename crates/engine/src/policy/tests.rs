@@ -107,7 +107,7 @@ scale_in:
             "t.yaml:28:12: prewarm[0].start: \"11-27T00:00\" is not a local date-time with a year (write e.g. 2026-11-27T00:00)",
             "t.yaml:30:16: prewarm[0].time_zone: \"America/New_Yrok\" is not an IANA time zone (e.g. America/New_York, Asia/Shanghai, UTC)",
             "t.yaml:31:15: warning: prewarm[0].capacity: 50 is above max 5: the floor is capped at 5",
-            "t.yaml:33:11: prewarm[1].cron: \"0 25 * * *\" is not a cron pattern: Component error: Number out of bounds.",
+            "t.yaml:33:11: prewarm[1].cron: \"0 25 * * *\": hour is \"25\" (allowed 0-23; the fields are minute hour day-of-month month day-of-week)",
             "t.yaml:36:15: warning: prewarm[1].capacity: 3 is not above min 10: the rule has no effect",
             "t.yaml:38:10: scale_in.order: \"random\" is not one of \"newest\", \"oldest\", \"lowest_cpu\"",
         ],
@@ -117,12 +117,7 @@ scale_in:
 #[test]
 fn structural_errors_carry_yaml_locations() {
     check("name: x\n  pool: [\n", &["t.yaml:2:7: mapping values are not allowed in this context"]);
-    check(
-        &with("metricz: []\n"),
-        &[
-            "t.yaml:7:1: unknown field `metricz`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out",
-        ],
-    );
+    check(&with("metricz: []\n"), &["t.yaml:7:1: unknown field `metricz` (did you mean `metrics`?)"]);
     check(&BASE.replace("max: 10", "max: \"ten\""), &["t.yaml:4:6: invalid floating point"]);
     let nested = with("scaling:\n  scale_up:\n    cooldwn: 2m\n");
     let r = parse_policy("t.yaml", &nested);
@@ -187,7 +182,7 @@ fn pool_and_metric_conflicts() {
     check(
         &with("metrics: []\n").replace("metrics:\n  - {id", "unused:\n  - {id"),
         &[
-            "t.yaml:5:1: unknown field `unused`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out",
+            "t.yaml:5:1: unknown field `unused` (expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out)",
         ],
     );
 }

@@ -89,3 +89,100 @@ fn legacy_and_abbreviated_zones_name_the_canonical_one() {
     assert_eq!(zone("Asia/Shanghai"), Vec::<String>::new());
     assert_eq!(zone("UTC"), Vec::<String>::new());
 }
+
+fn diags_at(text: &str, now: &str) -> Vec<String> {
+    parse_policy_at("t.yaml", text, Some(now.parse().unwrap())).diagnostics.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn a_one_off_window_already_over_is_a_warning() {
+    // Finding 2: a 2025 date validated with no warning.
+    let past = with(
+        "prewarm:\n  - {name: bf25, start: 2025-11-28T00:00, duration: 24h, time_zone: America/New_York, capacity: 5}\n",
+    );
+    assert_eq!(
+        diags_at(&past, "2026-12-03T12:00:00Z"),
+        ["t.yaml:8:5: warning: prewarm[0]: \"bf25\" ended 2025-11-29T00:00 America/New_York (369d ago): it will \
+          never hold again (update its dates or remove it)"]
+    );
+    // Still to come, or under way: nothing to say.
+    assert_eq!(diags_at(&past, "2025-11-28T12:00:00Z"), Vec::<String>::new());
+    // Without a clock (the pure parse), no judgement about time.
+    assert_eq!(diags(&past), Vec::<String>::new());
+}
+
+#[test]
+fn a_cron_that_never_fires_in_the_next_year_is_a_warning() {
+    let never = with("prewarm:\n  - {name: feb30, cron: \"0 0 30 2 *\", duration: 1h, time_zone: UTC, capacity: 5}\n");
+    assert_eq!(
+        diags_at(&never, "2026-12-03T12:00:00Z"),
+        ["t.yaml:8:25: warning: prewarm[0].cron: \"0 0 30 2 *\" does not fire in the year after \
+          2026-12-03 (UTC): the floor never holds"]
+    );
+    let daily = with("prewarm:\n  - {name: d, cron: \"0 20 * * *\", duration: 1h, time_zone: UTC, capacity: 5}\n");
+    assert_eq!(diags_at(&daily, "2026-12-03T12:00:00Z"), Vec::<String>::new());
+}
+
+#[test]
+fn a_cron_error_names_the_field_and_its_value() {
+    let bad = |c: &str| {
+        diags(&with(&format!("prewarm:\n  - {{name: x, cron: \"{c}\", duration: 1h, time_zone: UTC, capacity: 5}}\n")))
+    };
+    assert_eq!(
+        bad("0 25 * * *"),
+        ["t.yaml:8:21: prewarm[0].cron: \"0 25 * * *\": hour is \"25\" (allowed 0-23; the fields are minute hour \
+          day-of-month month day-of-week)"]
+    );
+    assert_eq!(
+        bad("0 20 * 13 *"),
+        ["t.yaml:8:21: prewarm[0].cron: \"0 20 * 13 *\": month is \"13\" (allowed 1-12 or JAN-DEC; the fields are \
+          minute hour day-of-month month day-of-week)"]
+    );
+    assert_eq!(
+        bad("0 20 * *"),
+        ["t.yaml:8:21: prewarm[0].cron: \"0 20 * *\" has 4 fields (write 5: minute hour day-of-month month \
+          day-of-week, e.g. \"0 20 * * *\" for 20:00 daily)"]
+    );
+}
+
+#[test]
+fn every_unknown_field_is_reported_in_one_run_with_the_closest_name() {
+    // Finding 3: four typos took four runs.
+    let text = "name: web
+pool: {tag: {key: pool, vlaue: web}}
+min: 2
+max: 10
+intreval: 1m
+metrics:
+  - id: cpu
+    namespace: AWS/EC2
+    name: CPUUtilization
+    traget: 50
+    wieght: 1
+scaling:
+  scale_up:
+    cooldwn: 2m
+    confirmations: 2
+prewarm:
+  - name: a
+    cron: \"0 20 * * *\"
+    duration: 1h
+    time_zone: UTC
+    capacity: 5
+    lead_time: 10m
+colour: blue
+";
+    assert_eq!(
+        diags(text),
+        [
+            "t.yaml:2:25: unknown field `vlaue` (did you mean `value`?)",
+            "t.yaml:5:1: unknown field `intreval` (did you mean `interval`?)",
+            "t.yaml:10:5: unknown field `traget` (did you mean `target`?)",
+            "t.yaml:11:5: unknown field `wieght` (did you mean `weight`?)",
+            "t.yaml:14:5: unknown field `cooldwn` (did you mean `cooldown`?)",
+            "t.yaml:22:5: unknown field `lead_time` (did you mean `lead`?)",
+            "t.yaml:23:1: unknown field `colour` (expected one of name, pool, min, max, interval, dry_run, \
+             metrics, scaling, history, missing_data, prewarm, scale_in, scale_out)",
+        ]
+    );
+}

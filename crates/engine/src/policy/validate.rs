@@ -82,6 +82,9 @@ const MAX_WINDOW: Duration = Duration::from_secs(7 * 86_400);
 struct Ctx<'a> {
     file: &'a str,
     diags: Vec<Diagnostic>,
+    /// The instant time-dependent warnings are judged at (a window already over, a cron that
+    /// does not fire within a year); `None` skips them.
+    now: Option<jiff::Timestamp>,
 }
 
 impl Ctx<'_> {
@@ -224,10 +227,22 @@ fn valid_metric_id(s: &str) -> bool {
 
 /// Parses and validates one policy file. `file` names it in messages; no I/O happens here.
 pub fn parse_policy(file: &str, text: &str) -> PolicyReport {
-    let mut ctx = Ctx { file, diags: Vec::new() };
-    let raw: Spanned<RawPolicy> = match serde_saphyr::from_str(text) {
+    parse_policy_at(file, text, None)
+}
+
+/// [`parse_policy`], also judging the windows against `now` (the caller's clock or `--now`):
+/// warnings for a one-off window already over and a cron that does not fire within a year.
+pub fn parse_policy_at(file: &str, text: &str, now: Option<jiff::Timestamp>) -> PolicyReport {
+    let mut ctx = Ctx { file, diags: Vec::new(), now };
+    let raw: Spanned<RawPolicy> = match super::unknown::parse_all(text, |t| serde_saphyr::from_str(t)) {
         Ok(r) => r,
-        Err(e) => {
+        Err(Ok(unknown)) => {
+            for u in unknown {
+                ctx.err(u.location, "", u.message);
+            }
+            return PolicyReport { policy: None, diagnostics: ctx.diags };
+        }
+        Err(Err(e)) => {
             let loc = e.location().unwrap_or(Location::UNKNOWN);
             ctx.err(loc, "", yaml_message(&e));
             return PolicyReport { policy: None, diagnostics: ctx.diags };
@@ -764,19 +779,38 @@ fn convert_prewarm(
                     ctx.err(dloc, &f("duration"), "must be above 0s");
                 }
                 match croner::parser::CronParser::new().parse(c.value.0.trim()) {
-                    Ok(cron) => Some(PrewarmWhen::Cron {
-                        cron: Box::new(cron),
-                        pattern: c.value.0.trim().to_owned(),
-                        duration,
-                        cache: OccurrenceCache::default(),
-                    }),
+                    Ok(cron) => {
+                        if let (Some(now), Some((tz, zone))) = (ctx.now, &tz)
+                            && let Some(w) = super::checks::never_fires(&cron, c.value.0.trim(), tz, zone, now)
+                        {
+                            ctx.warn(c.referenced, &f("cron"), w);
+                        }
+                        Some(PrewarmWhen::Cron {
+                            cron: Box::new(cron),
+                            pattern: c.value.0.trim().to_owned(),
+                            duration,
+                            cache: OccurrenceCache::default(),
+                        })
+                    }
                     Err(e) => {
-                        ctx.err(c.referenced, &f("cron"), format!("{:?} is not a cron pattern: {e}", c.value.0));
+                        ctx.err(c.referenced, &f("cron"), super::checks::cron_error(c.value.0.trim(), &e));
                         None
                     }
                 }
             }
         };
+        if let (Some(now), Some(PrewarmWhen::Once { end, .. }), Some((tz, zone))) = (ctx.now, &when, &tz)
+            && *end <= now
+        {
+            let ended = super::checks::ago(now.duration_since(*end).unsigned_abs());
+            let local = short_datetime(end.to_zoned(tz.clone()).datetime());
+            let rule = name.as_deref().unwrap_or("");
+            ctx.warn(
+                at,
+                &format!("prewarm[{i}]"),
+                format!("{rule:?} ended {local} {zone} ({ended} ago): it will never hold again (update its dates or remove it)"),
+            );
+        }
         let release_after = release_after(ctx, raw, when.as_ref(), history_window, &f);
         let errors_after = ctx.error_count();
         if errors_after > errors_before {
