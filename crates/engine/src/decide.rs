@@ -64,6 +64,14 @@ pub struct Reading {
     pub ratio: Option<f64>,
     pub weight: f64,
     pub saturated: bool,
+    /// What the metric is measured against.
+    pub goal: Goal,
+    /// The capacity this metric alone asked for.
+    pub wanted: Option<f64>,
+    /// For a utilisation: the instances in service it was measured on (a harmonic mean).
+    pub measured_on: Option<f64>,
+    /// Without data: the query, and why its newest datapoint (if any) was not used.
+    pub missing: Option<String>,
 }
 
 /// A rule or guard that bound the result.
@@ -210,11 +218,25 @@ impl Decision {
 
 impl fmt::Display for Reading {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.value, self.ratio) {
-            (Some(v), _) if v < 0.0 => write!(f, "{}: {v:.2} is negative: counted as missing", self.metric)?,
-            (Some(v), Some(r)) => write!(f, "{}: {v:.2} (ratio {r:.3}, weight {})", self.metric, self.weight)?,
-            (Some(v), None) => write!(f, "{}: {v:.2} (weight {})", self.metric, self.weight)?,
-            (None, _) => write!(f, "{}: no data", self.metric)?,
+        let (m, w) = (&self.metric, self.weight);
+        match (self.value, self.ratio, self.wanted, self.goal) {
+            (Some(v), _, _, _) if v < 0.0 => write!(f, "{m}: {v:.2} is negative: counted as missing")?,
+            (Some(v), Some(r), Some(want), Goal::Utilization { target }) => {
+                let on = crate::reasons::count(self.measured_on.unwrap_or(0.0));
+                write!(
+                    f,
+                    "{m}: {v:.2} against target {target} -> wants {want:.1} (ratio {r:.3} of {on} serving, weight {w})"
+                )?;
+            }
+            (Some(v), _, Some(want), Goal::PerInstance { target_per_instance }) => {
+                write!(f, "{m}: {v:.2} against {target_per_instance} per instance -> wants {want:.1} (weight {w})")?;
+            }
+            (Some(v), Some(r), None, _) => write!(f, "{m}: {v:.2} (ratio {r:.3}, weight {w})")?,
+            (Some(v), None, _, _) => write!(f, "{m}: {v:.2} (weight {w})")?,
+            (None, ..) => match &self.missing {
+                Some(why) => write!(f, "{m}: no data {why}")?,
+                None => write!(f, "{m}: no data")?,
+            },
         }
         if self.saturated {
             f.write_str(", saturated")?;
@@ -372,6 +394,12 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
             }
             None => missing.push(m.id.clone()),
         }
+        let measured_on = match (usable, m.goal, sample) {
+            (Some(_), Goal::Utilization { .. }, Some(s)) => {
+                Some(serving_during(history, s.at, after(s.at, m.period), serving))
+            }
+            _ => None,
+        };
         readings.push(Reading {
             metric: m.id.clone(),
             value,
@@ -379,6 +407,10 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
             ratio,
             weight: m.weight,
             saturated: is_saturated,
+            goal: m.goal,
+            wanted,
+            measured_on,
+            missing: sample.is_none().then(|| crate::reasons::why_missing(m, history, now, policy.history.max_age)),
         });
     }
     // Weight-zero metrics count only when saturated; with no weighted data the blend is the
@@ -727,3 +759,6 @@ mod tests;
 
 #[cfg(test)]
 mod bad_input_tests;
+
+#[cfg(test)]
+mod reason_tests;

@@ -11,6 +11,7 @@ pub mod duration;
 pub mod fleet;
 pub mod history;
 pub mod policy;
+mod reasons;
 pub mod schedule;
 
 pub use decide::{Action, Bound, Decision, Reading, decide};
