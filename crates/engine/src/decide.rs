@@ -165,6 +165,18 @@ pub enum Bound {
     WarmPoolShort {
         shortfall: u32,
     },
+    /// The composite rule: its score against a threshold, for `seen` of `needed` periods.
+    Composite {
+        score: f64,
+        threshold: f64,
+        up: bool,
+        seen: u32,
+        needed: u32,
+    },
+    /// The composite rule's score between its thresholds, or incomplete (`score: None`).
+    CompositeHold {
+        score: Option<f64>,
+    },
 }
 
 /// A concrete change to the fleet (persisted by the daemon as a pending intent).
@@ -304,6 +316,19 @@ impl fmt::Display for Bound {
             Bound::ActivityInProgress => f.write_str("a scaling activity of the group is in progress: no new action"),
             Bound::Protected { kept } => write!(f, "{kept} member(s) kept: protected or in transit"),
             Bound::WarmPoolShort { shortfall } => write!(f, "warm pool short by {shortfall} instance(s)"),
+            Bound::Composite { score, threshold, up, seen, needed } => {
+                let side = if *up { "above" } else { "below" };
+                if seen >= needed {
+                    let what = if *up { "scale up" } else { "scale down" };
+                    write!(f, "composite score {score:.3} {side} {threshold} for {seen} consecutive periods: {what}")
+                } else {
+                    write!(f, "composite score {score:.3} {side} {threshold} for {seen} of {needed} periods: hold")
+                }
+            }
+            Bound::CompositeHold { score: Some(s) } => write!(f, "composite score {s:.3} between its thresholds: hold"),
+            Bound::CompositeHold { score: None } => f.write_str(
+                "composite score incomplete (a weighted metric has no datapoint in the newest period): hold",
+            ),
         }
     }
 }
@@ -429,6 +454,36 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
     Score { readings, missing, wanted, saturated }
 }
 
+/// The composite rule's proposal: one `max_step` up after `periods` consecutive periods above
+/// `scale_up_above`, one down after as many below `scale_down_below`, else the current capacity.
+fn composite_proposal(
+    c: &crate::policy::Composite,
+    o: Option<&crate::composite::Outcome>,
+    current: u32,
+    policy: &Policy,
+    bounds: &mut Vec<Bound>,
+) -> u32 {
+    let Some(o) = o else {
+        bounds.push(Bound::CompositeHold { score: None });
+        return current;
+    };
+    let needed = c.periods;
+    if o.score > c.scale_up_above {
+        bounds.push(Bound::Composite { score: o.score, threshold: c.scale_up_above, up: true, seen: o.above, needed });
+        if o.above >= needed {
+            return current.saturating_add(policy.scaling.scale_up.max_step.limit(current)).max(1);
+        }
+    } else if let Some(down) = c.scale_down_below.filter(|d| o.score < *d) {
+        bounds.push(Bound::Composite { score: o.score, threshold: down, up: false, seen: o.below, needed });
+        if o.below >= needed {
+            return current.saturating_sub(policy.scaling.scale_down.max_step.limit(current));
+        }
+    } else {
+        bounds.push(Bound::CompositeHold { score: Some(o.score) });
+    }
+    current
+}
+
 /// `ceil` into a capacity, tolerating float noise and saturating (NaN and negatives are 0).
 pub(crate) fn ceil_u32(x: f64) -> u32 {
     // Tolerate float noise such as 4 * 1.25 = 5.000000000000001.
@@ -470,8 +525,19 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
         bounds.push(Bound::Saturated { metric: metric.clone(), ratio: *ratio });
     }
 
+    // The composite-threshold rule, when the policy has one, proposes instead of the blend.
+    let composite = policy.composite.as_ref().map(|c| (c, crate::composite::evaluate(policy, c, history, now)));
+    let score = match &composite {
+        Some((_, o)) => o.as_ref().map(|o| o.score),
+        None => score,
+    };
     // 1-2. Proposal from the score, or from the missing-data rule.
+    let from_composite = match &composite {
+        Some((c, o)) if s.wanted.is_some() => Some(composite_proposal(c, o.as_ref(), current, policy, &mut bounds)),
+        _ => None,
+    };
     let (proposal, from_missing_rule) = match (s.wanted, score) {
+        _ if from_composite.is_some() => (from_composite.unwrap_or(current), false),
         (None, _) => {
             bounds.push(Bound::MissingData { metrics: s.missing.clone(), rule: policy.missing_data });
             let p = match policy.missing_data {
@@ -499,7 +565,7 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
             _ => None,
         };
         let seen = 1 + confirming_records(history, policy.interval, now);
-        let confirmed = from_missing_rule || seen >= needed;
+        let confirmed = from_missing_rule || from_composite.is_some() || seen >= needed;
         if let Some((sc, t)) = fast.filter(|_| !confirmed)
             && sc.is_finite()
         {
@@ -762,3 +828,6 @@ mod bad_input_tests;
 
 #[cfg(test)]
 mod reason_tests;
+
+#[cfg(test)]
+mod composite_tests;

@@ -6,6 +6,7 @@
 //! are data that the caller acts on.
 
 pub mod backtest;
+mod composite;
 pub mod decide;
 pub mod duration;
 pub mod fleet;

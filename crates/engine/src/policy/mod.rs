@@ -40,6 +40,20 @@ pub struct Policy {
     pub prewarm: Vec<PrewarmRule>,
     pub scale_in: ScaleIn,
     pub scale_out: ScaleOut,
+    /// The composite-threshold rule, instead of the target blend, when set.
+    pub composite: Option<Composite>,
+}
+
+/// The composite-threshold rule: the score is `Σ weight × min(value / target, cap)` (each metric
+/// normalised by its `target`, capped at its `cap`), and the pool scales one step up when it
+/// stays above `scale_up_above` for `periods` consecutive metric periods, one step down when it
+/// stays below `scale_down_below` as long (then the stabilisation window and cooldowns apply).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Composite {
+    pub scale_up_above: f64,
+    pub scale_down_below: Option<f64>,
+    /// Consecutive metric periods (distinct datapoint times, not evaluations).
+    pub periods: u32,
 }
 
 /// What the policy scales.
@@ -75,6 +89,8 @@ pub struct MetricSpec {
     /// `Some` when the metric is published per instance (`InstanceId` dimension, added per
     /// member by the reader) and must be aggregated across the pool.
     pub per_instance: Option<Aggregation>,
+    /// With the composite rule: the normalised value (`value / target`) is capped at this.
+    pub cap: Option<f64>,
 }
 
 /// What a metric is measured against.

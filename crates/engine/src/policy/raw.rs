@@ -76,6 +76,17 @@ pub(super) struct RawPolicy {
     pub scale_in: Option<S<RawScaleIn>>,
     #[serde(default)]
     pub scale_out: Option<S<RawScaleOut>>,
+    #[serde(default)]
+    pub composite: Option<S<RawComposite>>,
+}
+
+/// `composite: {scale_up_above: 0.8, scale_down_below: 0.3, periods: 2}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawComposite {
+    pub scale_up_above: Option<S<f64>>,
+    pub scale_down_below: Option<S<f64>>,
+    pub periods: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -107,6 +118,7 @@ pub(super) struct RawMetric {
     pub weight: Option<S<f64>>,
     pub ceiling: Option<S<f64>>,
     pub per_instance: Option<S<Text>>,
+    pub cap: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

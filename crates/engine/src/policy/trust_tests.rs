@@ -172,8 +172,15 @@ prewarm:
     lead_time: 10m
 colour: blue
 ";
+    let got = diags(text);
+    // The last one lists the top-level fields (the list grows with the policy format).
+    assert!(
+        got[6].starts_with("t.yaml:23:1: unknown field `colour` (expected one of name, pool, min, max, interval,"),
+        "{got:?}"
+    );
+    assert_eq!(got.len(), 7, "{got:?}");
     assert_eq!(
-        diags(text),
+        got[..6],
         [
             "t.yaml:2:25: unknown field `vlaue` (did you mean `value`?)",
             "t.yaml:5:1: unknown field `intreval` (did you mean `interval`?)",
@@ -181,8 +188,32 @@ colour: blue
             "t.yaml:11:5: unknown field `wieght` (did you mean `weight`?)",
             "t.yaml:14:5: unknown field `cooldwn` (did you mean `cooldown`?)",
             "t.yaml:22:5: unknown field `lead_time` (did you mean `lead`?)",
-            "t.yaml:23:1: unknown field `colour` (expected one of name, pool, min, max, interval, dry_run, \
-             metrics, scaling, history, missing_data, prewarm, scale_in, scale_out)",
         ]
     );
+}
+
+#[test]
+fn an_interval_or_period_finer_than_an_aws_metric_is_a_warning() {
+    let text = BASE.replace("min: 2", "min: 2\ninterval: 30s").replace("period: 1m", "period: 30s");
+    assert_eq!(
+        diags(&text),
+        [
+            "t.yaml:4:11: warning: interval: 30s is finer than any AWS/ metric's datapoints (at best one a minute: \
+             1m with EC2 detailed monitoring, 5m with basic): evaluations between datapoints see nothing new",
+            "t.yaml:7:85: warning: metrics[0].period: 30s is finer than AWS/EC2 publishes (at best 1m, with \
+             detailed monitoring; 5m with basic): there will be no datapoints",
+        ]
+    );
+}
+
+#[test]
+fn the_shipped_composite_example_validates() {
+    let text = include_str!("../../../../policies/examples/composite-threshold.yaml");
+    let r = parse_policy("composite-threshold.yaml", text);
+    assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+    let p = r.policy.unwrap();
+    let c = p.composite.unwrap();
+    assert_eq!((c.scale_up_above, c.periods), (0.8, 2));
+    let caps: Vec<Option<f64>> = p.metrics.iter().map(|m| m.cap).collect();
+    assert_eq!(caps, [None, Some(2.0), None]);
 }

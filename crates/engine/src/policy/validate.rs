@@ -336,6 +336,21 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
     }
 
     let metrics = convert_metrics(ctx, raw, root);
+    if raw.interval.is_some()
+        && interval < Duration::from_secs(60)
+        && !metrics.is_empty()
+        && metrics.iter().all(|m| m.namespace.starts_with("AWS/"))
+    {
+        ctx.warn(
+            interval_loc,
+            "interval",
+            format!(
+                "{} is finer than any AWS/ metric's datapoints (at best one a minute: 1m with EC2 detailed \
+                 monitoring, 5m with basic): evaluations between datapoints see nothing new",
+                Human(interval)
+            ),
+        );
+    }
     let (scaling, stabilization_loc) = convert_scaling(ctx, raw);
 
     let hist = raw.history.as_ref().map(|h| &h.value);
@@ -399,6 +414,7 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
 
     let prewarm = convert_prewarm(ctx, raw.prewarm.as_deref().unwrap_or(&[]), min, max, window);
 
+    let composite = convert_composite(ctx, raw);
     let scale_in_raw = raw.scale_in.as_ref().map(|s| &s.value);
     let order = ctx.choice(
         &scale_in_raw.and_then(|s| s.order.clone()),
@@ -437,7 +453,57 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
         prewarm,
         scale_in: ScaleIn { order, protect_tag },
         scale_out: ScaleOut { order: out_order },
+        composite,
     })
+}
+
+/// The `composite` block, and each metric's `cap` (which only means something with it).
+fn convert_composite(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> Option<Composite> {
+    let Some(c) = &raw.composite else {
+        for (i, m) in raw.metrics.iter().flat_map(|l| l.value.iter()).enumerate() {
+            if let Some(cap) = &m.value.cap {
+                ctx.warn(cap.referenced, &format!("metrics[{i}].cap"), "has no effect without a `composite` block");
+            }
+        }
+        return None;
+    };
+    let errors_before = ctx.error_count();
+    let up = match &c.value.scale_up_above {
+        Some(v) => ctx.positive(v, "composite.scale_up_above"),
+        None => {
+            ctx.err(c.referenced, "composite.scale_up_above", "is required (the score above which to scale up)");
+            None
+        }
+    };
+    let down = c.value.scale_down_below.as_ref().and_then(|d| {
+        let v = d.value;
+        if !v.is_finite() || v < 0.0 {
+            ctx.err(d.referenced, "composite.scale_down_below", format!("{v} must be a number of at least 0"));
+            None
+        } else if up.is_some_and(|u| v >= u) {
+            ctx.err(
+                d.referenced,
+                "composite.scale_down_below",
+                format!("{v} must be below scale_up_above {} (or the pool would flap)", up.unwrap_or(0.0)),
+            );
+            None
+        } else {
+            Some(v)
+        }
+    });
+    let periods = match &c.value.periods {
+        Some(p) => ctx.count(p, "composite.periods", 1, 60).unwrap_or(2),
+        None => 2,
+    };
+    for (i, m) in raw.metrics.iter().flat_map(|l| l.value.iter()).enumerate() {
+        if let Some(cap) = &m.value.cap {
+            ctx.positive(cap, &format!("metrics[{i}].cap"));
+        }
+    }
+    if ctx.error_count() > errors_before {
+        return None;
+    }
+    Some(Composite { scale_up_above: up?, scale_down_below: down, periods })
 }
 
 fn convert_metrics(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Vec<MetricSpec> {
@@ -504,6 +570,21 @@ fn convert_metric(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&st
             period_loc,
             &f("period"),
             format!("{} is not a CloudWatch period (1s, 5s, 10s, 30s or a multiple of 60s)", Human(period)),
+        );
+    }
+    if let Some(ns) = m.namespace.as_ref().map(|n| n.value.0.as_str()).filter(|n| n.starts_with("AWS/"))
+        && m.period.is_some()
+        && high_res
+        && period.subsec_nanos() == 0
+    {
+        ctx.warn(
+            period_loc,
+            &f("period"),
+            format!(
+                "{} is finer than {ns} publishes (at best 1m, with detailed monitoring; 5m with basic): there will \
+                 be no datapoints",
+                Human(period)
+            ),
         );
     }
     let goal = match (&m.target, &m.target_per_instance) {
@@ -589,6 +670,7 @@ fn convert_metric(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&st
         weight,
         ceiling,
         per_instance,
+        cap: m.cap.as_ref().map(|c| c.value).filter(|c| c.is_finite() && *c > 0.0),
     })
 }
 
