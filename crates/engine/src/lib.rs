@@ -6,6 +6,7 @@
 //! are data that the caller acts on.
 
 pub mod backtest;
+pub mod calendar;
 mod composite;
 pub mod decide;
 pub mod duration;
