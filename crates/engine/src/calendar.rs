@@ -145,9 +145,6 @@ prewarm:
         // During the SMS window it is listed as active.
         let during = upcoming(&p, "2027-11-10T12:10:00Z".parse().unwrap(), Duration::from_secs(3600), 10);
         assert!(during[0].active && during[0].rule == "sms", "{during:?}");
-        assert_eq!(
-            next_floor_start(&p, now),
-            Some(("sms".to_owned(), "2027-11-10T11:45:00Z".parse().unwrap()))
-        );
+        assert_eq!(next_floor_start(&p, now), Some(("sms".to_owned(), "2027-11-10T11:45:00Z".parse().unwrap())));
     }
 }
