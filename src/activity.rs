@@ -39,7 +39,7 @@ pub struct Event {
     /// The pool; `None` for daemon-wide events (a rejected file that defined no running pool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
-    /// `action`, `floor_engaged`, `floor_released`, `degraded`, `recovered`, `policy_added`,
+    /// `action`, `not_acted_on` (paused), `floor_engaged`, `floor_released`, `degraded`, `recovered`, `policy_added`,
     /// `policy_updated`, `policy_removed`, `policy_rejected`, `paused`, `resumed`.
     pub kind: String,
     pub message: String,
@@ -196,12 +196,16 @@ pub fn log_evaluation(
             log.append(&Event::new(d.at, pool, "floor_engaged", message));
         }
     }
-    if !d.actions.is_empty() {
+    // Held back by a pause: logged once per change of what was wanted, not every evaluation.
+    let held_back =
+        |e: &DecisionEntry| !e.outcomes.is_empty() && e.outcomes.iter().all(|o| o.starts_with("not acted on"));
+    let repeated = previous.is_some_and(|p| held_back(p) && (p.current, p.desired) == (entry.current, entry.desired));
+    if !d.actions.is_empty() && !(held_back(entry) && repeated) {
         let verb = if d.desired > d.current { "scale up" } else { "scale down" };
         let mut e = Event::new(
             d.at,
             pool,
-            "action",
+            if held_back(entry) { "not_acted_on" } else { "action" },
             format!("{verb}: {} -> {}; {}", d.current, d.desired, entry.reasons.join("; ")),
         );
         e.dry_run = entry.dry_run;
