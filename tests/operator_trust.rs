@@ -181,3 +181,51 @@ fn validate_judges_windows_at_now_and_reports_every_unknown_field() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"bf\" ended 2026-11-28T00:00 America/New_York"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Finding 9: without credentials, `vmscaler run` said nothing at start and then logged a raw
+/// ~1,100-character IMDS error per pool per tick. Now: one clear error, a bounded retry, exit 78.
+#[test]
+fn missing_credentials_are_one_clear_error_at_start() {
+    let s = Scratch::new("nocreds");
+    s.write_policy("web.yaml", &tagged_policy("web", FAST_SCALING));
+    s.write_policy("api.yaml", &tagged_policy("api", FAST_SCALING));
+    let config = s.root.join("vmscaler.yaml");
+    std::fs::write(&config, "policy_dir: policies\nstate_dir: state\nlisten: 127.0.0.1:0\nregion: us-east-1\n")
+        .unwrap();
+    // Nothing to find: no keys, no profile files, IMDS refused at once (a closed loopback port).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vmscaler"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &s.root)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
+        .env("VMSCALER_CREDENTIALS_RETRIES", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = SystemClock.now();
+    let mut status = None;
+    while SystemClock.now().duration_since(start) < jiff::SignedDuration::from_secs(60) {
+        if let Some(s) = child.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(78), "exits with EX_CONFIG; log:\n{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("no AWS credentials")).collect();
+    assert_eq!(lines.len(), 1, "one error, not one per pool per tick:\n{err}");
+    assert!(lines[0].contains("checked environment, profile, web identity, container and IMDS"), "{}", lines[0]);
+    eprintln!("{}", lines[0]);
+    assert!(lines[0].len() < 600, "short: {} chars: {}", lines[0].len(), lines[0]);
+    assert!(err.len() < 2_000, "the whole log is short: {} chars:\n{err}", err.len());
+}

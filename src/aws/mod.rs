@@ -12,6 +12,7 @@
 //! persisting state or reading the clock (callers pass `now`).
 
 pub mod actuate;
+pub mod credentials;
 pub mod fleet;
 pub mod json_protocol;
 pub mod lease;
@@ -78,6 +79,8 @@ pub struct Aws {
     /// Leases (multi-host operation); unused unless the config has a `lease:` section.
     pub(crate) dynamodb: aws_sdk_dynamodb::Client,
     stats: Arc<ApiStats>,
+    /// The chain the clients get credentials from (checked once at start: `credentials.rs`).
+    pub(crate) credentials: Option<aws_sdk_ec2::config::SharedCredentialsProvider>,
 }
 
 impl Aws {
@@ -144,6 +147,7 @@ impl Aws {
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch),
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
             stats: Arc::new(ApiStats::default()),
+            credentials: config.credentials_provider(),
         }
     }
 

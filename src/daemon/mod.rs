@@ -604,6 +604,7 @@ impl Daemon {
     /// Counts a degraded evaluation (`decided`: a decision was still made, on partial data);
     /// logs the 1st, 2nd, 4th, 8th... in a row at warn level, the others at debug level.
     fn fail(&mut self, name: &str, now: Timestamp, msg: String, decided: bool) {
+        let msg = crate::aws::credentials::shorten(msg);
         let Some(pool) = self.pools.get_mut(name) else { return };
         pool.failures = pool.failures.saturating_add(1);
         let n = pool.failures;
