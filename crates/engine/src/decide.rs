@@ -173,6 +173,10 @@ pub enum Bound {
         seen: u32,
         needed: u32,
     },
+    /// `freeze_scale_in`: no scale-in while this rule's floor is in force.
+    ScaleInFrozen {
+        rule: String,
+    },
     /// The composite rule's score between its thresholds, or incomplete (`score: None`).
     CompositeHold {
         score: Option<f64>,
@@ -325,6 +329,7 @@ impl fmt::Display for Bound {
                     write!(f, "composite score {score:.3} {side} {threshold} for {seen} of {needed} periods: hold")
                 }
             }
+            Bound::ScaleInFrozen { rule } => write!(f, "scale-in frozen while pre-warm rule {rule:?} is in force"),
             Bound::CompositeHold { score: Some(s) } => write!(f, "composite score {s:.3} between its thresholds: hold"),
             Bound::CompositeHold { score: None } => f.write_str(
                 "composite score incomplete (a weighted metric has no datapoint in the newest period): hold",
@@ -650,6 +655,10 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
         if desired < cap {
             desired = cap;
             bounds.push(Bound::Floor { rule: f.rule.clone(), capacity: cap });
+        }
+        if policy.freeze_scale_in && desired < current && current <= policy.max {
+            desired = current;
+            bounds.push(Bound::ScaleInFrozen { rule: f.rule.clone() });
         }
     }
     if desired < policy.min {

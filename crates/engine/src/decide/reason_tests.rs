@@ -62,3 +62,40 @@ history: {window: 1h, max_age: 5m}
          is read once the period has ended)"
     );
 }
+
+#[test]
+fn freeze_scale_in_holds_capacity_while_a_floor_is_in_force() {
+    let text = |freeze: &str| {
+        format!(
+            "name: t
+pool: {{tag: {{key: pool, value: t}}}}
+min: 1
+max: 50
+metrics:
+  - {{id: cpu, namespace: AWS/EC2, name: CPUUtilization, period: 1m, target: 60}}
+scaling: {{scale_down: {{stabilization: 0s, cooldown: 0s, max_step: 100%}}}}
+prewarm:
+  - {{name: promo, start: 2026-12-03T12:00, duration: 2h, time_zone: UTC, lead: 10m, capacity: 10}}
+{freeze}"
+        )
+    };
+    let now = ts("2026-12-03T12:30:00Z");
+    let mut h = PoolHistory::default();
+    h.push_sample("cpu", Sample { at: ts("2026-12-03T12:29:00Z"), value: 6.0 });
+    // Without it: down to the floor of 10 during the promotion.
+    let p = parse_policy("t.yaml", &text("")).policy.unwrap();
+    assert_eq!(decide(&p, &h, &fleet(20), now).desired, 10);
+    // With it: no scale-in at all while the floor is in force...
+    let p = parse_policy("t.yaml", &text("freeze_scale_in: true\n")).policy.unwrap();
+    let d = decide(&p, &h, &fleet(20), now);
+    assert_eq!(d.desired, 20, "{:?}", d.reasons());
+    assert!(
+        d.reasons().iter().any(|r| r == "scale-in frozen while pre-warm rule \"promo\" is in force"),
+        "{:?}",
+        d.reasons()
+    );
+    // ...and ordinary scaling once it is over.
+    let after = ts("2026-12-03T14:30:00Z");
+    h.push_sample("cpu", Sample { at: ts("2026-12-03T14:29:00Z"), value: 6.0 });
+    assert!(decide(&p, &h, &fleet(20), after).desired < 20);
+}

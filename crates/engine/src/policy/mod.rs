@@ -42,6 +42,8 @@ pub struct Policy {
     pub scale_out: ScaleOut,
     /// The composite-threshold rule, instead of the target blend, when set.
     pub composite: Option<Composite>,
+    /// No scale-in at all while a pre-warm floor is in force (ramp, lead and event).
+    pub freeze_scale_in: bool,
 }
 
 /// The composite-threshold rule: the score is `Σ weight × min(value / target, cap)` (each metric

@@ -78,6 +78,8 @@ pub(super) struct RawPolicy {
     pub scale_out: Option<S<RawScaleOut>>,
     #[serde(default)]
     pub composite: Option<S<RawComposite>>,
+    #[serde(default)]
+    pub freeze_scale_in: Option<S<bool>>,
 }
 
 /// `composite: {scale_up_above: 0.8, scale_down_below: 0.3, periods: 2}`.

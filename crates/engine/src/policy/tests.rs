@@ -182,7 +182,7 @@ fn pool_and_metric_conflicts() {
     check(
         &with("metrics: []\n").replace("metrics:\n  - {id", "unused:\n  - {id"),
         &[
-            "t.yaml:5:1: unknown field `unused` (expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out, composite)",
+            "t.yaml:5:1: unknown field `unused` (expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out, composite, freeze_scale_in)",
         ],
     );
 }

@@ -454,6 +454,7 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
         scale_in: ScaleIn { order, protect_tag },
         scale_out: ScaleOut { order: out_order },
         composite,
+        freeze_scale_in: raw.freeze_scale_in.as_ref().is_some_and(|f| f.value),
     })
 }
 
