@@ -19,9 +19,16 @@ hours="${DEMO_HOURS:-10}"
 
 "$root/scripts/setup-venv.sh"
 py="$root/.venv/bin/python"
-echo "demo: building vmscaler"
-cargo build --quiet --bin vmscaler
-bin="$root/target/debug/vmscaler"
+# The release binary when one is already built (kept current: an incremental build), else debug.
+if [ -x "$root/target/release/vmscaler" ]; then
+  echo "demo: using the release build (target/release/vmscaler)"
+  cargo build --quiet --release --bin vmscaler
+  bin="$root/target/release/vmscaler"
+else
+  echo "demo: building vmscaler"
+  cargo build --quiet --bin vmscaler
+  bin="$root/target/debug/vmscaler"
+fi
 
 rm -rf "$out"
 mkdir -p "$out/policies" "$out/state"

@@ -32,6 +32,14 @@ pub enum Command {
     Run(cmd::run::Args),
     /// Show what a running daemon is doing.
     Status(cmd::status::Args),
+    /// What changed, per pool: actions, floors, degradations, reloads, pauses (the activity log).
+    History(cmd::history::Args),
+    /// Every pre-warm floor's next windows, in local time and UTC, with a countdown.
+    Schedule(cmd::schedule::Args),
+    /// Stop a running daemon from acting on a pool (it is still evaluated and reported).
+    Pause(cmd::pause::PauseArgs),
+    /// Let a paused pool act again.
+    Resume(cmd::pause::ResumeArgs),
     /// Replay a load trace through a policy beside reference strategies.
     Backtest(cmd::backtest::Args),
     /// Record a pool's metrics and size from CloudWatch as a trace for `backtest`.
@@ -51,6 +59,10 @@ impl Command {
             Command::Plan(args) => cmd::plan::run(args),
             Command::Run(args) => cmd::run::run(args),
             Command::Status(args) => cmd::status::run(args),
+            Command::History(args) => cmd::history::run(args),
+            Command::Schedule(args) => cmd::schedule::run(args),
+            Command::Pause(args) => cmd::pause::pause(args),
+            Command::Resume(args) => cmd::pause::resume(args),
             Command::Backtest(args) => cmd::backtest::run(args),
             Command::Record(args) => cmd::record::run(args),
             Command::IamPolicy(args) => cmd::iam_policy::run(args),

@@ -105,11 +105,17 @@ impl DecisionsQuery {
 
 /// The router, for tests and for [`serve`].
 pub fn router(board: Arc<SharedBoard>, clock: Arc<dyn Clock>) -> Router {
-    Router::new()
+    // Pause, resume and the activity log (see `crate::ops`), when the daemon has them.
+    let ops = board.ops().map(|o| crate::ops::routes(o, Arc::clone(&board), Arc::clone(&clock)));
+    let r = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/decisions", get(decisions))
-        .with_state(AppState { board, clock })
+        .with_state(AppState { board, clock });
+    match ops {
+        Some(o) => r.merge(o),
+        None => r,
+    }
 }
 
 /// Serves until `stop` turns true.

@@ -2,6 +2,7 @@
 //!
 //! All I/O lives in this crate: files, AWS calls, HTTP, signals and the clock.
 
+pub mod activity;
 pub mod aws;
 pub mod cli;
 pub mod clock;
@@ -10,5 +11,6 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod lease;
+pub mod ops;
 pub mod policies;
 pub mod state;

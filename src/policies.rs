@@ -8,8 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
+use jiff::Timestamp;
 use vmscaler_engine::Policy;
-use vmscaler_engine::policy::{Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy};
+use vmscaler_engine::policy::{Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy_at};
 
 /// Policies that validated, and every diagnostic of every file.
 #[derive(Debug, Default)]
@@ -48,8 +49,13 @@ fn is_policy_file(p: &Path) -> bool {
 
 /// Reads and validates one file.
 pub fn load_file(path: &Path) -> PolicyReport {
+    load_file_at(path, None)
+}
+
+/// [`load_file`], also judging its windows against `now` (see `parse_policy_at`).
+pub fn load_file_at(path: &Path, now: Option<Timestamp>) -> PolicyReport {
     match std::fs::read_to_string(path) {
-        Ok(text) => parse_policy(&path.display().to_string(), &text),
+        Ok(text) => parse_policy_at(&path.display().to_string(), &text, now),
         Err(e) => PolicyReport { policy: None, diagnostics: vec![io_diag(path, "read policy file", &e)] },
     }
 }
@@ -72,6 +78,12 @@ pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
 
 /// Loads every policy file under `paths` (files or directories) and checks them as one set.
 pub fn load_paths(paths: &[PathBuf]) -> LoadedSet {
+    load_paths_at(paths, None)
+}
+
+/// [`load_paths`], also warning about windows already over and crons that do not fire within
+/// a year of `now`.
+pub fn load_paths_at(paths: &[PathBuf], now: Option<Timestamp>) -> LoadedSet {
     let mut set = LoadedSet::default();
     for path in paths {
         match policy_files(path) {
@@ -80,7 +92,7 @@ pub fn load_paths(paths: &[PathBuf]) -> LoadedSet {
         }
     }
     for file in &set.files {
-        let report = load_file(file);
+        let report = load_file_at(file, now);
         set.diagnostics.extend(report.diagnostics);
         if let Some(p) = report.policy {
             set.policies.push((file.clone(), p));

@@ -102,7 +102,7 @@ fn plan_explains_a_confirmed_scale_up_and_a_prewarm_floor() {
     let csv = dir.join("m.csv");
     std::fs::write(
         &csv,
-        "timestamp,cpu,requests\n2026-11-27T04:00:00Z,40,1000\n2026-11-27T04:01:00Z,85,1500\n2026-11-27T04:02:00Z,88,1600\n2026-11-27T04:03:00Z,91,1650\n",
+        "timestamp,cpu,requests\n2027-11-26T04:00:00Z,40,1000\n2027-11-26T04:01:00Z,85,1500\n2027-11-26T04:02:00Z,88,1600\n2027-11-26T04:03:00Z,91,1650\n",
     )
     .unwrap();
     let c = csv.to_str().unwrap();
@@ -123,12 +123,12 @@ fn plan_explains_a_confirmed_scale_up_and_a_prewarm_floor() {
         "--current",
         "6",
         "--at",
-        "2026-11-27T04:50:00Z",
+        "2027-11-26T04:50:00Z",
         "--output",
         "json",
     ]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["decision"]["desired"], 40);
-    assert_eq!(json["decision"]["floor"]["rule"], "black-friday-2026");
-    assert_eq!(json["decision"]["floor"]["event_start"], "2026-11-27T05:00:00Z");
+    assert_eq!(json["decision"]["floor"]["rule"], "black-friday-2027");
+    assert_eq!(json["decision"]["floor"]["event_start"], "2027-11-26T05:00:00Z");
 }

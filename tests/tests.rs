@@ -16,6 +16,7 @@ mod deploy_deb;
 mod deploy_iam;
 mod deploy_terraform;
 mod deploy_version;
+mod operator_trust;
 mod reliability_crash;
 mod reliability_faults;
 mod reliability_input;

@@ -14,6 +14,7 @@
 
 pub mod actuate;
 pub mod elb;
+pub mod credentials;
 pub mod fleet;
 pub mod json_protocol;
 pub mod lease;
@@ -82,6 +83,8 @@ pub struct Aws {
     /// Load balancer target groups (pools with `target_groups`).
     pub(crate) elb: aws_sdk_elasticloadbalancingv2::Client,
     stats: Arc<ApiStats>,
+    /// The chain the clients get credentials from (checked once at start: `credentials.rs`).
+    pub(crate) credentials: Option<aws_sdk_ec2::config::SharedCredentialsProvider>,
 }
 
 impl Aws {
@@ -153,6 +156,7 @@ impl Aws {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
             elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
             stats: Arc::new(ApiStats::default()),
+            credentials: config.credentials_provider(),
         }
     }
 

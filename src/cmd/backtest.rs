@@ -66,6 +66,9 @@ pub struct Args {
     /// How to fill gaps and empty values.
     #[arg(long, value_enum, default_value = "zero")]
     pub fill: FillArg,
+    /// `json`: print `report.json` on standard output instead of the results table.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: super::validate::Output,
     /// Output directory (created if missing).
     #[arg(long)]
     pub out: PathBuf,
@@ -191,6 +194,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     write(&args.out, "chart.svg", &chart::svg(&result, &trace_name))?;
     for r in &result.runs {
         write(&args.out, &format!("supply-{}.csv", r.strategy), &report::supply_csv(r))?;
+    }
+    if args.output == super::validate::Output::Json {
+        println!("{}", report::json(&result, &trace_name));
+        return Ok(ExitCode::SUCCESS);
     }
     // The results table on stdout.
     if let Some(table) = md.split("## Results\n\n").nth(1).and_then(|t| t.split("\n\n").next()) {

@@ -2,10 +2,13 @@
 
 pub mod backtest;
 pub mod dist;
+pub mod history;
 pub mod iam_policy;
+pub mod pause;
 pub mod plan;
 pub mod record;
 pub mod run;
+pub mod schedule;
 pub mod status;
 pub mod validate;
 

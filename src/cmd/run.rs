@@ -102,6 +102,11 @@ async fn run_daemon(cfg: Config) -> anyhow::Result<ExitCode> {
         profile: cfg.profile.clone(),
     };
     let aws = Aws::connect(&settings).await?;
+    let attempts = std::env::var("VMSCALER_CREDENTIALS_RETRIES").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    if let Err(e) = crate::aws::credentials::check(&aws, attempts).await {
+        tracing::error!("{e}");
+        return Ok(ExitCode::from(EX_CONFIG));
+    }
     let listener = match cfg.listen {
         Some(addr) => {
             Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?)

@@ -29,8 +29,11 @@ pub struct Args {
     /// Recent decisions shown per pool.
     #[arg(long, default_value_t = 5)]
     pub last: usize,
-    /// Print the daemon's JSON instead.
-    #[arg(long)]
+    /// `json`: print the daemon's JSON instead.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: super::validate::Output,
+    /// The old spelling of `--output json`.
+    #[arg(long, hide = true)]
     pub json: bool,
 }
 
@@ -50,13 +53,34 @@ fn split_url(url: &str) -> anyhow::Result<(String, String)> {
 
 /// GETs `path` and returns the body of a 200 answer.
 pub fn http_get(base: &str, path: &str) -> anyhow::Result<String> {
+    http_request(base, "GET", path, None, None)
+}
+
+/// Sends `method path` with an optional JSON body and bearer token; the body of a 200 answer.
+pub fn http_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> anyhow::Result<String> {
     let (host, prefix) = split_url(base)?;
     let addr =
         host.to_socket_addrs().with_context(|| format!("cannot resolve {host}"))?.next().context("no address")?;
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
         .with_context(|| format!("cannot connect to the daemon at {base}"))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {prefix}{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: */*\r\n\r\n")?;
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let payload = body.unwrap_or("");
+    let length = if body.is_some() {
+        format!("Content-Type: application/json\r\nContent-Length: {}\r\n", payload.len())
+    } else {
+        String::new()
+    };
+    write!(
+        s,
+        "{method} {prefix}{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: */*\r\n{auth}{length}\r\n{payload}"
+    )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
@@ -140,6 +164,13 @@ pub fn render(health: &Health, view: &DecisionsView) -> String {
                 d.deadline.strftime("%H:%M:%S")
             );
         }
+        if let Some(pause) = &p.paused {
+            let _ = writeln!(o, "  PAUSED: evaluated, not acted on ({})", pause.describe());
+        }
+        if let Some(n) = &p.next_floor {
+            let _ =
+                writeln!(o, "  next pre-warm {:?} starts rising at {}", n.rule, n.at.strftime("%Y-%m-%d %H:%M:%SZ"));
+        }
         if let Some(e) = &p.last_error {
             let _ = writeln!(o, "  DEGRADED ({} in a row): {e}", p.consecutive_failures);
         }
@@ -189,7 +220,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EX_UNAVAILABLE));
         }
     };
-    if args.json {
+    if args.json || args.output == super::validate::Output::Json {
         println!("{decisions}");
         return Ok(ExitCode::SUCCESS);
     }

@@ -7,7 +7,8 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use super::EX_CONFIG;
-use crate::policies::load_paths;
+use crate::clock::{Clock, SystemClock};
+use crate::policies::load_paths_at;
 use vmscaler_engine::policy::Diagnostic;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -26,6 +27,10 @@ pub struct Args {
     pub deny_warnings: bool,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
+    /// Judge pre-warm windows at this instant (RFC 3339; default: now): a one-off window
+    /// already over, or a cron that does not fire within a year, is a warning.
+    #[arg(long)]
+    pub now: Option<jiff::Timestamp>,
 }
 
 #[derive(Serialize)]
@@ -40,7 +45,8 @@ struct JsonReport<'a> {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let paths = if args.paths.is_empty() { vec![PathBuf::from("policies")] } else { args.paths };
-    let set = load_paths(&paths);
+    let now = args.now.unwrap_or_else(|| SystemClock.now());
+    let set = load_paths_at(&paths, Some(now));
     let (errors, warnings) = (set.error_count(), set.warning_count());
     let ok = errors == 0 && !(args.deny_warnings && warnings > 0) && !set.files.is_empty();
     match args.output {

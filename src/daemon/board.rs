@@ -47,6 +47,12 @@ pub struct PoolBoard {
     /// Members being drained from the pool's load balancer target groups before their stop.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub draining: Vec<DrainBoard>,
+    /// Paused by an operator: evaluated and reported, not acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<crate::ops::Pause>,
+    /// The next pre-warm floor to start rising, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_floor: Option<NextFloorBoard>,
 }
 
 /// One member on its way out of the load balancer.
@@ -89,6 +95,14 @@ impl Extend<f64> for DrainHistogram {
             self.observe(s);
         }
     }
+}
+
+/// The next pre-warm floor of a pool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NextFloorBoard {
+    pub rule: String,
+    /// When the floor starts rising (`start - lead - ramp`).
+    pub at: Timestamp,
 }
 
 impl PoolBoard {
@@ -240,6 +254,27 @@ impl Board {
                 );
             }
         }
+        header(
+            &mut out,
+            "vmscaler_pool_paused",
+            "gauge",
+            "1 when an operator paused the pool (evaluated, not acted on).",
+        );
+        for p in self.pools.values() {
+            line(&mut out, "vmscaler_pool_paused", &[("policy", &p.policy)], f64::from(u8::from(p.paused.is_some())));
+        }
+        header(
+            &mut out,
+            "vmscaler_prewarm_next_start_timestamp_seconds",
+            "gauge",
+            "When the next pre-warm floor starts rising (Unix time), by rule.",
+        );
+        for p in self.pools.values() {
+            if let Some(n) = &p.next_floor {
+                let labels = [("policy", p.policy.as_str()), ("rule", n.rule.as_str())];
+                line(&mut out, "vmscaler_prewarm_next_start_timestamp_seconds", &labels, n.at.as_second() as f64);
+            }
+        }
         header(&mut out, "vmscaler_policies_loaded", "gauge", "Policies being evaluated.");
         line(&mut out, "vmscaler_policies_loaded", &[], self.pools.len() as f64);
         header(&mut out, "vmscaler_policy_files_invalid", "gauge", "Policy files failing validation right now.");
@@ -333,11 +368,20 @@ fn line(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
 
 /// The board behind a lock, shared by the loop and the HTTP handlers.
 #[derive(Debug, Default)]
-pub struct SharedBoard(Mutex<Board>);
+pub struct SharedBoard(Mutex<Board>, std::sync::OnceLock<std::sync::Arc<crate::ops::Ops>>);
 
 impl SharedBoard {
     pub fn new(board: Board) -> SharedBoard {
-        SharedBoard(Mutex::new(board))
+        SharedBoard(Mutex::new(board), std::sync::OnceLock::new())
+    }
+
+    /// Pauses and the activity log, for the HTTP routes that serve them (set once at start).
+    pub fn set_ops(&self, ops: std::sync::Arc<crate::ops::Ops>) {
+        let _ = self.1.set(ops);
+    }
+
+    pub fn ops(&self) -> Option<std::sync::Arc<crate::ops::Ops>> {
+        self.1.get().cloned()
     }
 
     /// Locks the board; a panic elsewhere while holding it does not make it unreadable.

@@ -151,6 +151,8 @@ pub struct Daemon {
     heartbeat: Arc<Heartbeat>,
     /// Several daemons sharing pools: only the pools whose lease is held here are evaluated.
     leases: Option<Leases>,
+    /// Pauses and the activity log (see `crate::ops`).
+    ops: Arc<crate::ops::Ops>,
 }
 
 impl Daemon {
@@ -159,6 +161,8 @@ impl Daemon {
     /// directory that cannot be read at all is an error.
     pub fn new(cfg: Config, aws: Aws, now: Timestamp) -> anyhow::Result<(Daemon, ReloadReport)> {
         let store = StateStore::open(&cfg.state_dir)?;
+        let loopback = cfg.listen.is_none_or(|a| a.ip().is_loopback());
+        let ops = Arc::new(crate::ops::Ops::open(&cfg.state_dir, loopback, std::env::var(crate::ops::TOKEN_ENV).ok()));
         let board = Board {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at: Some(now),
@@ -173,7 +177,9 @@ impl Daemon {
             board: Arc::new(SharedBoard::new(board)),
             heartbeat: Arc::default(),
             leases: None,
+            ops,
         };
+        d.board.set_ops(Arc::clone(&d.ops));
         let load = load_policy_dir(&d.cfg.policy_dir);
         if let Some(e) = &load.unreadable {
             anyhow::bail!("cannot load policies from {}: {e}", d.cfg.policy_dir.display());
@@ -227,6 +233,7 @@ impl Daemon {
             return ReloadReport { rejected: vec![(self.cfg.policy_dir.clone(), e)], ..ReloadReport::default() };
         }
         let report = self.apply_load(load, now);
+        crate::activity::log_reload(&self.ops.activity, &report, now);
         info!(
             added = ?report.added,
             updated = ?report.updated,
@@ -521,9 +528,11 @@ impl Daemon {
         };
         let decision = decide(&pool.policy, &pool.state.history, &fleet, now);
         let dry_run = pool.dry_run(global_dry_run);
+        // Paused by an operator: decided and reported, not acted on (no cooldown starts).
+        let paused = self.ops.pause_of(name, now);
         // The decision's record as decided; what was achieved is applied after acting.
         let decided = decision.record(pool.policy.scaling.tolerance);
-        let outcomes = if decision.actions.is_empty() {
+        let outcomes = if decision.actions.is_empty() || paused.is_some() {
             vec![]
         } else if dry_run && pool.policy.drains() {
             let draining = &mut pool.state.draining;
@@ -595,7 +604,11 @@ impl Daemon {
             pool.state.history.push_record(record);
         }
         pool.state.history.prune(now, pool.policy.history.window);
-        let entry = entry_for(&decision, &outcomes, dry_run);
+        let mut entry = entry_for(&decision, &outcomes, dry_run);
+        if let Some(p) = paused.as_ref().filter(|_| !decision.actions.is_empty()) {
+            entry.outcomes.push(format!("not acted on: {}", p.describe()));
+        }
+        let previous_entry = pool.state.decisions.back().cloned();
         pool.state.decisions.push_back(entry.clone());
         while pool.state.decisions.len() > keep {
             pool.state.decisions.pop_front();
@@ -640,6 +653,9 @@ impl Daemon {
             pb.last_evaluation = Some(now);
             pb.next_evaluation = Some(pool.next_due);
             pb.draining = drain::board(&pool.state, lb.timeout);
+            pb.paused = paused;
+            pb.next_floor = vmscaler_engine::calendar::next_floor_start(&pool.policy, now)
+                .map(|(rule, at)| board::NextFloorBoard { rule, at });
             pb.decisions.push_back(entry.clone());
             while pb.decisions.len() > keep {
                 pb.decisions.pop_front();
@@ -648,6 +664,7 @@ impl Daemon {
         if let Err(e) = save {
             error!(error = %e, "cannot persist state");
         }
+        crate::activity::log_evaluation(&self.ops.activity, &decision, &entry, previous_entry.as_ref());
         match metric_error {
             Some(msg) => self.fail(name, now, msg, true),
             None if failed_outcomes > 0 => {
@@ -661,6 +678,7 @@ impl Daemon {
     /// Counts a degraded evaluation (`decided`: a decision was still made, on partial data);
     /// logs the 1st, 2nd, 4th, 8th... in a row at warn level, the others at debug level.
     fn fail(&mut self, name: &str, now: Timestamp, msg: String, decided: bool) {
+        let msg = crate::aws::credentials::shorten(msg);
         let Some(pool) = self.pools.get_mut(name) else { return };
         pool.failures = pool.failures.saturating_add(1);
         let n = pool.failures;
@@ -673,6 +691,9 @@ impl Daemon {
             debug!(policy = %name, consecutive_failures = n, error = %msg, "evaluation degraded");
         }
         let next_due = pool.next_due;
+        if n == 1 {
+            self.ops.activity.append(&crate::activity::Event::new(now, Some(name), "degraded", msg.clone()));
+        }
         let mut b = self.board.lock();
         // A decision made on partial data was already counted as ok.
         if !decided {
@@ -689,6 +710,9 @@ impl Daemon {
         let Some(pool) = self.pools.get_mut(name) else { return };
         if pool.failures > 0 {
             info!(policy = %name, after = pool.failures, "evaluation recovered");
+            let message = format!("recovered after {} degraded evaluation(s)", pool.failures);
+            let at = pool.state.saved_at; // this evaluation's time
+            self.ops.activity.append(&crate::activity::Event::new(at, Some(name), "recovered", message));
         }
         pool.failures = 0;
         if let Some(pb) = self.board.lock().pools.get_mut(name) {

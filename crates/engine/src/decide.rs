@@ -65,6 +65,14 @@ pub struct Reading {
     pub ratio: Option<f64>,
     pub weight: f64,
     pub saturated: bool,
+    /// What the metric is measured against.
+    pub goal: Goal,
+    /// The capacity this metric alone asked for.
+    pub wanted: Option<f64>,
+    /// For a utilisation: the instances in service it was measured on (a harmonic mean).
+    pub measured_on: Option<f64>,
+    /// Without data: the query, and why its newest datapoint (if any) was not used.
+    pub missing: Option<String>,
 }
 
 /// A rule or guard that bound the result.
@@ -172,6 +180,22 @@ pub enum Bound {
     WarmPoolShort {
         shortfall: u32,
     },
+    /// The composite rule: its score against a threshold, for `seen` of `needed` periods.
+    Composite {
+        score: f64,
+        threshold: f64,
+        up: bool,
+        seen: u32,
+        needed: u32,
+    },
+    /// `freeze_scale_in`: no scale-in while this rule's floor is in force.
+    ScaleInFrozen {
+        rule: String,
+    },
+    /// The composite rule's score between its thresholds, or incomplete (`score: None`).
+    CompositeHold {
+        score: Option<f64>,
+    },
 }
 
 /// A concrete change to the fleet (persisted by the daemon as a pending intent).
@@ -260,11 +284,25 @@ impl Decision {
 
 impl fmt::Display for Reading {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.value, self.ratio) {
-            (Some(v), _) if v < 0.0 => write!(f, "{}: {v:.2} is negative: counted as missing", self.metric)?,
-            (Some(v), Some(r)) => write!(f, "{}: {v:.2} (ratio {r:.3}, weight {})", self.metric, self.weight)?,
-            (Some(v), None) => write!(f, "{}: {v:.2} (weight {})", self.metric, self.weight)?,
-            (None, _) => write!(f, "{}: no data", self.metric)?,
+        let (m, w) = (&self.metric, self.weight);
+        match (self.value, self.ratio, self.wanted, self.goal) {
+            (Some(v), _, _, _) if v < 0.0 => write!(f, "{m}: {v:.2} is negative: counted as missing")?,
+            (Some(v), Some(r), Some(want), Goal::Utilization { target }) => {
+                let on = crate::reasons::count(self.measured_on.unwrap_or(0.0));
+                write!(
+                    f,
+                    "{m}: {v:.2} against target {target} -> wants {want:.1} (ratio {r:.3} of {on} serving, weight {w})"
+                )?;
+            }
+            (Some(v), _, Some(want), Goal::PerInstance { target_per_instance }) => {
+                write!(f, "{m}: {v:.2} against {target_per_instance} per instance -> wants {want:.1} (weight {w})")?;
+            }
+            (Some(v), Some(r), None, _) => write!(f, "{m}: {v:.2} (ratio {r:.3}, weight {w})")?,
+            (Some(v), None, _, _) => write!(f, "{m}: {v:.2} (weight {w})")?,
+            (None, ..) => match &self.missing {
+                Some(why) => write!(f, "{m}: no data {why}")?,
+                None => write!(f, "{m}: no data")?,
+            },
         }
         if self.saturated {
             f.write_str(", saturated")?;
@@ -345,6 +383,20 @@ impl fmt::Display for Bound {
             Bound::ActivityInProgress => f.write_str("a scaling activity of the group is in progress: no new action"),
             Bound::Protected { kept } => write!(f, "{kept} member(s) kept: protected or in transit"),
             Bound::WarmPoolShort { shortfall } => write!(f, "warm pool short by {shortfall} instance(s)"),
+            Bound::Composite { score, threshold, up, seen, needed } => {
+                let side = if *up { "above" } else { "below" };
+                if seen >= needed {
+                    let what = if *up { "scale up" } else { "scale down" };
+                    write!(f, "composite score {score:.3} {side} {threshold} for {seen} consecutive periods: {what}")
+                } else {
+                    write!(f, "composite score {score:.3} {side} {threshold} for {seen} of {needed} periods: hold")
+                }
+            }
+            Bound::ScaleInFrozen { rule } => write!(f, "scale-in frozen while pre-warm rule {rule:?} is in force"),
+            Bound::CompositeHold { score: Some(s) } => write!(f, "composite score {s:.3} between its thresholds: hold"),
+            Bound::CompositeHold { score: None } => f.write_str(
+                "composite score incomplete (a weighted metric has no datapoint in the newest period): hold",
+            ),
         }
     }
 }
@@ -435,6 +487,12 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
             }
             None => missing.push(m.id.clone()),
         }
+        let measured_on = match (usable, m.goal, sample) {
+            (Some(_), Goal::Utilization { .. }, Some(s)) => {
+                Some(serving_during(history, s.at, after(s.at, m.period), serving))
+            }
+            _ => None,
+        };
         readings.push(Reading {
             metric: m.id.clone(),
             value,
@@ -442,6 +500,10 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
             ratio,
             weight: m.weight,
             saturated: is_saturated,
+            goal: m.goal,
+            wanted,
+            measured_on,
+            missing: sample.is_none().then(|| crate::reasons::why_missing(m, history, now, policy.history.max_age)),
         });
     }
     // Weight-zero metrics count only when saturated; with no weighted data the blend is the
@@ -458,6 +520,36 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
         (None, false) => None,
     };
     Score { readings, missing, wanted, saturated }
+}
+
+/// The composite rule's proposal: one `max_step` up after `periods` consecutive periods above
+/// `scale_up_above`, one down after as many below `scale_down_below`, else the current capacity.
+fn composite_proposal(
+    c: &crate::policy::Composite,
+    o: Option<&crate::composite::Outcome>,
+    current: u32,
+    policy: &Policy,
+    bounds: &mut Vec<Bound>,
+) -> u32 {
+    let Some(o) = o else {
+        bounds.push(Bound::CompositeHold { score: None });
+        return current;
+    };
+    let needed = c.periods;
+    if o.score > c.scale_up_above {
+        bounds.push(Bound::Composite { score: o.score, threshold: c.scale_up_above, up: true, seen: o.above, needed });
+        if o.above >= needed {
+            return current.saturating_add(policy.scaling.scale_up.max_step.limit(current)).max(1);
+        }
+    } else if let Some(down) = c.scale_down_below.filter(|d| o.score < *d) {
+        bounds.push(Bound::Composite { score: o.score, threshold: down, up: false, seen: o.below, needed });
+        if o.below >= needed {
+            return current.saturating_sub(policy.scaling.scale_down.max_step.limit(current));
+        }
+    } else {
+        bounds.push(Bound::CompositeHold { score: Some(o.score) });
+    }
+    current
 }
 
 /// `ceil` into a capacity, tolerating float noise and saturating (NaN and negatives are 0).
@@ -514,8 +606,19 @@ pub fn decide_with(
         bounds.push(Bound::Saturated { metric: metric.clone(), ratio: *ratio });
     }
 
+    // The composite-threshold rule, when the policy has one, proposes instead of the blend.
+    let composite = policy.composite.as_ref().map(|c| (c, crate::composite::evaluate(policy, c, history, now)));
+    let score = match &composite {
+        Some((_, o)) => o.as_ref().map(|o| o.score),
+        None => score,
+    };
     // 1-2. Proposal from the score, or from the missing-data rule.
+    let from_composite = match &composite {
+        Some((c, o)) if s.wanted.is_some() => Some(composite_proposal(c, o.as_ref(), current, policy, &mut bounds)),
+        _ => None,
+    };
     let (proposal, from_missing_rule) = match (s.wanted, score) {
+        _ if from_composite.is_some() => (from_composite.unwrap_or(current), false),
         (None, _) => {
             bounds.push(Bound::MissingData { metrics: s.missing.clone(), rule: policy.missing_data });
             let p = match policy.missing_data {
@@ -543,7 +646,7 @@ pub fn decide_with(
             _ => None,
         };
         let seen = 1 + confirming_records(history, policy.interval, now);
-        let confirmed = from_missing_rule || seen >= needed;
+        let confirmed = from_missing_rule || from_composite.is_some() || seen >= needed;
         if let Some((sc, t)) = fast.filter(|_| !confirmed)
             && sc.is_finite()
         {
@@ -628,6 +731,10 @@ pub fn decide_with(
         if desired < cap {
             desired = cap;
             bounds.push(Bound::Floor { rule: f.rule.clone(), capacity: cap });
+        }
+        if policy.freeze_scale_in && desired < current && current <= policy.max {
+            desired = current;
+            bounds.push(Bound::ScaleInFrozen { rule: f.rule.clone() });
         }
     }
     if let Some(spec) = &policy.predictive {
@@ -835,3 +942,9 @@ mod tests;
 
 #[cfg(test)]
 mod bad_input_tests;
+
+#[cfg(test)]
+mod reason_tests;
+
+#[cfg(test)]
+mod composite_tests;

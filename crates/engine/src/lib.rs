@@ -6,12 +6,15 @@
 //! are data that the caller acts on.
 
 pub mod backtest;
+pub mod calendar;
+mod composite;
 pub mod decide;
 pub mod duration;
 pub mod fleet;
 pub mod forecast;
 pub mod history;
 pub mod policy;
+mod reasons;
 pub mod schedule;
 
 pub use decide::{Action, Bound, Decision, Reading, decide, decide_with};

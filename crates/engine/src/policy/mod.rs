@@ -7,8 +7,11 @@
 //!
 //! Not here: reading files (the caller passes the text and a name for messages).
 
+mod checks;
 mod raw;
+mod unknown;
 mod validate;
+mod zones;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,7 +21,7 @@ use jiff::tz::TimeZone;
 use serde::Serialize;
 
 pub use validate::valid_target_group_arn;
-pub use validate::{Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy};
+pub use validate::{Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy, parse_policy_at};
 
 /// A validated scaling policy for one pool.
 #[derive(Debug, Clone)]
@@ -43,6 +46,22 @@ pub struct Policy {
     pub scale_out: ScaleOut,
     /// Learned capacity floors from recurring load (`predictive:`); `None`: off.
     pub predictive: Option<Predictive>,
+    /// The composite-threshold rule, instead of the target blend, when set.
+    pub composite: Option<Composite>,
+    /// No scale-in at all while a pre-warm floor is in force (ramp, lead and event).
+    pub freeze_scale_in: bool,
+}
+
+/// The composite-threshold rule: the score is `Σ weight × min(value / target, cap)` (each metric
+/// normalised by its `target`, capped at its `cap`), and the pool scales one step up when it
+/// stays above `scale_up_above` for `periods` consecutive metric periods, one step down when it
+/// stays below `scale_down_below` as long (then the stabilisation window and cooldowns apply).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Composite {
+    pub scale_up_above: f64,
+    pub scale_down_below: Option<f64>,
+    /// Consecutive metric periods (distinct datapoint times, not evaluations).
+    pub periods: u32,
 }
 
 /// What the policy scales.
@@ -78,6 +97,8 @@ pub struct MetricSpec {
     /// `Some` when the metric is published per instance (`InstanceId` dimension, added per
     /// member by the reader) and must be aggregated across the pool.
     pub per_instance: Option<Aggregation>,
+    /// With the composite rule: the normalised value (`value / target`) is capped at this.
+    pub cap: Option<f64>,
 }
 
 /// What a metric is measured against.
@@ -426,3 +447,5 @@ impl Policy {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trust_tests;

@@ -78,6 +78,18 @@ pub(super) struct RawPolicy {
     pub scale_out: Option<S<RawScaleOut>>,
     #[serde(default)]
     pub predictive: Option<S<RawPredictive>>,
+    pub composite: Option<S<RawComposite>>,
+    #[serde(default)]
+    pub freeze_scale_in: Option<S<bool>>,
+}
+
+/// `composite: {scale_up_above: 0.8, scale_down_below: 0.3, periods: 2}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawComposite {
+    pub scale_up_above: Option<S<f64>>,
+    pub scale_down_below: Option<S<f64>>,
+    pub periods: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +123,7 @@ pub(super) struct RawMetric {
     pub weight: Option<S<f64>>,
     pub ceiling: Option<S<f64>>,
     pub per_instance: Option<S<Text>>,
+    pub cap: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

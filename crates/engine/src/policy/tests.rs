@@ -107,7 +107,7 @@ scale_in:
             "t.yaml:28:12: prewarm[0].start: \"11-27T00:00\" is not a local date-time with a year (write e.g. 2026-11-27T00:00)",
             "t.yaml:30:16: prewarm[0].time_zone: \"America/New_Yrok\" is not an IANA time zone (e.g. America/New_York, Asia/Shanghai, UTC)",
             "t.yaml:31:15: warning: prewarm[0].capacity: 50 is above max 5: the floor is capped at 5",
-            "t.yaml:33:11: prewarm[1].cron: \"0 25 * * *\" is not a cron pattern: Component error: Number out of bounds.",
+            "t.yaml:33:11: prewarm[1].cron: \"0 25 * * *\": hour is \"25\" (allowed 0-23; the fields are minute hour day-of-month month day-of-week)",
             "t.yaml:36:15: warning: prewarm[1].capacity: 3 is not above min 10: the rule has no effect",
             "t.yaml:38:10: scale_in.order: \"random\" is not one of \"newest\", \"oldest\", \"lowest_cpu\"",
         ],
@@ -123,6 +123,7 @@ fn structural_errors_carry_yaml_locations() {
             "t.yaml:7:1: unknown field `metricz`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out, predictive",
         ],
     );
+    check(&with("metricz: []\n"), &["t.yaml:7:1: unknown field `metricz` (did you mean `metrics`?)"]);
     check(&BASE.replace("max: 10", "max: \"ten\""), &["t.yaml:4:6: invalid floating point"]);
     let nested = with("scaling:\n  scale_up:\n    cooldwn: 2m\n");
     let r = parse_policy("t.yaml", &nested);
@@ -188,6 +189,7 @@ fn pool_and_metric_conflicts() {
         &with("metrics: []\n").replace("metrics:\n  - {id", "unused:\n  - {id"),
         &[
             "t.yaml:5:1: unknown field `unused`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out, predictive",
+            "t.yaml:5:1: unknown field `unused` (expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out, composite, freeze_scale_in)",
         ],
     );
 }
@@ -494,6 +496,10 @@ fn predictive_defaults_and_errors() {
         &with("predictive: {moed: active}\n"),
         &[
             "t.yaml:7:14: unknown field `moed`, expected one of mode, history, periods, quantile, margin, lead, max_error",
+        ],
+    );
+}
+
 const TG: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef";
 
 #[test]

@@ -82,6 +82,9 @@ const MAX_WINDOW: Duration = Duration::from_secs(7 * 86_400);
 struct Ctx<'a> {
     file: &'a str,
     diags: Vec<Diagnostic>,
+    /// The instant time-dependent warnings are judged at (a window already over, a cron that
+    /// does not fire within a year); `None` skips them.
+    now: Option<jiff::Timestamp>,
 }
 
 impl Ctx<'_> {
@@ -247,10 +250,22 @@ fn valid_metric_id(s: &str) -> bool {
 
 /// Parses and validates one policy file. `file` names it in messages; no I/O happens here.
 pub fn parse_policy(file: &str, text: &str) -> PolicyReport {
-    let mut ctx = Ctx { file, diags: Vec::new() };
-    let raw: Spanned<RawPolicy> = match serde_saphyr::from_str(text) {
+    parse_policy_at(file, text, None)
+}
+
+/// [`parse_policy`], also judging the windows against `now` (the caller's clock or `--now`):
+/// warnings for a one-off window already over and a cron that does not fire within a year.
+pub fn parse_policy_at(file: &str, text: &str, now: Option<jiff::Timestamp>) -> PolicyReport {
+    let mut ctx = Ctx { file, diags: Vec::new(), now };
+    let raw: Spanned<RawPolicy> = match super::unknown::parse_all(text, |t| serde_saphyr::from_str(t)) {
         Ok(r) => r,
-        Err(e) => {
+        Err(Ok(unknown)) => {
+            for u in unknown {
+                ctx.err(u.location, "", u.message);
+            }
+            return PolicyReport { policy: None, diagnostics: ctx.diags };
+        }
+        Err(Err(e)) => {
             let loc = e.location().unwrap_or(Location::UNKNOWN);
             ctx.err(loc, "", yaml_message(&e));
             return PolicyReport { policy: None, diagnostics: ctx.diags };
@@ -344,6 +359,21 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
     }
 
     let metrics = convert_metrics(ctx, raw, root);
+    if raw.interval.is_some()
+        && interval < Duration::from_secs(60)
+        && !metrics.is_empty()
+        && metrics.iter().all(|m| m.namespace.starts_with("AWS/"))
+    {
+        ctx.warn(
+            interval_loc,
+            "interval",
+            format!(
+                "{} is finer than any AWS/ metric's datapoints (at best one a minute: 1m with EC2 detailed \
+                 monitoring, 5m with basic): evaluations between datapoints see nothing new",
+                Human(interval)
+            ),
+        );
+    }
     let (scaling, stabilization_loc) = convert_scaling(ctx, raw);
 
     let hist = raw.history.as_ref().map(|h| &h.value);
@@ -407,6 +437,7 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
 
     let prewarm = convert_prewarm(ctx, raw.prewarm.as_deref().unwrap_or(&[]), min, max, window);
 
+    let composite = convert_composite(ctx, raw);
     let scale_in_raw = raw.scale_in.as_ref().map(|s| &s.value);
     let order = ctx.choice(
         &scale_in_raw.and_then(|s| s.order.clone()),
@@ -448,6 +479,8 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
         scale_in: ScaleIn { order, protect_tag, drain_timeout, pre_stop },
         scale_out: ScaleOut { order: out_order },
         predictive: raw.predictive.as_ref().map(|p| convert_predictive(ctx, &p.value)),
+        composite,
+        freeze_scale_in: raw.freeze_scale_in.as_ref().is_some_and(|f| f.value),
     })
 }
 
@@ -538,6 +571,55 @@ fn fraction(ctx: &mut Ctx<'_>, v: &Option<S<Text>>, field: &str, lo: f64, hi: f6
     }
 }
 
+/// The `composite` block, and each metric's `cap` (which only means something with it).
+fn convert_composite(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> Option<Composite> {
+    let Some(c) = &raw.composite else {
+        for (i, m) in raw.metrics.iter().flat_map(|l| l.value.iter()).enumerate() {
+            if let Some(cap) = &m.value.cap {
+                ctx.warn(cap.referenced, &format!("metrics[{i}].cap"), "has no effect without a `composite` block");
+            }
+        }
+        return None;
+    };
+    let errors_before = ctx.error_count();
+    let up = match &c.value.scale_up_above {
+        Some(v) => ctx.positive(v, "composite.scale_up_above"),
+        None => {
+            ctx.err(c.referenced, "composite.scale_up_above", "is required (the score above which to scale up)");
+            None
+        }
+    };
+    let down = c.value.scale_down_below.as_ref().and_then(|d| {
+        let v = d.value;
+        if !v.is_finite() || v < 0.0 {
+            ctx.err(d.referenced, "composite.scale_down_below", format!("{v} must be a number of at least 0"));
+            None
+        } else if up.is_some_and(|u| v >= u) {
+            ctx.err(
+                d.referenced,
+                "composite.scale_down_below",
+                format!("{v} must be below scale_up_above {} (or the pool would flap)", up.unwrap_or(0.0)),
+            );
+            None
+        } else {
+            Some(v)
+        }
+    });
+    let periods = match &c.value.periods {
+        Some(p) => ctx.count(p, "composite.periods", 1, 60).unwrap_or(2),
+        None => 2,
+    };
+    for (i, m) in raw.metrics.iter().flat_map(|l| l.value.iter()).enumerate() {
+        if let Some(cap) = &m.value.cap {
+            ctx.positive(cap, &format!("metrics[{i}].cap"));
+        }
+    }
+    if ctx.error_count() > errors_before {
+        return None;
+    }
+    Some(Composite { scale_up_above: up?, scale_down_below: down, periods })
+}
+
 fn convert_metrics(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Vec<MetricSpec> {
     let Some(list) = &raw.metrics else {
         ctx.err(root, "metrics", "is required (at least one metric)");
@@ -602,6 +684,21 @@ fn convert_metric(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&st
             period_loc,
             &f("period"),
             format!("{} is not a CloudWatch period (1s, 5s, 10s, 30s or a multiple of 60s)", Human(period)),
+        );
+    }
+    if let Some(ns) = m.namespace.as_ref().map(|n| n.value.0.as_str()).filter(|n| n.starts_with("AWS/"))
+        && m.period.is_some()
+        && high_res
+        && period.subsec_nanos() == 0
+    {
+        ctx.warn(
+            period_loc,
+            &f("period"),
+            format!(
+                "{} is finer than {ns} publishes (at best 1m, with detailed monitoring; 5m with basic): there will \
+                 be no datapoints",
+                Human(period)
+            ),
         );
     }
     let goal = match (&m.target, &m.target_per_instance) {
@@ -687,6 +784,7 @@ fn convert_metric(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&st
         weight,
         ceiling,
         per_instance,
+        cap: m.cap.as_ref().map(|c| c.value).filter(|c| c.is_finite() && *c > 0.0),
     })
 }
 
@@ -817,13 +915,19 @@ fn convert_prewarm(
             n.to_owned()
         });
         let tz = ctx.text(&raw.time_zone, at, &f("time_zone")).and_then(|(z, loc)| match TimeZone::get(z) {
-            Ok(tz) => Some((tz, z.to_owned())),
+            Ok(tz) => {
+                if let Some(w) = super::zones::legacy(z) {
+                    ctx.warn(loc, &f("time_zone"), w);
+                }
+                Some((tz, z.to_owned()))
+            }
             Err(_) => {
-                ctx.err(
-                    loc,
-                    &f("time_zone"),
-                    format!("{z:?} is not an IANA time zone (e.g. America/New_York, Asia/Shanghai, UTC)"),
-                );
+                let hint = super::zones::hint(z).unwrap_or("e.g. America/New_York, Asia/Shanghai, UTC");
+                let message = match super::zones::hint(z) {
+                    Some(_) => format!("{z:?} is not an IANA time zone: {hint}"),
+                    None => format!("{z:?} is not an IANA time zone ({hint})"),
+                };
+                ctx.err(loc, &f("time_zone"), message);
                 None
             }
         });
@@ -871,19 +975,38 @@ fn convert_prewarm(
                     ctx.err(dloc, &f("duration"), "must be above 0s");
                 }
                 match croner::parser::CronParser::new().parse(c.value.0.trim()) {
-                    Ok(cron) => Some(PrewarmWhen::Cron {
-                        cron: Box::new(cron),
-                        pattern: c.value.0.trim().to_owned(),
-                        duration,
-                        cache: OccurrenceCache::default(),
-                    }),
+                    Ok(cron) => {
+                        if let (Some(now), Some((tz, zone))) = (ctx.now, &tz)
+                            && let Some(w) = super::checks::never_fires(&cron, c.value.0.trim(), tz, zone, now)
+                        {
+                            ctx.warn(c.referenced, &f("cron"), w);
+                        }
+                        Some(PrewarmWhen::Cron {
+                            cron: Box::new(cron),
+                            pattern: c.value.0.trim().to_owned(),
+                            duration,
+                            cache: OccurrenceCache::default(),
+                        })
+                    }
                     Err(e) => {
-                        ctx.err(c.referenced, &f("cron"), format!("{:?} is not a cron pattern: {e}", c.value.0));
+                        ctx.err(c.referenced, &f("cron"), super::checks::cron_error(c.value.0.trim(), &e));
                         None
                     }
                 }
             }
         };
+        if let (Some(now), Some(PrewarmWhen::Once { end, .. }), Some((tz, zone))) = (ctx.now, &when, &tz)
+            && *end <= now
+        {
+            let ended = super::checks::ago(now.duration_since(*end).unsigned_abs());
+            let local = short_datetime(end.to_zoned(tz.clone()).datetime());
+            let rule = name.as_deref().unwrap_or("");
+            ctx.warn(
+                at,
+                &format!("prewarm[{i}]"),
+                format!("{rule:?} ended {local} {zone} ({ended} ago): it will never hold again (update its dates or remove it)"),
+            );
+        }
         let release_after = release_after(ctx, raw, when.as_ref(), history_window, &f);
         let errors_after = ctx.error_count();
         if errors_after > errors_before {
@@ -951,6 +1074,10 @@ fn one_off(
 ) -> Option<PrewarmWhen> {
     let parse = |ctx: &mut Ctx<'_>, s: &S<Text>, field: &str| -> Option<jiff::Timestamp> {
         let text = s.value.0.trim();
+        if let Some(message) = offset_message(text, tz) {
+            ctx.err(s.referenced, field, message);
+            return None;
+        }
         match DateTime::from_str(text) {
             Ok(dt) => match dt.to_zoned(tz.clone()) {
                 Ok(z) => Some(z.timestamp()),
@@ -997,6 +1124,39 @@ fn one_off(
         return None;
     }
     Some(PrewarmWhen::Once { start: s, end: e })
+}
+
+/// `start`/`end` are local date-times in the rule's `time_zone`. One written with a UTC offset or
+/// `Z` is rejected (jiff's civil parser would drop the offset: `00:00+08:00` in `UTC` used to
+/// start at 00:00 UTC, eight hours late), with the same instant written in the rule's zone.
+fn offset_message(text: &str, tz: &TimeZone) -> Option<String> {
+    let ts = jiff::Timestamp::from_str(text).ok()?;
+    let t_at = text.find(['T', 't', ' '])?;
+    let (local, offset) = if let Some(l) = text.strip_suffix(['Z', 'z']) {
+        (l, None)
+    } else {
+        let i = t_at + text[t_at..].rfind(['+', '-'])?;
+        (&text[..i], Some(&text[i..]))
+    };
+    let there = short_datetime(ts.to_zoned(tz.clone()).datetime());
+    let zone = tz.iana_name().unwrap_or("the rule's zone");
+    let fix = match offset {
+        None => "set time_zone to UTC".to_owned(),
+        Some(o) => format!("set time_zone to the IANA zone of {o}"),
+    };
+    Some(format!(
+        "{text:?} carries a UTC offset, which would be ignored: start and end are local date-times in \
+         time_zone {zone:?}, where this instant is {there} (or write {local} and {fix})"
+    ))
+}
+
+/// `2027-11-11T00:00`, with seconds only when there are some.
+fn short_datetime(dt: DateTime) -> String {
+    if dt.second() == 0 && dt.subsec_nanosecond() == 0 {
+        dt.strftime("%Y-%m-%dT%H:%M").to_string()
+    } else {
+        dt.strftime("%Y-%m-%dT%H:%M:%S").to_string()
+    }
 }
 
 /// Checks that needs several policies together: unique names, and no two policies claiming the
