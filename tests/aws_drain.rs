@@ -535,3 +535,46 @@ async fn the_pre_stop_hook_runs_after_the_drain_and_before_the_stop() {
     let metrics = d.board().snapshot().render_prometheus();
     assert!(metrics.contains("kind=\"stop_after_drain\"} 1"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ip_target_groups_take_the_members_private_addresses() {
+    use aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum;
+    let moto = Moto::start();
+    let proxy = logging_proxy(&moto).await;
+    let pool = moto.create_tagged_pool(("vmscaler:pool", "web"), 3, 0, 0, None).await;
+    let arn = moto.create_target_group_of("web-ip", TargetTypeEnum::Ip).await;
+    let ec2 = moto.ec2().await;
+    let described =
+        ec2.describe_instances().set_instance_ids(Some(pool.running.clone())).send().await.expect("describe");
+    let ips: BTreeMap<String, String> = described
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter_map(|i| Some((i.instance_id()?.to_owned(), i.private_ip_address()?.to_owned())))
+        .collect();
+    assert_eq!(ips.len(), 3, "moto gives every instance a private address");
+    let addresses: Vec<String> = pool.running.iter().map(|id| ips[id].clone()).collect();
+    register(&moto, &arn, &addresses).await;
+    let s = Scratch::new("drain-ip");
+    s.write_policy("web.yaml", &web_policy(&arn, ""));
+    let mut cfg = s.config(&moto);
+    cfg.endpoint_url = Some(proxy.endpoint.clone());
+    let t0 = base_time();
+    put_cpu(&moto, &pool.running, t0, 3, 10.0).await;
+    let mut d = daemon_through(&proxy, cfg, t0).await;
+    // All three are healthy by address: serving 3 (by instance id they would look unregistered).
+    d.tick(t0).await;
+    let last = d.history("web").and_then(|h| h.records.back()).cloned().expect("record");
+    assert_eq!((last.current, last.serving), (3, 3));
+    assert!(proxy.arrivals("RegisterTargets").is_empty(), "registered members registered again");
+    let (at, id, _) = tick_until_a_drain(&moto, &mut d, &pool.running, t0 + 60.seconds()).await;
+    // The member's address left the group, the others' stayed.
+    let health_by_ip = health(&moto, &arn, &addresses).await;
+    let expected: Vec<&str> = pool.running.iter().map(|m| if *m == id { "unused" } else { "healthy" }).collect();
+    assert_eq!(health_by_ip, expected);
+    d.tick(at + 5.seconds()).await;
+    assert!(["stopping", "stopped"].contains(&state_of(&moto.instance_states().await, &id).as_str()));
+    let (dereg, stops) = (proxy.arrivals("DeregisterTargets"), proxy.arrivals("StopInstances"));
+    assert_eq!((dereg.len(), stops.len()), (1, 1));
+    assert!(dereg[0] < stops[0]);
+}

@@ -650,15 +650,17 @@ pub fn acted_on(actions: &[Action]) -> BTreeSet<String> {
         .collect()
 }
 
-/// Whether the pool needs a check before its next evaluation: a drain under way, or a running
-/// member outside a target group (or one just started) to register.
+/// Whether the pool needs a check before its next evaluation: a drain under way, or a member
+/// to register (just started, still pending, or running outside a target group).
 pub fn needs_check(lb: &Lb, state: &PoolState, started: bool) -> bool {
     !state.draining.is_empty()
         || (!lb.groups.is_empty()
             && (started
                 || lb.ec2.iter().any(|m| {
-                    m.state == MemberState::Running
-                        && (0..lb.groups.len()).any(|i| !lb.health(i, &m.id).is_some_and(Health::registered))
+                    // Pending: registered as soon as EC2 shows it running.
+                    m.state == MemberState::Pending
+                        || (m.state == MemberState::Running
+                            && (0..lb.groups.len()).any(|i| !lb.health(i, &m.id).is_some_and(Health::registered)))
                 })))
 }
 

@@ -277,7 +277,16 @@ print(key["AccessKeyId"], key["SecretAccessKey"])
 
     /// Creates an instance target group in moto's default VPC; its ARN.
     pub async fn create_target_group(&self, name: &str) -> String {
-        use aws_sdk_elasticloadbalancingv2::types::{ProtocolEnum, TargetTypeEnum};
+        self.create_target_group_of(name, aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Instance).await
+    }
+
+    /// Creates a target group of the given target type in moto's default VPC; its ARN.
+    pub async fn create_target_group_of(
+        &self,
+        name: &str,
+        target_type: aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum,
+    ) -> String {
+        use aws_sdk_elasticloadbalancingv2::types::ProtocolEnum;
         let ec2 = self.ec2().await;
         let vpcs = ec2.describe_vpcs().send().await.expect("describe vpcs");
         let vpc = vpcs.vpcs().first().and_then(|v| v.vpc_id()).expect("moto's default vpc").to_owned();
@@ -290,7 +299,7 @@ print(key["AccessKeyId"], key["SecretAccessKey"])
             .protocol(ProtocolEnum::Http)
             .port(80)
             .vpc_id(vpc)
-            .target_type(TargetTypeEnum::Instance)
+            .target_type(target_type)
             .send()
             .await
             .expect("create target group");
