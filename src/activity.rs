@@ -200,7 +200,8 @@ pub fn log_evaluation(
     let held_back =
         |e: &DecisionEntry| !e.outcomes.is_empty() && e.outcomes.iter().all(|o| o.starts_with("not acted on"));
     let repeated = previous.is_some_and(|p| held_back(p) && (p.current, p.desired) == (entry.current, entry.desired));
-    if !d.actions.is_empty() && !(held_back(entry) && repeated) {
+    let quiet = held_back(entry) && repeated;
+    if !d.actions.is_empty() && !quiet {
         let verb = if d.desired > d.current { "scale up" } else { "scale down" };
         let mut e = Event::new(
             d.at,
@@ -241,6 +242,50 @@ mod tests {
         let d = std::env::temp_dir().join(format!("vmscaler-activity-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn a_floor_is_logged_when_it_engages_and_when_it_is_released_not_in_between() {
+        let d = dir("floors");
+        let log = ActivityLog::open(&d);
+        let p = vmscaler_engine::policy::parse_policy(
+            "t.yaml",
+            "name: web\npool: {tag: {key: pool, value: web}}\nmin: 2\nmax: 20\nmetrics:\n  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}\nprewarm:\n  - {name: promo, start: 2026-12-03T12:00, duration: 1h, time_zone: UTC, capacity: 8}\n",
+        )
+        .policy
+        .unwrap();
+        let fleet = vmscaler_engine::Fleet::Group(vmscaler_engine::GroupState {
+            name: "g".into(),
+            min: 0,
+            max: 50,
+            desired: 8,
+            in_service: 8,
+            activity_in_progress: false,
+        });
+        let h = vmscaler_engine::PoolHistory::default();
+        let mut previous: Option<DecisionEntry> = None;
+        for t in ["2026-12-03T11:50:00Z", "2026-12-03T12:10:00Z", "2026-12-03T12:20:00Z", "2026-12-03T13:10:00Z"] {
+            let d = vmscaler_engine::decide(&p, &h, &fleet, t.parse().unwrap());
+            let entry = DecisionEntry {
+                policy: "web".into(),
+                at: d.at,
+                current: d.current,
+                desired: d.desired,
+                score: d.score,
+                proposal: d.proposal,
+                reasons: d.reasons(),
+                outcomes: vec![],
+                dry_run: false,
+                prewarm: d.floor.as_ref().map(|f| f.rule.clone()),
+                shortfall: 0,
+                next_evaluation: d.next_evaluation,
+            };
+            log_evaluation(&log, &d, &entry, previous.as_ref());
+            previous = Some(entry);
+        }
+        let kinds: Vec<String> = log.read(Some("web"), None).into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["floor_engaged", "floor_released"]);
+        let _ = fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -169,7 +169,7 @@ impl Ops {
         })
     }
 
-    fn authorize(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn authorize(&self, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
         if self.refuse_mutations {
             return Err((
                 StatusCode::FORBIDDEN,
@@ -177,8 +177,7 @@ impl Ops {
                     "pause and resume are refused: the API listens beyond loopback without a token (set {TOKEN_ENV} \
                      in the daemon's environment)\n"
                 ),
-            )
-                .into_response());
+            ));
         }
         let Some(token) = &self.token else { return Ok(()) };
         let given = headers
@@ -189,8 +188,7 @@ impl Ops {
         if given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
             Ok(())
         } else {
-            Err((StatusCode::UNAUTHORIZED, format!("a bearer token is required (the daemon's {TOKEN_ENV})\n"))
-                .into_response())
+            Err((StatusCode::UNAUTHORIZED, format!("a bearer token is required (the daemon's {TOKEN_ENV})\n")))
         }
     }
 }
@@ -283,7 +281,7 @@ async fn pause(
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = s.ops.authorize(&headers) {
-        return r;
+        return r.into_response();
     }
     if !s.board.lock().pools.contains_key(&policy) {
         return (StatusCode::NOT_FOUND, format!("no policy named {policy:?}\n")).into_response();
@@ -326,7 +324,7 @@ async fn pause(
 
 async fn resume(State(s): State<OpsState>, UrlPath(policy): UrlPath<String>, headers: HeaderMap) -> Response {
     if let Err(r) = s.ops.authorize(&headers) {
-        return r;
+        return r.into_response();
     }
     if !s.board.lock().pools.contains_key(&policy) {
         return (StatusCode::NOT_FOUND, format!("no policy named {policy:?}\n")).into_response();

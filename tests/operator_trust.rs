@@ -219,8 +219,8 @@ fn missing_credentials_are_one_clear_error_at_start() {
     if status.is_none() {
         let _ = child.kill();
     }
-    let mut err = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(status.and_then(|s| s.code()), Some(78), "exits with EX_CONFIG; log:\n{err}");
     let lines: Vec<&str> = err.lines().filter(|l| l.contains("no AWS credentials")).collect();
     assert_eq!(lines.len(), 1, "one error, not one per pool per tick:\n{err}");
