@@ -70,6 +70,10 @@ pub struct PoolState {
     /// described then (see [`Intent`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<Intent>,
+    /// The pool's demand in 5-minute slots and its fitted forecast model (`predictive:`), so a
+    /// restart keeps what was learned instead of starting again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<vmscaler_engine::Forecaster>,
 }
 
 /// What a pool was about to do, persisted before doing it (a write-ahead record).
@@ -98,6 +102,7 @@ impl PoolState {
             history: PoolHistory::default(),
             decisions: VecDeque::new(),
             intent: None,
+            forecast: None,
         }
     }
 }
