@@ -70,6 +70,10 @@ pub struct PoolState {
     /// described then (see [`Intent`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<Intent>,
+    /// The pool's demand in 5-minute slots and its fitted forecast model (`predictive:`), so a
+    /// restart keeps what was learned instead of starting again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<vmscaler_engine::Forecaster>,
     /// Members taken out of their load balancer target groups on the way to being stopped,
     /// by instance id (see `crate::daemon::drain`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -113,6 +117,7 @@ impl PoolState {
             decisions: VecDeque::new(),
             intent: None,
             draining: BTreeMap::new(),
+            forecast: None,
         }
     }
 }

@@ -17,7 +17,7 @@ use super::EX_CONFIG;
 use super::validate::Output;
 use crate::policies::load_file;
 use vmscaler_engine::policy::PoolTarget;
-use vmscaler_engine::{Decision, Fleet, GroupState, Member, MemberState, PoolHistory, Sample, decide};
+use vmscaler_engine::{Decision, Fleet, GroupState, Member, MemberState, PoolHistory, Sample, decide_with};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -104,20 +104,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let fleet = plan_fleet(&policy.pool, &policy, args.current, args.warm);
 
     let mut history = PoolHistory::default();
+    // With `predictive:`, the forecast learns from the replayed rows, as the daemon's would.
+    let mut forecaster = policy.predictive.as_ref().map(|_| vmscaler_engine::Forecaster::new());
     for row in rows.iter().filter(|r| r.at <= at) {
         for (id, v) in &row.values {
             history.push_sample(id, Sample { at: row.at, value: *v });
         }
         if row.at < at {
             let t = row.at;
-            let d = decide(&policy, &history, &fleet, t);
+            if let (Some(f), Some(spec)) = (forecaster.as_mut(), &policy.predictive) {
+                f.refresh(spec, t);
+            }
+            let d = decide_with(&policy, &history, &fleet, forecaster.as_ref(), t);
+            if let (Some(f), Some((measured, demand))) = (forecaster.as_mut(), d.demand()) {
+                f.observe(measured, demand);
+            }
             let mut rec = d.record(policy.scaling.tolerance);
             rec.scaled = None; // replayed, not acted on
             history.push_record(rec);
             history.prune(t, policy.history.window);
         }
     }
-    let d = &decide(&policy, &history, &fleet, at);
+    if let (Some(f), Some(spec)) = (forecaster.as_mut(), &policy.predictive) {
+        f.refresh(spec, at);
+    }
+    let d = &decide_with(&policy, &history, &fleet, forecaster.as_ref(), at);
     match args.output {
         Output::Json => {
             let out = serde_json::json!({ "decision": d, "reasons": d.reasons() });

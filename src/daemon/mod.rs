@@ -28,7 +28,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 use vmscaler_engine::policy::Severity;
-use vmscaler_engine::{Action, Decision, Fleet, MemberState, Policy, PoolHistory, decide};
+use vmscaler_engine::{Action, Decision, Fleet, MemberState, Policy, PoolHistory, decide_with};
 
 use crate::aws::Aws;
 use crate::aws::actuate::{self, Outcome};
@@ -526,7 +526,17 @@ impl Daemon {
                 return None;
             }
         };
-        let decision = decide(&pool.policy, &pool.state.history, &fleet, now);
+        // The forecast (`predictive:`) refits once an hour; it is kept in the state file.
+        match &pool.policy.predictive {
+            Some(spec) => {
+                pool.state.forecast.get_or_insert_with(vmscaler_engine::Forecaster::new).refresh(spec, now);
+            }
+            None => pool.state.forecast = None,
+        }
+        let decision = decide_with(&pool.policy, &pool.state.history, &fleet, pool.state.forecast.as_ref(), now);
+        if let (Some(f), Some((measured, demand))) = (pool.state.forecast.as_mut(), decision.demand()) {
+            f.observe(measured, demand);
+        }
         let dry_run = pool.dry_run(global_dry_run);
         // Paused by an operator: decided and reported, not acted on (no cooldown starts).
         let paused = self.ops.pause_of(name, now);

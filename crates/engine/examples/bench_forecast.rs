@@ -63,7 +63,12 @@ fn main() {
         fcs.push(f);
     }
     let observe = t.elapsed();
-    println!("observe: {:.2} s ({:.0} ns per point); after: {}", observe.as_secs_f64(), observe.as_nanos() as f64 / (pools as f64 * minutes as f64), rss());
+    println!(
+        "observe: {:.2} s ({:.0} ns per point); after: {}",
+        observe.as_secs_f64(),
+        observe.as_nanos() as f64 / (pools as f64 * minutes as f64),
+        rss()
+    );
     let spec = Predictive::default();
     let now = Timestamp::from_second(start + minutes * 60).unwrap_or(Timestamp::UNIX_EPOCH);
     let t = Instant::now();

@@ -112,7 +112,8 @@ fn noise_fails_the_gate_and_the_decision_would_say_why() {
         Err(Unavailable::Inaccurate { wape, limit }) => {
             assert!(wape > limit);
             let msg = Unavailable::Inaccurate { wape, limit }.to_string();
-            assert!(msg.contains("above max_error 80%"), "{msg}"); eprintln!("{msg}");
+            assert!(msg.contains("above max_error 80%"), "{msg}");
+            eprintln!("{msg}");
         }
         other => panic!("expected the gate to close: {other:?}"),
     }
