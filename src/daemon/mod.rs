@@ -778,6 +778,7 @@ mod tests {
             serving: current,
             desired,
             scaled,
+            dry_run: false,
         }
     }
 

@@ -15,5 +15,5 @@ pub mod schedule;
 
 pub use decide::{Action, Bound, Decision, Reading, decide};
 pub use fleet::{Fleet, GroupState, Member, MemberState};
-pub use history::{Direction, EvalRecord, PoolHistory, Sample};
+pub use history::{Direction, EvalRecord, FUTURE_TOLERANCE, PoolHistory, Sample};
 pub use policy::Policy;

@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-pub use validate::{Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy};
+pub use validate::{Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy, pools_overlap};
 
 /// A validated scaling policy for one pool.
 #[derive(Debug, Clone)]
@@ -37,6 +37,19 @@ pub struct Policy {
     pub prewarm: Vec<PrewarmRule>,
     pub scale_in: ScaleIn,
     pub scale_out: ScaleOut,
+    /// How a fleet found above `max` (a pool adopted with more instances than its policy
+    /// allows, or a lowered `max`) is brought down.
+    pub adopt: Adopt,
+}
+
+/// How a pool above its `max` is brought down to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Adopt {
+    /// Like any descent: the scale-down step limit and cooldown apply (the default).
+    Gradual,
+    /// At once, whatever the step limit and cooldown say.
+    Immediate,
 }
 
 /// What the policy scales.

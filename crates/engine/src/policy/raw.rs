@@ -76,6 +76,9 @@ pub(super) struct RawPolicy {
     pub scale_in: Option<S<RawScaleIn>>,
     #[serde(default)]
     pub scale_out: Option<S<RawScaleOut>>,
+    /// How a fleet found above `max` is brought down: `gradual` (default) or `immediate`.
+    #[serde(default)]
+    pub adopt: Option<S<Text>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -120,7 +120,7 @@ fn structural_errors_carry_yaml_locations() {
     check(
         &with("metricz: []\n"),
         &[
-            "t.yaml:7:1: unknown field `metricz`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out",
+            "t.yaml:7:1: unknown field `metricz`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out, adopt",
         ],
     );
     check(&BASE.replace("max: 10", "max: \"ten\""), &["t.yaml:4:6: invalid floating point"]);
@@ -187,7 +187,7 @@ fn pool_and_metric_conflicts() {
     check(
         &with("metrics: []\n").replace("metrics:\n  - {id", "unused:\n  - {id"),
         &[
-            "t.yaml:5:1: unknown field `unused`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out",
+            "t.yaml:5:1: unknown field `unused`, expected one of name, pool, min, max, interval, dry_run, metrics, scaling, history, missing_data, prewarm, scale_in, scale_out, adopt",
         ],
     );
 }
@@ -334,6 +334,39 @@ fn policy_set_rejects_shared_pools_and_names() {
             "c.yaml:1:1: name: \"web\" is also the name of the policy in a.yaml",
         ]
     );
+}
+
+/// Finding 2: `team=web` and `vmscaler:pool=api` can both be on one instance; only one key
+/// with distinct values keeps tagged pools apart.
+#[test]
+fn policy_set_rejects_any_possible_tag_overlap() {
+    let tagged = |name: &str, key: &str, value: &str| {
+        let text = BASE
+            .replace("name: web", &format!("name: {name}"))
+            .replace("key: pool, value: web", &format!("key: \"{key}\", value: {value}"));
+        parse_policy("x.yaml", &text).policy.unwrap_or_else(|| panic!("{text}"))
+    };
+    let web = tagged("web", "team", "web");
+    let api = tagged("api", "vmscaler:pool", "api");
+    let other = tagged("other", "vmscaler:pool", "other");
+    let got: Vec<String> = check_policy_set(&[("web.yaml", &web), ("api.yaml", &api), ("other.yaml", &other)])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "api.yaml:1:1: pool: tag vmscaler:pool=api overlaps team=web claimed by web.yaml: one instance can carry \
+             both tags, so two policies could act on it: tagged pools must share one tag key, with distinct values",
+            "other.yaml:1:1: pool: tag vmscaler:pool=other overlaps team=web claimed by web.yaml: one instance can \
+             carry both tags, so two policies could act on it: tagged pools must share one tag key, with distinct values",
+        ]
+    );
+    // One key, distinct values: no overlap.
+    assert!(check_policy_set(&[("api.yaml", &api), ("other.yaml", &other)]).is_empty());
+    // The order decides which one is reported: the running one goes first.
+    let got = check_policy_set(&[("api.yaml", &api), ("web.yaml", &web)]);
+    assert_eq!(got.iter().map(|d| d.file.as_str()).collect::<Vec<_>>(), ["web.yaml"]);
 }
 
 #[test]

@@ -407,6 +407,12 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
         &[("oldest", ScaleOutOrder::Oldest), ("newest", ScaleOutOrder::Newest), ("id", ScaleOutOrder::Id)],
         ScaleOutOrder::Oldest,
     );
+    let adopt = ctx.choice(
+        &raw.adopt,
+        "adopt",
+        &[("gradual", Adopt::Gradual), ("immediate", Adopt::Immediate)],
+        Adopt::Gradual,
+    );
 
     Some(Policy {
         name: name?,
@@ -422,6 +428,7 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
         prewarm,
         scale_in: ScaleIn { order, protect_tag },
         scale_out: ScaleOut { order: out_order },
+        adopt,
     })
 }
 
@@ -886,12 +893,15 @@ fn one_off(
     Some(PrewarmWhen::Once { start: s, end: e })
 }
 
-/// Checks that needs several policies together: unique names, and no two policies claiming the
-/// same pool. Each entry is `(file, policy)`.
+/// Checks that needs several policies together: unique names, and no two policies whose pools
+/// could share an instance (see [`pools_overlap`]). Each entry is `(file, policy)`; of two
+/// overlapping policies the later one is reported, naming the earlier one's file.
 pub fn check_policy_set(policies: &[(&str, &Policy)]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut names: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut pools: BTreeMap<&PoolTarget, &str> = BTreeMap::new();
+    // Pools claimed so far, in order: a later policy that overlaps an earlier one is the one
+    // reported (callers put the policies already running first).
+    let mut claimed: Vec<(&PoolTarget, &str)> = Vec::new();
     for (file, p) in policies {
         let diag = |field: &str, message: String| Diagnostic {
             severity: Severity::Error,
@@ -904,16 +914,38 @@ pub fn check_policy_set(policies: &[(&str, &Policy)]) -> Vec<Diagnostic> {
         if let Some(other) = names.insert(&p.name, file) {
             out.push(diag("name", format!("{:?} is also the name of the policy in {other}", p.name)));
         }
-        if let Some(other) = pools.insert(&p.pool, file) {
-            let what = match &p.pool {
-                PoolTarget::Tagged(t) => format!("instances tagged {}={}", t.key, t.value),
-                PoolTarget::AutoScalingGroup(g) => format!("Auto Scaling group {g:?}"),
+        if let Some((rival, other)) = claimed.iter().find(|(q, _)| pools_overlap(&p.pool, q)) {
+            let message = match (&p.pool, rival) {
+                (PoolTarget::Tagged(t), PoolTarget::Tagged(r)) if t == r => format!(
+                    "instances tagged {}={} are already claimed by {other}: two policies cannot scale the same \
+                     pool",
+                    t.key, t.value
+                ),
+                (PoolTarget::Tagged(t), PoolTarget::Tagged(r)) => format!(
+                    "tag {}={} overlaps {}={} claimed by {other}: one instance can carry both tags, so two \
+                     policies could act on it: tagged pools must share one tag key, with distinct values",
+                    t.key, t.value, r.key, r.value
+                ),
+                (PoolTarget::AutoScalingGroup(g), _) | (_, PoolTarget::AutoScalingGroup(g)) => format!(
+                    "Auto Scaling group {g:?} is already claimed by {other}: two policies cannot scale the same \
+                     pool"
+                ),
             };
-            out.push(diag(
-                "pool",
-                format!("{what} are already claimed by {other}: two policies cannot scale the same pool"),
-            ));
+            out.push(diag("pool", message));
+        } else {
+            claimed.push((&p.pool, file));
         }
     }
     out
+}
+
+/// Whether one instance (or group) could belong to both pools. Two tag selectors can both
+/// match one instance unless they name the same key with different values: an instance cannot
+/// carry two values of one key, but nothing stops it carrying two keys.
+pub fn pools_overlap(a: &PoolTarget, b: &PoolTarget) -> bool {
+    match (a, b) {
+        (PoolTarget::Tagged(x), PoolTarget::Tagged(y)) => x.key != y.key || x.value == y.value,
+        (PoolTarget::AutoScalingGroup(x), PoolTarget::AutoScalingGroup(y)) => x == y,
+        _ => false,
+    }
 }
