@@ -214,6 +214,7 @@ mod tests {
             last_tick: None,
             pools: 2,
             degraded_pools: vec![],
+            reasons: Default::default(),
             invalid_files: Default::default(),
         };
         let lease = |holder: &str, mine| Some(LeaseStatus { holder: Some(holder.into()), token: Some(4), mine });
