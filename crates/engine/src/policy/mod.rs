@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::Serialize;
 
-pub use validate::{Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy, pools_overlap};
+pub use validate::{Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy, pools_overlap, yaml_message};
 
 /// A validated scaling policy for one pool.
 #[derive(Debug, Clone)]

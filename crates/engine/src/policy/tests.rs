@@ -479,3 +479,11 @@ fn remaining_messages_each_with_their_location() {
         ],
     );
 }
+
+/// Finding 11: a second YAML document is reported in the person's terms, not the library's.
+#[test]
+fn a_second_document_is_named_without_library_hints() {
+    let r = parse_policy("p.yaml", "name: a\n---\nname: b\n");
+    let got: Vec<String> = r.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(got, ["p.yaml:3:1: more than one YAML document (a `---` separator): one document per file"]);
+}

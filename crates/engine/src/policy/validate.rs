@@ -239,8 +239,10 @@ pub fn parse_policy(file: &str, text: &str) -> PolicyReport {
     PolicyReport { policy: if has_errors { None } else { policy }, diagnostics: ctx.diags }
 }
 
-/// serde-saphyr's message without its rendered snippet and location suffix (we print those).
-fn yaml_message(e: &serde_saphyr::Error) -> String {
+/// serde-saphyr's message without its rendered snippet and location suffix (we print those),
+/// nor its hints to the library's caller (`use from_str_multiple ...`). The config file's
+/// messages use it too.
+pub fn yaml_message(e: &serde_saphyr::Error) -> String {
     let full = e.to_string();
     let first = full.lines().next().unwrap_or("invalid YAML").trim();
     // Drop a trailing " at line X, column Y" if present.
@@ -255,6 +257,13 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
         && rest[..i].split(" column ").all(|n| n.trim().parse::<u64>().is_ok())
     {
         msg = rest[i + 2..].trim();
+    }
+    if msg.starts_with("multiple YAML documents detected") {
+        return "more than one YAML document (a `---` separator): one document per file".to_owned();
+    }
+    // A hint meant for the programmer calling the library, not for the person writing YAML.
+    if let Some(i) = msg.find("; use ").filter(|i| msg[*i..].contains("from_str")) {
+        msg = msg[..i].trim();
     }
     if msg.is_empty() { "invalid YAML".to_owned() } else { msg.to_owned() }
 }
