@@ -203,8 +203,9 @@ async fn an_unanswered_start_keeps_its_cooldown() {
 }
 
 /// Finding 5: a daemon that ran with its clock ten years ahead leaves records dated then; a
-/// restart on a good clock discards them (health degraded, saying so) and scales at once
-/// instead of holding for "3651d".
+/// restart on a good clock discards them (health degraded, saying so). The scale-up made then
+/// is kept re-dated to now (its instances are running: acting again at once could do it twice),
+/// so the pool holds for one cooldown (10m), not "3651d", and then scales.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clock_ten_years_ahead_then_back_does_not_freeze_the_pool() {
     let moto = Moto::start();
@@ -229,11 +230,16 @@ async fn a_clock_ten_years_ahead_then_back_does_not_freeze_the_pool() {
     ec2.ec2().stop_instances().set_instance_ids(Some(started)).send().await.expect("stop");
     put_cpu(&moto, &all, t0 + 1.minutes(), 5, 100.0).await;
     let (mut d, _) = Daemon::new(s.config(&moto), moto.aws().await, t0).expect("daemon restarts");
-    assert!(d.history("web").expect("history").records.is_empty(), "future records discarded at load");
+    let h = d.history("web").expect("history");
+    assert_eq!(h.records.len(), 1, "only the scale-up is kept: {h:?}");
+    assert_eq!(h.records[0].at, t0, "re-dated to now");
     let r = d.tick(t0).await;
     let e = &r.decisions[0];
-    assert!(!e.reasons.iter().any(|x| x.contains("cooldown")), "{:?}", e.reasons);
-    assert!(e.desired > e.current, "scaled at once: {e:#?}");
+    assert!(e.reasons.iter().any(|x| x.contains("scale-up cooldown: 10m left")), "{:?}", e.reasons);
+    put_cpu(&moto, &all, t0 + 11.minutes(), 5, 100.0).await;
+    let r = d.tick(t0 + 10.minutes()).await;
+    let e = &r.decisions[0];
+    assert!(e.desired > e.current, "scales once the one cooldown is over: {e:#?}");
     let health = d.board().snapshot();
     let w = &health.pools["web"].warnings;
     assert!(w.iter().any(|x| x.contains("dated after now") && x.contains("discarded")), "{w:?}");

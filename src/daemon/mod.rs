@@ -731,10 +731,11 @@ fn discard_future(history: &mut PoolHistory, now: Timestamp) -> Option<String> {
     }
     let latest = d.latest.map_or_else(String::new, |t| format!(", the latest dated {t}"));
     let msg = format!(
-        "{} record(s) and {} sample(s) dated after now ({now}) were discarded{latest}: the clock was ahead, or is behind",
-        d.records, d.samples
+        "{} record(s) and {} sample(s) dated after now ({now}) were discarded{latest}, {} scaling record(s) re-dated \
+         to now (their cooldown counted from now): the clock was ahead, or is behind",
+        d.records, d.samples, d.redated
     );
-    error!(records = d.records, samples = d.samples, latest = ?d.latest, "history dated in the future discarded");
+    error!(records = d.records, samples = d.samples, redated = d.redated, latest = ?d.latest, "history dated in the future discarded");
     Some(msg)
 }
 

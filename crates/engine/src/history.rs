@@ -52,11 +52,14 @@ pub struct Discarded {
     pub samples: usize,
     /// The latest date among them.
     pub latest: Option<Timestamp>,
+    /// Scaling records re-dated to `now` instead (the newest of each direction), so their
+    /// cooldown still holds, counted from now.
+    pub redated: usize,
 }
 
 impl Discarded {
     pub fn is_empty(&self) -> bool {
-        self.records == 0 && self.samples == 0
+        self.records == 0 && self.samples == 0 && self.redated == 0
     }
 }
 
@@ -132,7 +135,10 @@ impl PoolHistory {
 
     /// Drops every record and sample dated after `now + tolerance`: a clock that was once ahead
     /// (then corrected, or a restart on a good clock) must not hold cooldowns for years, nor
-    /// outlive [`PoolHistory::prune`]. Records are kept in time order afterwards.
+    /// outlive [`PoolHistory::prune`]. The newest scaling record of each direction among them
+    /// is kept, re-dated to `now`: the action it records did happen (the fleet shows it), so
+    /// its cooldown holds once more, counted from now: a clock step holds a pool for at most
+    /// one cooldown, and never makes it act twice. Records stay in time order.
     pub fn discard_future(&mut self, now: Timestamp, tolerance: Duration) -> Discarded {
         let limit = crate::duration::after(now, tolerance);
         let mut out = Discarded::default();
@@ -148,16 +154,30 @@ impl PoolHistory {
             }
         }
         self.samples.retain(|_, s| !s.is_empty());
-        let before = self.records.len();
-        self.records.retain(|r| {
-            if r.at > limit {
-                note(r.at);
-                false
-            } else {
-                true
+        let mut future: Vec<EvalRecord> = Vec::new();
+        if self.records.iter().any(|r| r.at > limit) {
+            self.records.retain(|r| {
+                if r.at > limit {
+                    future.push(*r);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        for r in &future {
+            note(r.at);
+        }
+        for direction in [Direction::Up, Direction::Down] {
+            if let Some(r) = future.iter().rev().find(|r| r.scaled == Some(direction)) {
+                let mut kept = *r;
+                kept.at = now;
+                let i = self.records.partition_point(|x| x.at <= now);
+                self.records.insert(i, kept);
+                out.redated += 1;
             }
-        });
-        out.records = before - self.records.len();
+        }
+        out.records = future.len() - out.redated;
         out
     }
 
@@ -241,13 +261,17 @@ mod tests {
         };
         let mut h = PoolHistory::default();
         h.push_record(rec(900, None));
-        h.push_record(rec(1100, Some(Direction::Up)));
+        h.push_record(rec(1100, None));
         h.push_record(rec(ten_years, Some(Direction::Up)));
+        h.push_record(rec(ten_years + 60, None));
         h.push_sample("cpu", Sample { at: ts(900), value: 1.0 });
         h.push_sample("cpu", Sample { at: ts(ten_years), value: 2.0 });
         let d = h.discard_future(ts(1000), FUTURE_TOLERANCE);
-        assert_eq!(d, Discarded { records: 1, samples: 1, latest: Some(ts(ten_years)) });
-        assert_eq!(h.records.iter().map(|r| r.at.as_second()).collect::<Vec<_>>(), [900, 1100], "within tolerance");
+        assert_eq!(d, Discarded { records: 1, samples: 1, latest: Some(ts(ten_years + 60)), redated: 1 });
+        // The future scale-up is kept, re-dated to now: one cooldown from now, not ten years.
+        let at: Vec<i64> = h.records.iter().map(|r| r.at.as_second()).collect();
+        assert_eq!(at, [900, 1000, 1100], "1100 is within the tolerance");
+        assert_eq!(h.last_scaled(Direction::Up).map(|r| r.at), Some(ts(1000)));
         assert_eq!(h.samples["cpu"].len(), 1);
         assert!(h.discard_future(ts(1000), FUTURE_TOLERANCE).is_empty());
     }
