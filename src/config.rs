@@ -24,7 +24,7 @@ pub const DEFAULT_ACTION_BUDGET: Duration = Duration::from_secs(20);
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
+    #[error("{path}:{message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: {field}: {message}")]
     Invalid { path: PathBuf, field: &'static str, message: String },
@@ -114,6 +114,37 @@ pub fn default_holder() -> String {
     format!("{host}:{}", std::process::id())
 }
 
+/// An AWS region name: lowercase words and digits joined by `-`, such as `eu-west-1`,
+/// `us-gov-west-1` or `cn-north-1` (moto and LocalStack accept the same names).
+pub fn valid_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    (4..=30).contains(&r.len())
+        && parts.len() >= 3
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// An endpoint URL: `http://` or `https://`, a host, an optional port, nothing odd.
+fn check_endpoint(u: &str) -> Result<(), &'static str> {
+    let rest =
+        u.strip_prefix("http://").or_else(|| u.strip_prefix("https://")).ok_or("is not an http:// or https:// URL")?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (h, Some(p)),
+        _ => (authority, None),
+    };
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control() || "@?#".contains(c)) {
+        return Err("has no valid host");
+    }
+    if port.is_some_and(|p| p.parse::<u16>().is_err()) {
+        return Err("has an invalid port");
+    }
+    if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains spaces");
+    }
+    Ok(())
+}
+
 /// DynamoDB's rule for table names.
 pub fn valid_table_name(name: &str) -> bool {
     (3..=255).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
@@ -186,8 +217,13 @@ impl Config {
 
     /// Parses configuration text; `path` names it in messages and anchors relative paths.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = serde_saphyr::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
+            let message = match e.location() {
+                Some(l) => format!("{}:{}: {}", l.line(), l.column(), vmscaler_engine::policy::yaml_message(&e)),
+                None => format!(" {}", vmscaler_engine::policy::yaml_message(&e)),
+            };
+            ConfigError::Parse { path: path.into(), message }
+        })?;
         let invalid = |field, message: String| ConfigError::Invalid { path: path.into(), field, message };
         let base = path.parent().unwrap_or(Path::new("."));
         let anchor = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
@@ -197,18 +233,28 @@ impl Config {
             Some("" | "off" | "none") => None,
             Some(s) => Some(s.parse().map_err(|e| invalid("listen", format!("{s:?}: {e}")))?),
         };
-        cfg.region = raw.region.filter(|s| !s.trim().is_empty());
-        cfg.endpoint_url = raw.endpoint_url.filter(|s| !s.trim().is_empty());
+        cfg.region = raw.region.filter(|s| !s.trim().is_empty()).map(|s| s.trim().to_owned());
+        if let Some(r) = cfg.region.as_deref().filter(|r| !valid_region(r)) {
+            return Err(invalid("region", format!("{r:?} is not an AWS region name (such as eu-west-1)")));
+        }
+        cfg.endpoint_url = raw.endpoint_url.filter(|s| !s.trim().is_empty()).map(|s| s.trim().to_owned());
+        if let Some(u) = cfg.endpoint_url.as_deref() {
+            check_endpoint(u).map_err(|m| invalid("endpoint_url", format!("{u:?} {m}")))?;
+        }
         cfg.profile = raw.profile.filter(|s| !s.trim().is_empty());
         cfg.log_format = raw.log_format;
         cfg.dry_run = raw.dry_run;
         if let Some(s) = raw.metric_offset {
-            cfg.metric_offset = parse_duration(&s).map_err(|e| invalid("metric_offset", e.to_string()))?;
+            let d = parse_duration(&s).map_err(|e| invalid("metric_offset", e.to_string()))?;
+            if d > Duration::from_secs(3600) {
+                return Err(invalid("metric_offset", format!("{s:?} is out of range (0s to 1h)")));
+            }
+            cfg.metric_offset = d;
         }
         if let Some(s) = raw.reload_poll {
             let d = parse_duration(&s).map_err(|e| invalid("reload_poll", e.to_string()))?;
-            if d < Duration::from_millis(100) {
-                return Err(invalid("reload_poll", format!("{s:?} is too short (at least 100ms)")));
+            if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+                return Err(invalid("reload_poll", format!("{s:?} is out of range (100ms to 1h)")));
             }
             cfg.reload_poll = d;
         }
@@ -320,6 +366,43 @@ mod tests {
         assert_eq!(e.to_string(), "c.yaml: action_budget: \"0s\" is out of range (1s to 10m)");
         let e = Config::parse(Path::new("c.yaml"), "state_dir: /s\n").expect_err("missing");
         assert!(e.to_string().contains("policy_dir"), "{e}");
+    }
+
+    /// Finding 11: nonsense region, endpoint and durations are refused at start-up, and a YAML
+    /// error names the file, its line and column, and no library hint.
+    #[test]
+    fn region_endpoint_and_ranges_are_checked() {
+        let base = "policy_dir: /p\nstate_dir: /s\n";
+        for (extra, want) in [
+            ("endpoint_url: not a url\n", "c.yaml: endpoint_url: \"not a url\" is not an http:// or https:// URL"),
+            ("endpoint_url: \"http://\"\n", "endpoint_url: \"http://\" has no valid host"),
+            ("endpoint_url: \"http://h:99999\"\n", "has an invalid port"),
+            (
+                "region: 'us east 1!!'\n",
+                "c.yaml: region: \"us east 1!!\" is not an AWS region name (such as eu-west-1)",
+            ),
+            ("region: eu\n", "region"),
+            ("metric_offset: 100000d\n", "c.yaml: metric_offset: \"100000d\" is out of range (0s to 1h)"),
+            ("reload_poll: 30d\n", "reload_poll: \"30d\" is out of range"),
+        ] {
+            let e = Config::parse(Path::new("c.yaml"), &format!("{base}{extra}")).expect_err(extra);
+            assert!(e.to_string().contains(want), "{extra}: {e}");
+        }
+        for ok in [
+            "region: us-gov-west-1\n",
+            "region: eu-west-1\nendpoint_url: http://127.0.0.1:5000\n",
+            "endpoint_url: https://ec2.eu-west-1.amazonaws.com/\n",
+        ] {
+            Config::parse(Path::new("c.yaml"), &format!("{base}{ok}")).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let e = Config::parse(Path::new("/etc/c.yaml"), &format!("{base}---\nx: 1\n")).expect_err("two documents");
+        assert_eq!(
+            e.to_string(),
+            "/etc/c.yaml:4:1: more than one YAML document (a `---` separator): one document per file"
+        );
+        let e = Config::parse(Path::new("/etc/c.yaml"), "policy_dir: [\n").expect_err("syntax");
+        let text = e.to_string();
+        assert!(text.starts_with("/etc/c.yaml:1:") && !text.contains("<input>") && !text.contains('\n'), "{text}");
     }
 
     #[test]

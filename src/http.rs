@@ -1,15 +1,26 @@
 //! The daemon's HTTP endpoints (loopback by default):
-//! - `GET /healthz`: JSON; `status` is `ok`, or `degraded` when a pool's last evaluation could
-//!   not read its fleet or metrics or a policy file is invalid (still HTTP 200: the daemon runs);
+//! - `GET /healthz`: JSON; `status` is `ok`, or `degraded` when a policy file is invalid or a
+//!   pool is degraded, with each pool's reasons in `reasons`: its last evaluation could not read
+//!   its fleet or metrics or an action failed, a metric had no datapoint within `max_age`, the
+//!   pool has no members (a wrong region, endpoint or tag), instances with its tag are left
+//!   alone (an Auto Scaling group's, or claimed by another pool too), its state cannot be saved,
+//!   its state file was just set aside, or records dated in the future were discarded (the last
+//!   two for one history window). Still HTTP 200: the daemon runs;
 //! - `GET /metrics`: Prometheus text format;
 //! - `GET /v1/decisions[?policy=NAME][&limit=N]`: every pool's last figures and recent decisions
 //!   with their reasons, JSON ([`DecisionsView`]); `vmscaler status` reads this.
 //!
 //! Read-only: nothing here changes the daemon, so no endpoint needs authentication beyond the
-//! listen address. Not here: the figures themselves (see [`crate::daemon::board`]).
+//! listen address.
+//!
+//! HTTP/1.1 only (hyper's HTTP/1 connection builder, whatever features other crates turn on),
+//! and bounded so no client can starve the daemon: at most [`MAX_CONNECTIONS`] at once (more
+//! are closed on accept, well below the unit's `LimitNOFILE`), [`HEADER_READ_TIMEOUT`] to send
+//! a request's headers, and [`CONNECTION_DEADLINE`] for a whole connection (requests included). Not here: the figures themselves (see [`crate::daemon::board`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -41,6 +52,9 @@ pub struct Health {
     pub last_tick: Option<Timestamp>,
     pub pools: usize,
     pub degraded_pools: Vec<String>,
+    /// Why each degraded pool is degraded.
+    #[serde(default)]
+    pub reasons: BTreeMap<String, Vec<String>>,
     pub invalid_files: BTreeMap<String, String>,
 }
 
@@ -118,23 +132,57 @@ pub fn router(board: Arc<SharedBoard>, clock: Arc<dyn Clock>) -> Router {
     }
 }
 
-/// Serves until `stop` turns true.
+/// Most connections served at once; more are closed as soon as they are accepted.
+pub const MAX_CONNECTIONS: usize = 64;
+/// Longest a client may take to send a request's headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest one connection may stay open, however busy.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Serves until `stop` turns true. Connections still open then are left to their deadline.
 pub async fn serve(
     listener: TcpListener,
     board: Arc<SharedBoard>,
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(board, clock))
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
+    let app = router(board, clock);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of descriptors, or an aborted connection: wait a little, keep serving.
+                tracing::debug!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::debug!(limit = MAX_CONNECTIONS, "HTTP connection limit reached: connection closed");
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_DEADLINE, conn).await;
+            drop(slot);
+        });
+    }
 }
 
 async fn healthz(State(s): State<AppState>) -> Json<Health> {
     let b = s.board.lock();
     let degraded: Vec<String> = b.degraded_pools().into_iter().map(str::to_owned).collect();
+    let reasons = b.pools.values().filter(|p| p.degraded()).map(|p| (p.policy.clone(), p.reasons())).collect();
     let status = if degraded.is_empty() && b.invalid_files.is_empty() { "ok" } else { "degraded" };
     Json(Health {
         status: status.to_owned(),
@@ -144,6 +192,7 @@ async fn healthz(State(s): State<AppState>) -> Json<Health> {
         last_tick: b.last_tick,
         pools: b.pools.len(),
         degraded_pools: degraded,
+        reasons,
         invalid_files: b.invalid_files.clone(),
     })
 }

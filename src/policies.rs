@@ -78,12 +78,14 @@ pub fn policy_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
 
 /// Loads every policy file under `paths` (files or directories) and checks them as one set.
 pub fn load_paths(paths: &[PathBuf]) -> LoadedSet {
-    load_paths_at(paths, None)
+    load_paths_at(paths, None, &[])
 }
 
-/// [`load_paths`], also warning about windows already over and crons that do not fire within
-/// a year of `now`.
-pub fn load_paths_at(paths: &[PathBuf], now: Option<Timestamp>) -> LoadedSet {
+/// Like [`load_paths`], also warning about windows already over and crons that do not fire
+/// within a year of `now` (when given). Of two files that collide (same name, overlapping
+/// pools), one of `incumbents` (the files the daemon is running) keeps its place and the other
+/// is rejected, whatever their names: a new file never takes a running pool.
+pub fn load_paths_at(paths: &[PathBuf], now: Option<Timestamp>, incumbents: &[PathBuf]) -> LoadedSet {
     let mut set = LoadedSet::default();
     for path in paths {
         match policy_files(path) {
@@ -99,8 +101,10 @@ pub fn load_paths_at(paths: &[PathBuf], now: Option<Timestamp>) -> LoadedSet {
         }
     }
     let names: Vec<String> = set.policies.iter().map(|(f, _)| f.display().to_string()).collect();
-    let pairs: Vec<(&str, &Policy)> =
+    let mut pairs: Vec<(&str, &Policy)> =
         names.iter().map(String::as_str).zip(set.policies.iter().map(|(_, p)| p)).collect();
+    // Incumbents first (stable: otherwise in file order), so a collision names the newcomer.
+    pairs.sort_by_key(|(f, _)| !incumbents.iter().any(|i| i.as_os_str() == std::ffi::OsStr::new(f)));
     let cross = check_policy_set(&pairs);
     // A policy that collides with an earlier one is dropped from the runnable set.
     let bad: Vec<String> = cross.iter().map(|d| d.file.clone()).collect();
@@ -112,4 +116,9 @@ pub fn load_paths_at(paths: &[PathBuf], now: Option<Timestamp>) -> LoadedSet {
 /// Loads one directory (the daemon's `policy_dir`).
 pub fn load_dir(dir: &Path) -> LoadedSet {
     load_paths(&[dir.to_path_buf()])
+}
+
+/// Loads one directory, `incumbents` winning collisions (see [`load_paths_at`]).
+pub fn load_dir_preferring(dir: &Path, incumbents: &[PathBuf]) -> LoadedSet {
+    load_paths_at(&[dir.to_path_buf()], None, incumbents)
 }

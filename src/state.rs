@@ -4,7 +4,9 @@
 //! atomically (temporary file, fsync, rename, fsync of the directory) so a crash leaves either
 //! the old or the new version, never a torn one. A file that does not parse is renamed aside to
 //! `<file>.corrupt-<unix seconds>` and reported; the pool then starts from an empty history
-//! rather than stopping the daemon.
+//! rather than stopping the daemon. Anything but a regular file in its place (a FIFO, a
+//! directory, a socket) is set aside the same way without being opened, so it cannot block
+//! start-up. A state directory deleted under the running daemon is recreated by the next save.
 //!
 //! Not here: deciding what to keep (the daemon prunes the history before saving) or reading
 //! the clock (callers pass `now`).
@@ -167,6 +169,14 @@ impl StateStore {
     /// aside (suffix `.corrupt-<unix seconds of now>`) and reported as [`StateError::Corrupt`].
     pub fn load(&self, policy: &str, now: Timestamp) -> Result<Option<PoolState>, StateError> {
         let path = self.path_for(policy);
+        // Reading a FIFO would block until a writer came: look before opening.
+        match fs::metadata(&path) {
+            Ok(m) if !m.is_file() => {
+                let reason = format!("not a regular file but {}", file_kind(&m.file_type()));
+                return Err(set_aside(path, reason, now));
+            }
+            _ => {}
+        }
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -178,13 +188,7 @@ impl StateStore {
             Ok(s) => format!("belongs to policy {:?}", s.policy),
             Err(e) => e.to_string(),
         };
-        let mut moved_to = path.clone().into_os_string();
-        moved_to.push(format!(".corrupt-{}", now.as_second()));
-        let moved_to = PathBuf::from(moved_to);
-        match fs::rename(&path, &moved_to) {
-            Ok(()) => Err(StateError::Corrupt { path, reason, moved_to }),
-            Err(source) => Err(StateError::CorruptStuck { path, reason, source }),
-        }
+        Err(set_aside(path, reason, now))
     }
 
     /// Writes `state` atomically: temporary file, fsync, rename over the old file, fsync dir.
@@ -193,6 +197,10 @@ impl StateStore {
         let bytes = serde_json::to_vec(state)
             .map_err(|e| StateError::Write { path: path.clone(), source: std::io::Error::other(e) })?;
         let tmp = self.temp_path_for(&state.policy);
+        // A FIFO in the temporary file's place would block the write: remove it first.
+        if fs::symlink_metadata(&tmp).is_ok_and(|m| !m.is_file()) {
+            let _ = fs::remove_file(&tmp).or_else(|_| fs::remove_dir_all(&tmp));
+        }
         let write = || -> std::io::Result<()> {
             let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
             f.write_all(&bytes)?;
@@ -201,7 +209,14 @@ impl StateStore {
             fs::rename(&tmp, &path)?;
             File::open(&self.dir)?.sync_all()
         };
-        write().map_err(|source| {
+        let result = match write() {
+            // The directory was deleted under the daemon: recreate it and write again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.dir.is_dir() => {
+                fs::create_dir_all(&self.dir).and_then(|()| write())
+            }
+            r => r,
+        };
+        result.map_err(|source| {
             let _ = fs::remove_file(&tmp);
             StateError::Write { path, source }
         })
@@ -217,6 +232,32 @@ impl StateStore {
             .collect();
         out.sort();
         out
+    }
+}
+
+/// Renames `path` aside to `<path>.corrupt-<unix seconds of now>`.
+fn set_aside(path: PathBuf, reason: String, now: Timestamp) -> StateError {
+    let mut moved_to = path.clone().into_os_string();
+    moved_to.push(format!(".corrupt-{}", now.as_second()));
+    let moved_to = PathBuf::from(moved_to);
+    match fs::rename(&path, &moved_to) {
+        Ok(()) => StateError::Corrupt { path, reason, moved_to },
+        Err(source) => StateError::CorruptStuck { path, reason, source },
+    }
+}
+
+fn file_kind(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
     }
 }
 
@@ -252,6 +293,36 @@ mod tests {
             .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, ["web%20pool%2F1.json"]);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// Finding 8: the state directory deleted under the daemon is recreated by the next save.
+    #[test]
+    fn a_vanished_directory_is_recreated() {
+        let d = tmpdir("vanished");
+        let store = StateStore::open(&d).expect("open");
+        fs::remove_dir_all(&d).expect("rm");
+        store.save(&PoolState::new("web", ts(1))).expect("saved after recreating the directory");
+        assert!(store.load("web", ts(2)).expect("load").is_some());
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    /// Finding 11: a FIFO in place of a state file (or of its temporary file) is set aside with
+    /// a clear error and never blocks.
+    #[test]
+    fn a_fifo_is_set_aside_not_opened() {
+        let d = tmpdir("fifo");
+        let store = StateStore::open(&d).expect("open");
+        let path = store.path_for("web");
+        let made = std::process::Command::new("mkfifo").arg(&path).status().expect("mkfifo");
+        assert!(made.success());
+        let err = store.load("web", ts(77)).expect_err("a FIFO");
+        assert!(err.to_string().contains("not a regular file but a FIFO"), "{err}");
+        assert!(store.dir().join("web.json.corrupt-77").exists());
+        let made = std::process::Command::new("mkfifo").arg(store.temp_path_for("web")).status().expect("mkfifo");
+        assert!(made.success());
+        store.save(&PoolState::new("web", ts(78))).expect("save goes around a FIFO left as the temporary file");
+        assert!(store.load("web", ts(79)).expect("load").is_some());
         let _ = fs::remove_dir_all(&d);
     }
 

@@ -132,3 +132,31 @@ fn plan_explains_a_confirmed_scale_up_and_a_prewarm_floor() {
     assert_eq!(json["decision"]["floor"]["rule"], "black-friday-2027");
     assert_eq!(json["decision"]["floor"]["event_start"], "2027-11-26T05:00:00Z");
 }
+
+/// Issue 10, finding 10: `plan --current 4294967295` used to abort allocating 309 GB; now a
+/// clear error, exit 64, at once.
+#[test]
+fn plan_refuses_a_fleet_beyond_its_bound() {
+    let dir = scratch("plan-bound");
+    let csv = dir.join("m.csv");
+    std::fs::write(&csv, "timestamp,cpu\n2026-11-27T04:00:00Z,40\n").unwrap();
+    let c = csv.to_str().unwrap();
+    let out =
+        vmscaler(&["plan", "--policy", "policies/web-storefront.yaml", "--metrics", c, "--current", "4294967295"]);
+    assert_eq!(out.status.code(), Some(64), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--current 4294967295 is above 10000"), "{err}");
+    let out = vmscaler(&[
+        "plan",
+        "--policy",
+        "policies/web-storefront.yaml",
+        "--metrics",
+        c,
+        "--current",
+        "10",
+        "--warm",
+        "100000000",
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("plus --warm 100000000"));
+}

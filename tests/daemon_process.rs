@@ -109,8 +109,12 @@ fn run_serves_http_reloads_on_sighup_and_exits_0_on_sigterm() {
     // Polling effectively off: only SIGHUP can reload here.
     let mut d = Daemon::start(&moto, &s, "reload_poll: 1h\nlog_format: json\n");
 
+    // No metric data yet: degraded, and `/healthz` says why (issue 10, finding 9).
     let health = d.get("/healthz");
-    assert!(health.contains("\"status\":\"ok\""), "{health}");
+    assert!(
+        health.contains("\"status\":\"degraded\"") && health.contains("no datapoint within max_age 5m for cpu"),
+        "{health}"
+    );
     let metrics = d.get("/metrics");
     assert_eq!(metric(&metrics, "vmscaler_evaluations_total{policy=\"web\",result=\"ok\"}"), Some(1.0), "{metrics}");
     assert_eq!(metric(&metrics, "vmscaler_pool_current_capacity{policy=\"web\"}"), Some(1.0), "{metrics}");

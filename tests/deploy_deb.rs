@@ -249,7 +249,10 @@ fn installed_package_dry_runs_the_example_policies_against_moto() {
     }
     assert!(!metrics.is_empty(), "no evaluation of all three policies; log:\n{}", log_text());
     let health = http_get(&url, "/healthz").unwrap();
-    assert!(health.contains("\"status\":\"ok\""), "{health}\nlog:\n{}", log_text());
+    // Healthy but for the metrics moto has no data for (issue 10: `/healthz` says so).
+    let healthy = health.contains("\"status\":\"ok\"")
+        || (health.contains("no datapoint within max_age") && health.contains("\"invalid_files\":{}"));
+    assert!(healthy, "{health}\nlog:\n{}", log_text());
     assert_eq!(metric(&metrics, "vmscaler_pool_current_capacity{policy=\"web-storefront\"}"), Some(4.0), "{metrics}");
     assert_eq!(metric(&metrics, "vmscaler_pool_current_capacity{policy=\"gpu-transcode\"}"), Some(2.0), "{metrics}");
     let status = run(Command::new(&bin).args(["status", "--url", &url]));

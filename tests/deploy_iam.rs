@@ -371,7 +371,10 @@ fn only_the_pool_kinds_in_use_get_permissions() {
     let allowed = actions_in(&doc, "Allow");
     assert!(allowed.iter().all(|a| !a.starts_with("autoscaling:")), "{allowed:?}");
     assert!(allowed.contains("ec2:StopInstances") && allowed.contains("cloudwatch:GetMetricData"));
-    assert!(actions_in(&doc, "Deny").is_empty(), "no protect tag, no deny: {doc:#}");
+    // No protect tag: the only deny is the one on Auto Scaling groups' instances.
+    let denies: Vec<&Value> = doc["Statement"].as_array().unwrap().iter().filter(|s| s["Effect"] == "Deny").collect();
+    assert_eq!(denies.len(), 1, "{doc:#}");
+    assert_eq!(denies[0]["Sid"], "NeverTouchAutoScalingInstances");
 
     let only_groups = [group("q", "workers-b"), group("p", "workers-a")];
     let doc = document(&only_groups.iter().collect::<Vec<_>>(), "aws-cn").unwrap();
@@ -405,6 +408,32 @@ fn each_tag_key_gets_its_own_condition() {
     assert_eq!(deny["Condition"]["StringEquals"]["aws:ResourceTag/vmscaler:pool"], serde_json::json!(["b"]));
     let deny_a = statement(&doc, "NeverStopProtectedTeamPoolKeep");
     assert_eq!(deny_a["Condition"]["StringEquals"]["aws:ResourceTag/keep"], "yes");
+}
+
+/// Finding 1 (IAM half): start and stop are denied on any instance of an Auto Scaling group,
+/// and finding 11: a tag value `${aws:username}` is matched literally (IAM's `${$}` escape), not
+/// read as the caller's name.
+#[test]
+fn group_instances_are_denied_and_tag_values_are_escaped() {
+    let set = [tagged("a", "team", "${aws:username}", Some(("keep", "$x")))];
+    let doc = document(&set.iter().collect::<Vec<_>>(), "aws").unwrap();
+    let allow = statement(&doc, "StartStopTaggedPoolsTeam");
+    assert_eq!(allow["Condition"]["StringEquals"]["aws:ResourceTag/team"], serde_json::json!(["${$}{aws:username}"]));
+    let protect = statement(&doc, "NeverStopProtectedTeamKeep");
+    assert_eq!(protect["Condition"]["StringEquals"]["aws:ResourceTag/keep"], "${$}x");
+    assert_eq!(protect["Condition"]["StringEquals"]["aws:ResourceTag/team"], serde_json::json!(["${$}{aws:username}"]));
+    let deny = statement(&doc, "NeverTouchAutoScalingInstances");
+    assert_eq!(deny["Effect"], "Deny");
+    assert_eq!(deny["Action"], serde_json::json!(["ec2:StartInstances", "ec2:StopInstances"]));
+    assert_eq!(deny["Resource"], "arn:aws:ec2:*:*:instance/*");
+    assert_eq!(
+        deny["Condition"],
+        serde_json::json!({ "Null": { "aws:ResourceTag/aws:autoscaling:groupName": "false" } })
+    );
+    // Only groups: no EC2 statement at all.
+    let groups = [group("q", "workers")];
+    let doc = document(&groups.iter().collect::<Vec<_>>(), "aws").unwrap();
+    assert!(!doc.to_string().contains("NeverTouchAutoScalingInstances"));
 }
 
 #[test]

@@ -141,17 +141,17 @@ async fn two_policies_claiming_the_same_instances_on_reload() {
     assert_eq!(names(&d), ["web"]);
     assert_eq!(evaluated(&mut d, t0 + 60.seconds()).await, ["web"]);
 
-    // ...and after it: the newcomer sorts first, so the loader rejects the running policy's
-    // own file. Its last good version must not keep running beside the newcomer.
+    // ...and after it: the newcomer sorts first, and is still the one rejected (issue 10,
+    // finding 3): a new file never takes a running pool.
     std::fs::remove_file(s.policies().join("z-copy.yaml")).expect("rm");
     s.write_policy("0-copy.yaml", &copy);
     let rep = d.reload(t0 + 70.seconds());
     assert_eq!(rep.rejected.len(), 1, "{rep:?}");
     let (file, msg) = &rep.rejected[0];
-    assert!(file.ends_with("a-web.yaml"), "{rep:?}");
-    assert!(msg.contains("already claimed by") && msg.contains("0-copy.yaml"), "both files named: {msg}");
-    assert_eq!((rep.added.as_slice(), rep.removed.as_slice()), (&["web-copy".to_owned()][..], &["web".to_owned()][..]));
-    assert!(rep.kept.is_empty(), "{rep:?}");
+    assert!(file.ends_with("0-copy.yaml"), "{rep:?}");
+    assert!(msg.contains("already claimed by") && msg.contains("a-web.yaml"), "both files named: {msg}");
+    assert!(rep.added.is_empty() && rep.removed.is_empty() && rep.kept.is_empty(), "{rep:?}");
+    assert_eq!(names(&d), ["web"]);
     let claimants = d.policies().len();
     assert_eq!(claimants, 1, "one pool, one policy: {:?} ({rep:?})", names(&d));
     let r = d.tick(t0 + 120.seconds()).await;
@@ -229,7 +229,8 @@ async fn clock_steps_back_and_forward_keep_evaluating_without_acting_twice() {
 }
 
 /// A policy whose tag matches no instance at all: evaluated, min reported as a shortfall of
-/// the warm pool, nothing started, nothing degraded.
+/// the warm pool, nothing started, and degraded (issue 10, finding 9: a wrong tag or region
+/// must not look healthy).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_pool_is_evaluated_and_reports_the_shortfall() {
     let moto = Moto::start();
@@ -246,6 +247,8 @@ async fn empty_pool_is_evaluated_and_reports_the_shortfall() {
         assert_eq!((e.current, e.desired, e.shortfall), (0, 1, 1), "min 1, nothing to start: {e:?}");
         assert!(e.outcomes.is_empty(), "{:?}", e.outcomes);
     }
-    assert!(d.board().snapshot().degraded_pools().is_empty());
+    let board = d.board().snapshot();
+    assert_eq!(board.degraded_pools(), ["web"]);
+    assert!(board.pools["web"].warnings.iter().any(|w| w.contains("no instance carries the pool's tag")), "{board:?}");
     assert_eq!(moto.instance_states().await, before, "no instance touched");
 }

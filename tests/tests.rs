@@ -21,4 +21,5 @@ mod reliability_crash;
 mod reliability_faults;
 mod reliability_input;
 mod reliability_lease;
+mod reliability_safety;
 mod support;

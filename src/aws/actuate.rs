@@ -20,6 +20,11 @@
 //! `SetDesiredCapacity`; not the `DryRun` calls) is preceded by the fence's check, and not made
 //! when it fails: the outcome is [`Outcome::Fenced`].
 //!
+//! A failed call is [`Outcome::Failed`] only when it certainly did nothing (AWS refused it, or
+//! it was never sent); a call whose effect is unknown (a timeout, a dropped connection, a 5xx:
+//! see [`super::error`]) is [`Outcome::Unknown`], and the daemon keeps its intent for the next
+//! evaluation to reconcile against the fleet, cooldown counted.
+//!
 //! Not here: deciding (the engine), recording the outcome (the daemon), retries beyond the
 //! SDK's (a failed action is reported; the next evaluation decides again).
 
@@ -34,6 +39,7 @@ use vmscaler_engine::policy::ScaleOutOrder;
 use vmscaler_engine::{Action, Decision, Fleet, Member, MemberState, Policy};
 
 use super::Aws;
+use super::error::ApiError;
 use super::lease::Fence;
 use super::stats::{CallCounter, Operation};
 
@@ -73,7 +79,14 @@ pub enum Outcome {
     Shortfall {
         missing: u32,
     },
+    /// Certainly not done: AWS refused the call, or it was never sent.
     Failed {
+        what: String,
+        error: String,
+    },
+    /// Perhaps done: the call timed out, its connection dropped, or AWS answered 5xx. The
+    /// daemon reconciles it against the fleet at the next evaluation (cooldown counted).
+    Unknown {
         what: String,
         error: String,
     },
@@ -128,6 +141,20 @@ impl Outcome {
         )
     }
 
+    /// Whether the call may have taken effect without the daemon hearing so.
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, Outcome::Unknown { .. })
+    }
+
+    /// The outcome of a call that failed with `error`: failed when certain, unknown otherwise.
+    pub fn from_error(what: String, error: &ApiError) -> Outcome {
+        if error.is_definite() {
+            Outcome::Failed { what, error: error.to_string() }
+        } else {
+            Outcome::Unknown { what, error: error.to_string() }
+        }
+    }
+
     /// A short kind for metrics labels (`actions by kind`).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -140,6 +167,7 @@ impl Outcome {
             Outcome::InsufficientCapacity { .. } => "insufficient_capacity",
             Outcome::Shortfall { .. } => "shortfall",
             Outcome::Failed { .. } => "failed",
+            Outcome::Unknown { .. } => "unknown",
             Outcome::Fenced { .. } => "fenced",
             Outcome::Draining { .. } => "drain",
             Outcome::WouldDrain { .. } => "would_drain",
@@ -167,6 +195,7 @@ impl fmt::Display for Outcome {
             Outcome::InsufficientCapacity { id } => write!(f, "insufficient instance capacity for {id}"),
             Outcome::Shortfall { missing } => write!(f, "short of {missing} instance(s): no stopped member left"),
             Outcome::Failed { what, error } => write!(f, "{what} failed: {error}"),
+            Outcome::Unknown { what, error } => write!(f, "{what}: {error}"),
             Outcome::Fenced { what, reason } => write!(f, "{what} skipped: {reason}"),
             Outcome::Draining { id, groups } => {
                 write!(f, "deregistered {id} from {groups} target group(s): stopping it once drained")
@@ -311,7 +340,7 @@ pub(crate) enum StartError {
     InsufficientCapacity,
     /// The fence refused the call: it was not made.
     Fenced(String),
-    Other(String),
+    Other(ApiError),
 }
 
 /// Starts instances; the seam between the fallback logic and EC2.
@@ -339,7 +368,7 @@ impl Starter for Ec2Starter<'_> {
         match result {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("InsufficientInstanceCapacity") => Err(StartError::InsufficientCapacity),
-            Err(e) => Err(StartError::Other(describe(&e))),
+            Err(e) => Err(StartError::Other(ApiError::from_sdk(&e))),
         }
     }
 }
@@ -353,7 +382,7 @@ pub(crate) async fn start_with_fallback(
     match starter.start(&ids).await {
         Ok(()) => return ids.into_iter().map(|id| Outcome::Started { id }).collect(),
         Err(StartError::Other(error)) => {
-            return vec![Outcome::Failed { what: format!("start {}", ids.join(", ")), error }];
+            return vec![Outcome::from_error(format!("start {}", ids.join(", ")), &error)];
         }
         Err(StartError::Fenced(reason)) => {
             return vec![Outcome::Fenced { what: format!("start {}", ids.join(", ")), reason }];
@@ -374,7 +403,7 @@ pub(crate) async fn start_with_fallback(
                         missing += 1;
                     }
                 }
-                Err(StartError::Other(error)) => out.push(Outcome::Failed { what: format!("start {id}"), error }),
+                Err(StartError::Other(error)) => out.push(Outcome::from_error(format!("start {id}"), &error)),
                 Err(StartError::Fenced(reason)) => out.push(Outcome::Fenced { what: format!("start {id}"), reason }),
             }
         }
@@ -396,7 +425,7 @@ async fn stop(aws: &Aws, ids: &[String]) -> Vec<Outcome> {
         .await;
     match result {
         Ok(_) => ids.iter().map(|id| Outcome::Stopped { id: id.clone() }).collect(),
-        Err(e) => vec![Outcome::Failed { what: format!("stop {}", ids.join(", ")), error: describe(&e) }],
+        Err(e) => vec![Outcome::from_error(format!("stop {}", ids.join(", ")), &ApiError::from_sdk(&e))],
     }
 }
 
@@ -459,7 +488,7 @@ async fn set_desired(aws: &Aws, group: &str, desired: u32) -> Outcome {
         .await;
     match result {
         Ok(_) => Outcome::DesiredSet { group: group.to_owned(), desired },
-        Err(e) => Outcome::Failed { what: format!("set desired capacity of {group}"), error: describe(&e) },
+        Err(e) => Outcome::from_error(format!("set desired capacity of {group}"), &ApiError::from_sdk(&e)),
     }
 }
 
@@ -507,6 +536,26 @@ mod tests {
         );
         assert_eq!(ec2.calls[0], ids(&["i-a", "i-b"]), "one batched call first");
         assert!(!ec2.calls.iter().flatten().any(|id| id == "i-z"), "no more starts than wanted");
+    }
+
+    /// A start whose effect is unknown is reported as such (the daemon keeps its intent); a
+    /// refusal is a plain failure.
+    #[tokio::test]
+    async fn an_ambiguous_start_is_unknown_not_failed() {
+        struct Fails(ApiError);
+        impl Starter for Fails {
+            async fn start(&mut self, _: &[String]) -> Result<(), StartError> {
+                Err(StartError::Other(self.0.clone()))
+            }
+        }
+        let lost = ApiError::Ambiguous { detail: "connection closed before message completed".into() };
+        let out = start_with_fallback(&mut Fails(lost), ids(&["i-a"]), VecDeque::new()).await;
+        assert!(out[0].is_unknown(), "{out:?}");
+        assert_eq!(out[0].kind(), "unknown");
+        assert_eq!(out[0].to_string(), "start i-a: outcome unknown: connection closed before message completed");
+        let refused = ApiError::Refused { status: 400, code: "IncorrectInstanceState".into(), detail: "no".into() };
+        let out = start_with_fallback(&mut Fails(refused), ids(&["i-a"]), VecDeque::new()).await;
+        assert!(matches!(out[0], Outcome::Failed { .. }), "{out:?}");
     }
 
     #[tokio::test]

@@ -5,6 +5,11 @@
 //! 50 group names, and `DescribeScalingActivities` only for a group whose instances do not
 //! already show it steady (every instance `InService` and as many as desired).
 //!
+//! Ownership: an instance of a tagged pool is a member only if it is the pool's alone. One that
+//! belongs to an Auto Scaling group (it carries `aws:autoscaling:groupName`), or that carries
+//! the tag of another pool as well, is left out of the fleet (so it is neither counted nor ever
+//! started or stopped) and reported as [`LeftAlone`].
+//!
 //! Not here: changing anything ([`super::actuate`] does) or CPU readings of members (the
 //! metric reader supplies them; see [`super::metrics::apply_member_cpu`]).
 
@@ -27,9 +32,45 @@ const GROUPS_PER_CALL: usize = 50;
 /// Instance states worth listing: terminated instances are never members again.
 const LISTED_STATES: [&str; 5] = ["pending", "running", "stopping", "stopped", "shutting-down"];
 
+/// The tag Auto Scaling puts on every instance of a group.
+pub const GROUP_TAG: &str = "aws:autoscaling:groupName";
+
+/// An instance carrying a pool's tag that the pool leaves alone, and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LeftAlone {
+    pub id: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for LeftAlone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} left alone: {}", self.id, self.reason)
+    }
+}
+
+/// A pool as described: its fleet, and the instances with its tag it does not own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Described {
+    pub fleet: Fleet,
+    pub left_alone: Vec<LeftAlone>,
+}
+
 /// Describes every pool of `policies`, keyed by policy name. A pool whose description failed
-/// has an `Err`; the others are unaffected.
+/// has an `Err`; the others are unaffected. Instances that are not a pool's alone are left out
+/// (see the module documentation); [`describe_owned`] also says which.
 pub async fn describe_fleets(aws: &Aws, policies: &[&Policy]) -> BTreeMap<String, anyhow::Result<Fleet>> {
+    let claims: Vec<&PoolTarget> = policies.iter().map(|p| &p.pool).collect();
+    describe_owned(aws, policies, &claims).await.into_iter().map(|(n, r)| (n, r.map(|d| d.fleet))).collect()
+}
+
+/// Like [`describe_fleets`], with the instances each pool leaves alone. `claims` are the pools
+/// of every policy loaded (not only those described now): an instance carrying the tag of any
+/// other of them is not a member.
+pub async fn describe_owned(
+    aws: &Aws,
+    policies: &[&Policy],
+    claims: &[&PoolTarget],
+) -> BTreeMap<String, anyhow::Result<Described>> {
     let mut out = BTreeMap::new();
     let tagged: Vec<(&Policy, &Tag)> = policies
         .iter()
@@ -45,13 +86,33 @@ pub async fn describe_fleets(aws: &Aws, policies: &[&Policy]) -> BTreeMap<String
             PoolTarget::Tagged(_) => None,
         })
         .collect();
-    let (tagged_result, group_result) = tokio::join!(describe_tagged(aws, &tagged), describe_groups(aws, &groups));
+    let (tagged_result, group_result) =
+        tokio::join!(describe_tagged(aws, &tagged, claims), describe_groups(aws, &groups));
     out.extend(tagged_result);
-    out.extend(group_result);
+    out.extend(group_result.into_iter().map(|(n, r)| (n, r.map(|fleet| Described { fleet, left_alone: Vec::new() }))));
     out
 }
 
-async fn describe_tagged(aws: &Aws, pools: &[(&Policy, &Tag)]) -> BTreeMap<String, anyhow::Result<Fleet>> {
+/// Why `inst`, carrying `own`'s tag, is not the pool's alone; `None` when it is.
+fn not_ours(inst: &Instance, own: &Tag, claims: &[&PoolTarget]) -> Option<String> {
+    let tags = inst.tags();
+    if let Some(group) = tags.iter().find(|t| t.key() == Some(GROUP_TAG)) {
+        return Some(format!("it belongs to Auto Scaling group {:?}", group.value().unwrap_or_default()));
+    }
+    let other = claims.iter().find_map(|c| match c {
+        PoolTarget::Tagged(t) if t != own => {
+            tags.iter().any(|x| x.key() == Some(t.key.as_str()) && x.value() == Some(t.value.as_str())).then_some(t)
+        }
+        _ => None,
+    })?;
+    Some(format!("it also carries {}={}, the tag of another pool: no policy may act on it", other.key, other.value))
+}
+
+async fn describe_tagged(
+    aws: &Aws,
+    pools: &[(&Policy, &Tag)],
+    claims: &[&PoolTarget],
+) -> BTreeMap<String, anyhow::Result<Described>> {
     let mut by_key: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (_, tag) in pools {
         by_key.entry(tag.key.as_str()).or_default().insert(tag.value.as_str());
@@ -84,11 +145,20 @@ async fn describe_tagged(aws: &Aws, pools: &[(&Policy, &Tag)]) -> BTreeMap<Strin
                 Some(e) => Err(anyhow!("{e}")),
                 None => {
                     let instances = found.get(&(tag.key.clone(), tag.value.clone())).map(Vec::as_slice).unwrap_or(&[]);
-                    let mut members: Vec<Member> =
-                        instances.iter().filter_map(|i| member(i, policy.scale_in.protect_tag.as_ref())).collect();
+                    let mut members: Vec<Member> = Vec::with_capacity(instances.len());
+                    let mut left_alone = Vec::new();
+                    for inst in instances {
+                        match not_ours(inst, tag, claims) {
+                            Some(reason) => left_alone
+                                .push(LeftAlone { id: inst.instance_id().unwrap_or_default().to_owned(), reason }),
+                            None => members.extend(member(inst, policy.scale_in.protect_tag.as_ref())),
+                        }
+                    }
                     members.sort_by(|a, b| a.id.cmp(&b.id));
                     members.dedup_by(|a, b| a.id == b.id);
-                    Ok(Fleet::Instances { members })
+                    left_alone.sort();
+                    left_alone.dedup();
+                    Ok(Described { fleet: Fleet::Instances { members }, left_alone })
                 }
             };
             (policy.name.clone(), result)

@@ -13,8 +13,9 @@
 //! persisting state or reading the clock (callers pass `now`).
 
 pub mod actuate;
-pub mod elb;
 pub mod credentials;
+pub mod elb;
+pub mod error;
 pub mod fleet;
 pub mod json_protocol;
 pub mod lease;
@@ -29,6 +30,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ec2::config::Region;
 
+pub use error::ApiError;
 pub use stats::{ApiStats, OpStats};
 
 /// Where and as whom to call AWS. Unset fields fall back to the standard AWS settings

@@ -8,7 +8,11 @@
 //!   supports resource-level permissions, and only for the pool kinds the set uses;
 //! - `ec2:StartInstances`/`ec2:StopInstances` only on instances carrying one of the pools'
 //!   tags (`aws:ResourceTag/<key>`), one statement per tag key because keys in one condition
-//!   block are ANDed, plus an explicit deny of `StopInstances` on a pool's protected members;
+//!   block are ANDed, plus an explicit deny of `StopInstances` on a pool's protected members
+//!   and of both on any instance of an Auto Scaling group (it carries `aws:autoscaling:groupName`:
+//!   the group owns it, whatever other tags it has). Tag values are written with IAM's `${$}`
+//!   escape for `$`, so a value such as `${aws:username}` is matched literally, never read as a
+//!   policy variable;
 //! - `autoscaling:SetDesiredCapacity` only on the named groups' ARNs
 //!   (`...:autoScalingGroup:*:autoScalingGroupName/<name>`);
 //! - for pools behind load balancers (`pool.target_groups`): the target group reads on `*`
@@ -257,6 +261,12 @@ fn sid(parts: &[&str]) -> String {
         .collect()
 }
 
+/// `value` as IAM reads it literally in a condition: every `$` written as `${$}`, so `${...}`
+/// is never taken for a policy variable (`${aws:username}` would match each caller's name).
+fn iam_literal(value: &str) -> String {
+    value.replace('$', "${$}")
+}
+
 /// The IAM policy document for `policies` run by a single daemon.
 pub fn document(policies: &[&Policy], partition: &str) -> Result<Value, IamPolicyError> {
     document_with_lease(policies, partition, None)
@@ -325,6 +335,7 @@ pub fn document_with_lease(
         "Resource": "*",
     }));
     for (key, values) in &pool_tags {
+        let values: Vec<String> = values.iter().map(|v| iam_literal(v)).collect();
         statements.push(json!({
             "Sid": sid(&["StartStopTaggedPools", key]),
             "Effect": "Allow",
@@ -333,7 +344,20 @@ pub fn document_with_lease(
             "Condition": { "StringEquals": { format!("aws:ResourceTag/{key}"): values } },
         }));
     }
+    if has_tagged {
+        // An instance of an Auto Scaling group belongs to the group, even if it carries a pool's
+        // tag: the daemon skips such instances, and IAM makes sure of it.
+        statements.push(json!({
+            "Sid": "NeverTouchAutoScalingInstances",
+            "Effect": "Deny",
+            "Action": actions(true, false, |a| !is_read(a)),
+            "Resource": instance_arn,
+            "Condition": { "Null": { "aws:ResourceTag/aws:autoscaling:groupName": "false" } },
+        }));
+    }
     for ((pool_key, protect_key, protect_value), values) in &protected {
+        let values: Vec<String> = values.iter().map(|v| iam_literal(v)).collect();
+        let protect_value = iam_literal(protect_value);
         statements.push(json!({
             "Sid": sid(&["NeverStopProtected", pool_key, protect_key]),
             "Effect": "Deny",

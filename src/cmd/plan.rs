@@ -101,6 +101,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let Some(last) = rows.last().map(|r| r.at) else { bail!("{}: no rows", args.metrics.display()) };
     let at = args.at.unwrap_or(last);
+    if let Err(e) = check_fleet_size(&policy, args.current, args.warm) {
+        eprintln!("vmscaler: {e}");
+        return Ok(ExitCode::from(super::EX_USAGE));
+    }
     let fleet = plan_fleet(&policy.pool, &policy, args.current, args.warm);
 
     let mut history = PoolHistory::default();
@@ -137,6 +141,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Output::Text => print!("{}", render(d)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Largest fleet `plan` simulates unless the policy's `max` is larger.
+pub const PLAN_FLEET_LIMIT: u32 = 10_000;
+
+/// `--current` and `--warm` within the policy's `max` or [`PLAN_FLEET_LIMIT`], whichever is
+/// larger (a fleet above `max` is worth planning: it is how a pool is adopted).
+fn check_fleet_size(policy: &vmscaler_engine::Policy, current: u32, warm: Option<u32>) -> Result<(), String> {
+    let limit = policy.max.max(PLAN_FLEET_LIMIT);
+    if current > limit {
+        return Err(format!(
+            "--current {current} is above {limit} (the policy's max {} or {PLAN_FLEET_LIMIT})",
+            policy.max
+        ));
+    }
+    if let Some(w) = warm
+        && u64::from(current) + u64::from(w) > u64::from(limit)
+    {
+        return Err(format!(
+            "--current {current} plus --warm {w} is above {limit} (the policy's max {} or {PLAN_FLEET_LIMIT})",
+            policy.max
+        ));
+    }
+    Ok(())
 }
 
 /// A fleet of `current` running members and `warm` stopped ones (or a group at `current`).

@@ -108,9 +108,15 @@ async fn run_daemon(cfg: Config) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EX_CONFIG));
     }
     let listener = match cfg.listen {
-        Some(addr) => {
-            Some(tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?)
-        }
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                // A port in use or an address not on this host: the configuration's to fix.
+                tracing::error!(address = %addr, error = %e, "cannot listen");
+                eprintln!("vmscaler: cannot listen on {addr}: {e}");
+                return Ok(ExitCode::from(EX_CONFIG));
+            }
+        },
         None => None,
     };
     let lease_cfg = cfg.lease.clone();

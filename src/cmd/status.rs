@@ -254,6 +254,7 @@ mod tests {
             last_tick: None,
             pools: 2,
             degraded_pools: vec![],
+            reasons: Default::default(),
             invalid_files: Default::default(),
         };
         let lease = |holder: &str, mine| Some(LeaseStatus { holder: Some(holder.into()), token: Some(4), mine });
@@ -291,6 +292,7 @@ mod tests {
             last_tick: None,
             pools: 1,
             degraded_pools: vec![],
+            reasons: Default::default(),
             invalid_files: Default::default(),
         };
         let view = DecisionsView {

@@ -46,7 +46,7 @@ struct JsonReport<'a> {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let paths = if args.paths.is_empty() { vec![PathBuf::from("policies")] } else { args.paths };
     let now = args.now.unwrap_or_else(|| SystemClock.now());
-    let set = load_paths_at(&paths, Some(now));
+    let set = load_paths_at(&paths, Some(now), &[]);
     let (errors, warnings) = (set.error_count(), set.warning_count());
     let ok = errors == 0 && !(args.deny_warnings && warnings > 0) && !set.files.is_empty();
     match args.output {

@@ -53,6 +53,11 @@ pub struct PoolBoard {
     /// The next pre-warm floor to start rising, and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_floor: Option<NextFloorBoard>,
+    /// Why the pool is degraded although it evaluated: a metric missing past `max_age`, no
+    /// members, instances left alone, saves failing, a state file just set aside, records
+    /// dated in the future (see `daemon::pool_warnings`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One member on its way out of the load balancer.
@@ -107,7 +112,17 @@ pub struct NextFloorBoard {
 
 impl PoolBoard {
     pub fn degraded(&self) -> bool {
-        self.consecutive_failures > 0
+        self.consecutive_failures > 0 || !self.warnings.is_empty()
+    }
+
+    /// Every reason the pool is degraded: its last error, then its warnings.
+    pub fn reasons(&self) -> Vec<String> {
+        self.last_error
+            .iter()
+            .filter(|_| self.consecutive_failures > 0)
+            .cloned()
+            .chain(self.warnings.iter().cloned())
+            .collect()
     }
 }
 

@@ -131,6 +131,7 @@ mod tests {
             serving: 2,
             desired: 2,
             scaled,
+            dry_run: false,
         }
     }
 

@@ -27,12 +27,12 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use tracing::{Instrument, debug, error, info, info_span, warn};
-use vmscaler_engine::policy::Severity;
-use vmscaler_engine::{Action, Decision, Fleet, MemberState, Policy, PoolHistory, decide_with};
+use vmscaler_engine::policy::{PoolTarget, Severity};
+use vmscaler_engine::{Action, Decision, FUTURE_TOLERANCE, Fleet, MemberState, Policy, PoolHistory, decide_with};
 
 use crate::aws::Aws;
 use crate::aws::actuate::{self, Outcome};
-use crate::aws::fleet::describe_fleets;
+use crate::aws::fleet::{Described, describe_owned};
 use crate::aws::lease::Fence;
 use crate::aws::metrics::{PoolMetrics, PoolQuery, apply_member_cpu, fetch_metrics};
 use crate::clock::later;
@@ -59,6 +59,13 @@ struct Pool {
     lb: drain::LbCache,
     /// When a drain under way (or a member to register) is next checked, between evaluations.
     drain_due: Option<Timestamp>,
+    /// Instances with the pool's tag it does not own, as last described.
+    left_alone: Vec<String>,
+    /// Problems that make the pool's health `degraded` for a while after they were seen (a
+    /// state file set aside, records from the future), by kind: message and until when.
+    notices: BTreeMap<&'static str, (String, Timestamp)>,
+    /// The last save of the pool's state failed.
+    save_failing: Option<String>,
 }
 
 impl Pool {
@@ -102,7 +109,12 @@ pub struct DirLoad {
 
 /// Reads and validates the policy directory through [`crate::policies::load_dir`].
 pub fn load_policy_dir(dir: &Path) -> DirLoad {
-    let set = crate::policies::load_dir(dir);
+    load_policy_dir_preferring(dir, &[])
+}
+
+/// Like [`load_policy_dir`]; `running` files win collisions with new ones.
+pub fn load_policy_dir_preferring(dir: &Path, running: &[PathBuf]) -> DirLoad {
+    let set = crate::policies::load_dir_preferring(dir, running);
     let dir_name = dir.display().to_string();
     let errors = || set.diagnostics.iter().filter(|d| d.severity == Severity::Error);
     if let Some(d) = errors().find(|d| d.file == dir_name) {
@@ -223,7 +235,9 @@ impl Daemon {
 
     /// Re-reads the policy directory. See the module documentation for what is kept.
     pub fn reload(&mut self, now: Timestamp) -> ReloadReport {
-        let load = load_policy_dir(&self.cfg.policy_dir);
+        // The running files win any collision: a new file never takes a running pool.
+        let running: Vec<PathBuf> = self.pools.values().map(|p| p.file.clone()).collect();
+        let load = load_policy_dir_preferring(&self.cfg.policy_dir, &running);
         self.board.lock().counters.reloads += 1;
         if let Some(e) = load.unreadable {
             error!(dir = %self.cfg.policy_dir.display(), error = %e, "policy directory unreadable: keeping every policy as it is");
@@ -269,7 +283,9 @@ impl Daemon {
                 }
                 None => {
                     report.added.push(name.clone());
-                    let state = self.restore(&name, now);
+                    let (state, problems) = self.restore(&name, now);
+                    let until = later(now, policy.history.window.max(policy.interval));
+                    let notices = problems.into_iter().map(|(k, m)| (k, (m, until))).collect();
                     Pool {
                         policy,
                         file,
@@ -279,6 +295,9 @@ impl Daemon {
                         inherited_token: None,
                         lb: drain::LbCache::default(),
                         drain_due: None,
+                        left_alone: Vec::new(),
+                        notices,
+                        save_failing: None,
                     }
                 }
             };
@@ -300,7 +319,10 @@ impl Daemon {
                     }
                     // The file was rejected because another policy now claims its pool: running
                     // the last good version too would put two policies on the same instances.
-                    if let Some((rival, _)) = next.iter().find(|(_, q)| q.policy.pool == p.policy.pool) {
+                    if let Some((rival, _)) = next
+                        .iter()
+                        .find(|(_, q)| vmscaler_engine::policy::pools_overlap(&q.policy.pool, &p.policy.pool))
+                    {
                         error!(policy = %name, claimed_by = %rival, file = %file.display(), "another policy now claims this pool: last good version dropped");
                         report.removed.push(name.clone());
                         continue;
@@ -336,10 +358,15 @@ impl Daemon {
         report
     }
 
-    /// Loads a pool's persisted state; problems are reported and the pool starts afresh.
-    fn restore(&self, name: &str, now: Timestamp) -> PoolState {
-        match self.store.load(name, now) {
-            Ok(Some(s)) => {
+    /// Loads a pool's persisted state; problems are reported (and returned, by kind, for the
+    /// pool's health) and the pool starts afresh. Records dated in the future are discarded.
+    fn restore(&self, name: &str, now: Timestamp) -> (PoolState, Vec<(&'static str, String)>) {
+        let mut problems = Vec::new();
+        let state = match self.store.load(name, now) {
+            Ok(Some(mut s)) => {
+                if let Some(msg) = discard_future(&mut s.history, now) {
+                    problems.push(("future", msg));
+                }
                 info!(
                     policy = %name,
                     samples = s.history.samples.values().map(std::collections::VecDeque::len).sum::<usize>(),
@@ -358,9 +385,11 @@ impl Daemon {
                     _ => error!(policy = %name, error = %e, "state unreadable: starting afresh"),
                 }
                 self.board.lock().counters.state_errors += 1;
+                problems.push(("state", format!("state set aside, the pool started afresh: {e}")));
                 PoolState::new(name, now)
             }
-        }
+        };
+        (state, problems)
     }
 
     /// One turn of the loop: evaluates every pool due at `now`.
@@ -413,17 +442,20 @@ impl Daemon {
         report: &mut TickReport,
     ) {
         let policies: Vec<&Policy> = due.iter().filter_map(|n| self.pools.get(n)).map(|p| &p.policy).collect();
-        let mut fleets = describe_fleets(&self.aws, &policies).await;
+        // Every loaded pool's claim, not only the due ones: an instance another pool also claims
+        // is left alone by both.
+        let claims: Vec<&PoolTarget> = self.pools.values().map(|p| &p.policy.pool).collect();
+        let mut fleets = describe_owned(&self.aws, &policies, &claims).await;
         for (name, fleet) in fleets.iter_mut() {
             // Draining members serve nothing: their metrics stay out of per-instance averages.
-            if let (Ok(f), Some(p)) = (fleet, self.pools.get(name)) {
-                drain::mark_draining(&p.state, f);
+            if let (Ok(d), Some(p)) = (fleet, self.pools.get(name)) {
+                drain::mark_draining(&p.state, &mut d.fleet);
             }
         }
         let queries: Vec<PoolQuery> = policies
             .iter()
             .filter_map(|p| match fleets.get(&p.name) {
-                Some(Ok(fleet)) => Some(PoolQuery::new(p, Some(fleet))),
+                Some(Ok(d)) => Some(PoolQuery::new(p, Some(&d.fleet))),
                 _ => None,
             })
             .collect();
@@ -435,7 +467,7 @@ impl Daemon {
         };
         drop(queries);
         for name in due {
-            let fleet = fleets.remove(name);
+            let fleet = fleets.remove(name).map(|r| r.map(|d| self.note_left_alone(name, d)));
             let pool_metrics = metrics.remove(name);
             let guard = guards.get(name);
             let span = info_span!("evaluate", policy = %name, lease_token = guard.map(LeaseGuard::token));
@@ -446,6 +478,20 @@ impl Daemon {
                 report.decisions.push(e);
             }
         }
+    }
+
+    /// Keeps what a pool leaves alone for its health; logs it when it changes.
+    fn note_left_alone(&mut self, name: &str, described: Described) -> Fleet {
+        let left: Vec<String> = described.left_alone.iter().map(ToString::to_string).collect();
+        if let Some(pool) = self.pools.get_mut(name)
+            && pool.left_alone != left
+        {
+            if !left.is_empty() {
+                warn!(policy = %name, instances = %left.join("; "), "instances with the pool's tag are not its own: left alone");
+            }
+            pool.left_alone = left;
+        }
+        described.fleet
     }
 
     async fn evaluate(
@@ -526,6 +572,19 @@ impl Daemon {
                 return None;
             }
         };
+        // Records dated beyond now + tolerance (left by a clock that was ahead) would hold
+        // cooldowns for as long as the clock was ahead: discarded, and the pool's health says so.
+        if let Some(msg) = discard_future(&mut pool.state.history, now) {
+            pool.notices.insert("future", (msg, later(now, pool.policy.history.window)));
+        }
+        let dry_run = pool.dry_run(global_dry_run);
+        if !dry_run {
+            // Live: what a dry run decided was never done and starts no cooldown.
+            let n = pool.state.history.end_dry_run();
+            if n > 0 {
+                info!(records = n, "live after a dry run: the dry-run decisions start no cooldown");
+            }
+        }
         // The forecast (`predictive:`) refits once an hour; it is kept in the state file.
         match &pool.policy.predictive {
             Some(spec) => {
@@ -537,7 +596,6 @@ impl Daemon {
         if let (Some(f), Some((measured, demand))) = (pool.state.forecast.as_mut(), decision.demand()) {
             f.observe(measured, demand);
         }
-        let dry_run = pool.dry_run(global_dry_run);
         // Paused by an operator: decided and reported, not acted on (no cooldown starts).
         let paused = self.ops.pause_of(name, now);
         // The decision's record as decided; what was achieved is applied after acting.
@@ -574,6 +632,15 @@ impl Daemon {
                         }
                     };
                     match tokio::time::timeout(budget, act).await {
+                        Ok(outcomes) if outcomes.iter().any(Outcome::is_unknown) => {
+                            // A call may have taken effect unheard (a timeout, a dropped answer,
+                            // a 5xx): like a budget overrun, the intent stays and the next
+                            // evaluation reconciles it with the fleet, cooldown counted.
+                            warn!(
+                                "an action's outcome is unknown: kept as an intent, reconciled at the next evaluation"
+                            );
+                            outcomes
+                        }
                         Ok(outcomes) => {
                             pool.state.intent = None;
                             outcomes
@@ -584,7 +651,7 @@ impl Daemon {
                             warn!(budget = ?budget, "actions outlasted the evaluation budget: outcome unknown, kept as an intent");
                             let error =
                                 format!("not finished within the evaluation budget of {budget:?}: outcome unknown");
-                            vec![Outcome::Failed { what: "actions".to_owned(), error }]
+                            vec![Outcome::Unknown { what: "actions".to_owned(), error }]
                         }
                     }
                 }
@@ -596,6 +663,7 @@ impl Daemon {
             }
         };
         let mut record = decided;
+        record.dry_run = dry_run;
         if !dry_run && record.scaled.is_some() {
             achieved(&mut record, &outcomes);
         }
@@ -630,7 +698,11 @@ impl Daemon {
             previous.is_none_or(|p| (p.current, p.desired) != (entry.current, entry.desired) || !p.outcomes.is_empty());
         log_decision(&decision, &entry, news);
         let save = self.store.save(&pool.state);
-        let failed_outcomes = outcomes.iter().filter(|o| matches!(o, Outcome::Failed { .. })).count();
+        pool.save_failing = save.as_ref().err().map(ToString::to_string);
+        pool.notices.retain(|_, (_, until)| *until > now);
+        let warnings = pool_warnings(pool, &decision, &fleet);
+        let failed_outcomes =
+            outcomes.iter().filter(|o| matches!(o, Outcome::Failed { .. } | Outcome::Unknown { .. })).count();
         {
             let mut b = self.board.lock();
             let c = &mut b.counters;
@@ -666,6 +738,7 @@ impl Daemon {
             pb.paused = paused;
             pb.next_floor = vmscaler_engine::calendar::next_floor_start(&pool.policy, now)
                 .map(|(rule, at)| board::NextFloorBoard { rule, at });
+            pb.warnings = warnings;
             pb.decisions.push_back(entry.clone());
             while pb.decisions.len() > keep {
                 pb.decisions.pop_front();
@@ -748,6 +821,57 @@ impl Daemon {
         b.api = api;
         b.last_tick = Some(now);
     }
+}
+
+/// Drops records and samples dated beyond `now` + [`FUTURE_TOLERANCE`] from `history`; says
+/// what it dropped (logged at error level: the clock was, or is, wrong).
+fn discard_future(history: &mut PoolHistory, now: Timestamp) -> Option<String> {
+    let d = history.discard_future(now, FUTURE_TOLERANCE);
+    if d.is_empty() {
+        return None;
+    }
+    let latest = d.latest.map_or_else(String::new, |t| format!(", the latest dated {t}"));
+    let msg = format!(
+        "{} record(s) and {} sample(s) dated after now ({now}) were discarded{latest}, {} scaling record(s) re-dated \
+         to now (their cooldown counted from now): the clock was ahead, or is behind",
+        d.records, d.samples, d.redated
+    );
+    error!(records = d.records, samples = d.samples, redated = d.redated, latest = ?d.latest, "history dated in the future discarded");
+    Some(msg)
+}
+
+/// Why a pool that evaluated is not healthy, if it is not: a metric with no datapoint within
+/// `max_age`, no members at all (a wrong region, endpoint or tag), instances it leaves alone,
+/// saves failing, and the notices still in force (a state file set aside, records from the
+/// future).
+fn pool_warnings(pool: &Pool, decision: &Decision, fleet: &Fleet) -> Vec<String> {
+    let mut out = Vec::new();
+    let missing: Vec<&str> =
+        decision.readings.iter().filter(|r| r.value.is_none()).map(|r| r.metric.as_str()).collect();
+    if !missing.is_empty() {
+        out.push(format!(
+            "no datapoint within max_age {} for {}",
+            vmscaler_engine::duration::Human(pool.policy.history.max_age),
+            missing.join(", ")
+        ));
+    }
+    if let Fleet::Instances { members } = fleet
+        && members.is_empty()
+    {
+        out.push("no instance carries the pool's tag (wrong region, endpoint or tag?)".to_owned());
+    }
+    if !pool.left_alone.is_empty() {
+        out.push(format!(
+            "{} instance(s) with the pool's tag left alone: {}",
+            pool.left_alone.len(),
+            pool.left_alone.join("; ")
+        ));
+    }
+    if let Some(e) = &pool.save_failing {
+        out.push(format!("state cannot be saved: {e}"));
+    }
+    out.extend(pool.notices.values().map(|(m, _)| m.clone()));
+    out
 }
 
 /// Whether two versions of a policy would evaluate alike (compared through their debug form,
@@ -894,6 +1018,7 @@ mod tests {
             serving: current,
             desired,
             scaled,
+            dry_run: false,
         }
     }
 

@@ -112,6 +112,8 @@ struct Shared {
     noops: Mutex<Vec<Transition>>,
     /// Operations whose answers are held back after moto acted, and for how long.
     hold: Mutex<(Vec<String>, Duration)>,
+    /// Operations whose answers are dropped after moto acted: the connection closes unanswered.
+    drop_answers: Mutex<Vec<String>>,
     /// Arrival times of requests by operation, since `started`.
     arrivals: Mutex<BTreeMap<String, Vec<Duration>>>,
     started: std::time::Instant,
@@ -139,6 +141,7 @@ impl FaultProxy {
             transitions: Mutex::default(),
             noops: Mutex::default(),
             hold: Mutex::new((Vec::new(), Duration::ZERO)),
+            drop_answers: Mutex::new(Vec::new()),
             arrivals: Mutex::default(),
             started: vmscaler::clock::monotonic(),
         });
@@ -185,6 +188,12 @@ impl FaultProxy {
 
     /// State changes moto reported for start/stop requests, in order.
     /// Holds the answers of `operations` back for `delay` after moto carried the call out.
+    /// From now on, requests of `operations` reach moto (which carries them out) and the
+    /// client gets no answer: the connection is closed. An empty list ends it.
+    pub fn drop_answers(&self, operations: &[&str]) {
+        *self.shared.drop_answers.lock().expect("lock") = operations.iter().map(|o| (*o).to_owned()).collect();
+    }
+
     pub fn hold_answers(&self, operations: &[&str], delay: Duration) {
         *self.shared.hold.lock().expect("lock") = (operations.iter().map(|o| (*o).to_owned()).collect(), delay);
     }
@@ -416,6 +425,9 @@ async fn handle(mut conn: TcpStream, s: &Shared) -> std::io::Result<()> {
     };
     if !hold.is_zero() {
         tokio::time::sleep(hold).await;
+    }
+    if s.drop_answers.lock().expect("lock").contains(&op) {
+        return conn.shutdown().await;
     }
     conn.write_all(&response).await?;
     conn.shutdown().await

@@ -27,7 +27,7 @@ use crate::duration::{Human, after};
 use crate::fleet::{Fleet, Member, MemberState};
 use crate::forecast::{Forecaster, Unavailable};
 use crate::history::{Direction, EvalRecord, PoolHistory};
-use crate::policy::{Goal, MissingData, Policy, PredictiveMode, ScaleInOrder, ScaleOutOrder};
+use crate::policy::{Adopt, Goal, MissingData, Policy, PredictiveMode, ScaleInOrder, ScaleOutOrder};
 use crate::schedule::{self, Floor};
 
 /// What one evaluation decided, and why. Data only: the caller carries out `actions`.
@@ -163,6 +163,14 @@ pub enum Bound {
     Max {
         max: u32,
     },
+    /// The fleet is above `max` (a pool adopted as found, or a lowered `max`): the descent
+    /// to it goes through the scale-down step limit and cooldown (policy `adopt: gradual`).
+    /// `first` when the pool has no history yet: its first evaluation.
+    AboveMax {
+        current: u32,
+        max: u32,
+        first: bool,
+    },
     GroupMin {
         min: u32,
     },
@@ -245,6 +253,7 @@ impl Decision {
             serving: self.serving,
             desired: self.desired,
             scaled: self.direction(),
+            dry_run: false,
         }
     }
 
@@ -375,6 +384,16 @@ impl fmt::Display for Bound {
             Bound::ForecastUnavailable { why } => write!(f, "no forecast floor: {why}"),
             Bound::Min { min } => write!(f, "raised to min {min}"),
             Bound::Max { max } => write!(f, "capped at max {max}"),
+            Bound::AboveMax { current, max, first: true } => write!(
+                f,
+                "adopting a pool of {current} above max {max}: brought down through the scale-down step limit and \
+                 cooldown (adopt: gradual)"
+            ),
+            Bound::AboveMax { current, max, first: false } => write!(
+                f,
+                "a pool of {current} above max {max}: brought down through the scale-down step limit and cooldown \
+                 (adopt: gradual)"
+            ),
             Bound::GroupMin { min } => write!(f, "raised to the group's min {min}"),
             Bound::GroupMax { max } => write!(f, "capped at the group's max {max}"),
             Bound::GroupBoundsInvalid { min, max } => {
@@ -764,6 +783,33 @@ pub fn decide_with(
     if desired > policy.max {
         desired = policy.max;
         bounds.push(Bound::Max { max: policy.max });
+    }
+    if current > policy.max && desired < current && policy.adopt == Adopt::Gradual {
+        // A fleet found above `max` (a first evaluation of a pool someone else sized, or a
+        // lowered `max`) descends like any other: a stopped fleet is a worse surprise than a
+        // large one, and the step limit bounds how wrong a mistaken policy can be per cooldown.
+        bounds.push(Bound::AboveMax { current, max: policy.max, first: history.records.is_empty() });
+        let streak = descent_streak(history);
+        let cooling = history
+            .records
+            .iter()
+            .rev()
+            .find(|r| r.scaled.is_some())
+            .and_then(|r| remaining(r.at, down_cooldown(policy, streak), now));
+        if let Some(left) = cooling {
+            desired = current;
+            if !bounds.iter().any(|b| matches!(b, Bound::CooldownDown { .. })) {
+                bounds.push(Bound::CooldownDown { remaining_secs: left });
+            }
+        } else {
+            let limit = down_step_limit(policy, streak, current);
+            if desired < current.saturating_sub(limit) {
+                desired = current.saturating_sub(limit);
+                if !bounds.iter().any(|b| matches!(b, Bound::StepDown { .. })) {
+                    bounds.push(Bound::StepDown { limit });
+                }
+            }
+        }
     }
     if let Fleet::Group(g) = fleet
         && g.min > g.max

@@ -34,6 +34,33 @@ pub struct EvalRecord {
     pub serving: u32,
     /// Whether this evaluation changed capacity (in either direction); cooldowns start here.
     pub scaled: Option<Direction>,
+    /// Made in dry-run: nothing was changed. Its `scaled` paces later dry-run evaluations, but
+    /// once the pool is live it starts no cooldown (see [`PoolHistory::end_dry_run`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+/// How far in the future a record or sample may be dated before it is taken for the mark of a
+/// clock that was ahead and discarded: beyond ordinary clock corrections (NTP steps are seconds),
+/// short enough that a clock stepped back by more than this cannot hold a cooldown for long.
+pub const FUTURE_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// What [`PoolHistory::discard_future`] dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Discarded {
+    pub records: usize,
+    pub samples: usize,
+    /// The latest date among them.
+    pub latest: Option<Timestamp>,
+    /// Scaling records re-dated to `now` instead (the newest of each direction), so their
+    /// cooldown still holds, counted from now.
+    pub redated: usize,
+}
+
+impl Discarded {
+    pub fn is_empty(&self) -> bool {
+        self.records == 0 && self.samples == 0 && self.redated == 0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +133,66 @@ impl PoolHistory {
         self.records.retain(|r| r.at >= cutoff || kept(r));
     }
 
+    /// Drops every record and sample dated after `now + tolerance`: a clock that was once ahead
+    /// (then corrected, or a restart on a good clock) must not hold cooldowns for years, nor
+    /// outlive [`PoolHistory::prune`]. The newest scaling record of each direction among them
+    /// is kept, re-dated to `now`: the action it records did happen (the fleet shows it), so
+    /// its cooldown holds once more, counted from now: a clock step holds a pool for at most
+    /// one cooldown, and never makes it act twice. Records stay in time order.
+    pub fn discard_future(&mut self, now: Timestamp, tolerance: Duration) -> Discarded {
+        let limit = crate::duration::after(now, tolerance);
+        let mut out = Discarded::default();
+        let mut note = |at: Timestamp| {
+            out.latest = Some(out.latest.map_or(at, |l: Timestamp| l.max(at)));
+        };
+        for series in self.samples.values_mut() {
+            while series.back().is_some_and(|s| s.at > limit) {
+                if let Some(s) = series.pop_back() {
+                    note(s.at);
+                    out.samples += 1;
+                }
+            }
+        }
+        self.samples.retain(|_, s| !s.is_empty());
+        let mut future: Vec<EvalRecord> = Vec::new();
+        if self.records.iter().any(|r| r.at > limit) {
+            self.records.retain(|r| {
+                if r.at > limit {
+                    future.push(*r);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        for r in &future {
+            note(r.at);
+        }
+        for direction in [Direction::Up, Direction::Down] {
+            if let Some(r) = future.iter().rev().find(|r| r.scaled == Some(direction)) {
+                let mut kept = *r;
+                kept.at = now;
+                let i = self.records.partition_point(|x| x.at <= now);
+                self.records.insert(i, kept);
+                out.redated += 1;
+            }
+        }
+        out.records = future.len() - out.redated;
+        out
+    }
+
+    /// The pool goes live after a dry run: its dry-run records no longer start cooldowns (no
+    /// action was taken), but still count for confirmations and stabilisation. Returns how many
+    /// records changed.
+    pub fn end_dry_run(&mut self) -> usize {
+        let mut n = 0;
+        for r in self.records.iter_mut().filter(|r| r.dry_run && r.scaled.is_some()) {
+            r.scaled = None;
+            n += 1;
+        }
+        n
+    }
+
     /// The most recent evaluation that scaled in `direction`.
     pub fn last_scaled(&self, direction: Direction) -> Option<&EvalRecord> {
         self.records.iter().rev().find(|r| r.scaled == Some(direction))
@@ -145,6 +232,7 @@ mod tests {
             serving: 1,
             desired: 1,
             scaled,
+            dry_run: false,
         };
         h.push_record(rec(0, Some(Direction::Up)));
         h.push_record(rec(60, None));
@@ -153,5 +241,62 @@ mod tests {
         h.prune(ts(1000), Duration::from_secs(100));
         let kept: Vec<i64> = h.records.iter().map(|r| r.at.as_second()).collect();
         assert_eq!(kept, [0, 120, 1000]);
+    }
+
+    /// Finding 5: a record and samples left by a clock ten years ahead are dropped (and said
+    /// so); a record within the tolerance stays.
+    #[test]
+    fn future_records_and_samples_are_discarded() {
+        let ten_years = 10 * 365 * 86_400;
+        let rec = |t, scaled| EvalRecord {
+            at: ts(t),
+            score: None,
+            above_band: false,
+            proposal: 1,
+            current: 1,
+            serving: 1,
+            desired: 1,
+            scaled,
+            dry_run: false,
+        };
+        let mut h = PoolHistory::default();
+        h.push_record(rec(900, None));
+        h.push_record(rec(1100, None));
+        h.push_record(rec(ten_years, Some(Direction::Up)));
+        h.push_record(rec(ten_years + 60, None));
+        h.push_sample("cpu", Sample { at: ts(900), value: 1.0 });
+        h.push_sample("cpu", Sample { at: ts(ten_years), value: 2.0 });
+        let d = h.discard_future(ts(1000), FUTURE_TOLERANCE);
+        assert_eq!(d, Discarded { records: 1, samples: 1, latest: Some(ts(ten_years + 60)), redated: 1 });
+        // The future scale-up is kept, re-dated to now: one cooldown from now, not ten years.
+        let at: Vec<i64> = h.records.iter().map(|r| r.at.as_second()).collect();
+        assert_eq!(at, [900, 1000, 1100], "1100 is within the tolerance");
+        assert_eq!(h.last_scaled(Direction::Up).map(|r| r.at), Some(ts(1000)));
+        assert_eq!(h.samples["cpu"].len(), 1);
+        assert!(h.discard_future(ts(1000), FUTURE_TOLERANCE).is_empty());
+    }
+
+    /// Finding 7: dry-run records stop starting cooldowns once the pool is live.
+    #[test]
+    fn going_live_forgets_dry_run_cooldowns() {
+        let mut h = PoolHistory::default();
+        let mut r = EvalRecord {
+            at: ts(0),
+            score: Some(2.0),
+            above_band: true,
+            proposal: 4,
+            current: 2,
+            serving: 2,
+            desired: 4,
+            scaled: Some(Direction::Up),
+            dry_run: true,
+        };
+        h.push_record(r);
+        r.dry_run = false;
+        r.at = ts(60);
+        h.push_record(r);
+        assert_eq!(h.end_dry_run(), 1);
+        assert_eq!(h.last_scaled(Direction::Up).map(|r| r.at), Some(ts(60)), "the live record keeps its cooldown");
+        assert!(h.records[0].above_band, "still a confirming evaluation");
     }
 }

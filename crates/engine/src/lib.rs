@@ -20,5 +20,5 @@ pub mod schedule;
 pub use decide::{Action, Bound, Decision, Reading, decide, decide_with};
 pub use fleet::{Fleet, GroupState, Member, MemberState};
 pub use forecast::Forecaster;
-pub use history::{Direction, EvalRecord, PoolHistory, Sample};
+pub use history::{Direction, EvalRecord, FUTURE_TOLERANCE, PoolHistory, Sample};
 pub use policy::Policy;

@@ -301,6 +301,7 @@ mod tests {
             serving: 30,
             desired: 30,
             scaled: None,
+            dry_run: false,
         };
         h.push_record(record("2026-11-27T20:10:00Z", 31)); // the crowd came at 20:10...
         h.push_record(record("2026-11-27T20:20:00Z", 9)); // ...and went

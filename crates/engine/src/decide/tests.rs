@@ -157,6 +157,7 @@ fn booting_instances_are_not_counted_twice() {
         serving,
         desired: 8,
         scaled: None,
+        dry_run: false,
     };
     h.push_record(rec(-3, 3));
     h.push_record(rec(-2, 4));
@@ -186,6 +187,7 @@ fn a_period_that_saw_the_fleet_change_is_read_on_the_harmonic_mean_of_its_counts
         serving,
         desired,
         scaled,
+        dry_run: false,
     };
     // 4 in service when minute -2 began, 8 when it ended (4 came into service during it):
     // 100% CPU over the minute is a load of 100% / mean(1/4, 1/8) = 5.33 instances busy, which
@@ -231,6 +233,7 @@ fn a_saturated_metric_is_never_averaged_away() {
         serving: 4,
         desired: 4,
         scaled: None,
+        dry_run: false,
     });
     let d = decide(&p, &h, &fleet(4, 10), at(0));
     // Blend: (0.1 * 7.6 + 0.9 * 2) / 1.0 = 2.56 instances; CPU alone wants 4 * 1.9 = 7.6.
@@ -386,6 +389,7 @@ fn partly_missing_data_blocks_scale_in_only() {
         serving: 8,
         desired: 8,
         scaled: None,
+        dry_run: false,
     });
     let d = decide(&p, &h, &fleet(8, 0), at(0));
     assert_eq!(d.desired, 8);
@@ -639,7 +643,9 @@ proptest! {
             }
             prop_assert!(d.desired >= p.min, "{:?}", d);
             let cannot_stop = d.bounds.iter().any(|b| matches!(b, Bound::Protected { .. }));
-            prop_assert!(d.desired <= p.max || cannot_stop, "{:?}", d);
+            // A fleet above max descends to it through the step limit and cooldown.
+            let above_max = d.bounds.iter().any(|b| matches!(b, Bound::AboveMax { .. }));
+            prop_assert!(d.desired <= p.max || cannot_stop || (above_max && d.desired <= d.current), "{:?}", d);
             prop_assert!(d.desired + d.shortfall >= floor, "floor {floor}: {:?}", d);
             let capped = d.bounds.contains(&Bound::Max { max: p.max });
             if d.direction() == Some(Direction::Down) && !capped {
@@ -656,7 +662,7 @@ proptest! {
                 }
                 prop_assert!(d.desired >= floor);
             }
-            if capped {
+            if capped && !above_max {
                 prop_assert_eq!(d.desired, p.max);
             }
             apply(&mut f, &d);
@@ -791,4 +797,71 @@ fn a_crowd_that_comes_late_rearms_the_released_floor() {
     // Re-armed, it holds as long as the load keeps asking for it, for 30 minutes after the last
     // evaluation that did.
     assert!(ds[70..].iter().all(|d| d.floor.is_some()), "{:?}", ds[89].bounds);
+}
+
+/// Finding 1: a new policy with `max: 2` finding ten running instances and no metric data does
+/// not stop eight of them at once: the descent to max goes through the scale-down step limit
+/// (50 %) and cooldown (4m), and the first decision says it is adopting the pool.
+#[test]
+fn adopting_a_pool_far_above_max_descends_gradually() {
+    let p = policy("").with_max(2);
+    let ds = run(&p, fleet(10, 0), 12, |_, _| None);
+    let first = &ds[0];
+    assert_eq!((first.current, first.desired), (10, 5), "{:?}", first.reasons());
+    assert!(
+        first.reasons().iter().any(|r| r.starts_with("adopting a pool of 10 above max 2")),
+        "{:?}",
+        first.reasons()
+    );
+    assert!(first.bounds.contains(&Bound::StepDown { limit: 5 }), "{:?}", first.bounds);
+    // Then nothing until the descent's cooldown (4m, halved by the default acceleration of 2
+    // after one step) is over; then the next, accelerated, step.
+    assert_eq!(desired(&ds), [5, 5, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2]);
+    assert!(ds[1].bounds.iter().any(|b| matches!(b, Bound::CooldownDown { .. })), "{:?}", ds[1].bounds);
+    assert!(!ds[1].reasons().iter().any(|r| r.starts_with("adopting")), "only the first evaluation adopts");
+
+    // Table: where the fleet is, what the first evaluation does.
+    for (extra, running, want) in [
+        ("", 3, 2),                    // within one step: straight to max
+        ("", 20, 10),                  // half of 20
+        ("adopt: immediate\n", 10, 2), // the operator asked for it
+        ("", 1, 2),                    // below min: raised to min at once (adds capacity)
+    ] {
+        let p = policy(extra).with_max(2);
+        let d = decide(&p, &PoolHistory::default(), &fleet(running, 5), at(0));
+        assert_eq!(d.desired, want, "{extra:?} {running}: {:?}", d.reasons());
+    }
+    // An Auto Scaling group found above max descends the same way.
+    let g = Fleet::Group(GroupState {
+        name: "g".into(),
+        desired: 10,
+        min: 0,
+        max: 20,
+        in_service: 10,
+        activity_in_progress: false,
+    });
+    let d = decide(&policy("").with_max(2), &PoolHistory::default(), &g, at(0));
+    assert_eq!(d.desired, 5, "{:?}", d.reasons());
+    // A misspelt setting is an error naming the choices.
+    let r = parse_policy(
+        "t.yaml",
+        "name: t\npool: {tag: {key: pool, value: t}}\nmin: 1\nmax: 2\nadopt: slowly\nmetrics:\n  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}\n",
+    );
+    assert!(r.policy.is_none());
+    assert!(
+        r.diagnostics.iter().any(|d| d.to_string().contains("adopt") && d.to_string().contains("gradual")),
+        "{:?}",
+        r.diagnostics
+    );
+}
+
+trait WithMax {
+    fn with_max(self, max: u32) -> Policy;
+}
+
+impl WithMax for Policy {
+    fn with_max(mut self, max: u32) -> Policy {
+        self.max = max;
+        self
+    }
 }

@@ -21,7 +21,9 @@ use jiff::tz::TimeZone;
 use serde::Serialize;
 
 pub use validate::valid_target_group_arn;
-pub use validate::{Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy, parse_policy_at};
+pub use validate::{
+    Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy, parse_policy_at, pools_overlap, yaml_message,
+};
 
 /// A validated scaling policy for one pool.
 #[derive(Debug, Clone)]
@@ -50,6 +52,9 @@ pub struct Policy {
     pub composite: Option<Composite>,
     /// No scale-in at all while a pre-warm floor is in force (ramp, lead and event).
     pub freeze_scale_in: bool,
+    /// How a fleet found above `max` (a pool adopted with more instances than its policy
+    /// allows, or a lowered `max`) is brought down.
+    pub adopt: Adopt,
 }
 
 /// The composite-threshold rule: the score is `Σ weight × min(value / target, cap)` (each metric
@@ -62,6 +67,16 @@ pub struct Composite {
     pub scale_down_below: Option<f64>,
     /// Consecutive metric periods (distinct datapoint times, not evaluations).
     pub periods: u32,
+}
+
+/// How a pool above its `max` is brought down to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Adopt {
+    /// Like any descent: the scale-down step limit and cooldown apply (the default).
+    Gradual,
+    /// At once, whatever the step limit and cooldown say.
+    Immediate,
 }
 
 /// What the policy scales.

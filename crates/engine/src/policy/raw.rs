@@ -81,6 +81,9 @@ pub(super) struct RawPolicy {
     pub composite: Option<S<RawComposite>>,
     #[serde(default)]
     pub freeze_scale_in: Option<S<bool>>,
+    /// How a fleet found above `max` is brought down: `gradual` (default) or `immediate`.
+    #[serde(default)]
+    pub adopt: Option<S<Text>>,
 }
 
 /// `composite: {scale_up_above: 0.8, scale_down_below: 0.3, periods: 2}`.

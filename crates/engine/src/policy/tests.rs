@@ -338,6 +338,39 @@ fn policy_set_rejects_shared_pools_and_names() {
     );
 }
 
+/// Finding 2: `team=web` and `vmscaler:pool=api` can both be on one instance; only one key
+/// with distinct values keeps tagged pools apart.
+#[test]
+fn policy_set_rejects_any_possible_tag_overlap() {
+    let tagged = |name: &str, key: &str, value: &str| {
+        let text = BASE
+            .replace("name: web", &format!("name: {name}"))
+            .replace("key: pool, value: web", &format!("key: \"{key}\", value: {value}"));
+        parse_policy("x.yaml", &text).policy.unwrap_or_else(|| panic!("{text}"))
+    };
+    let web = tagged("web", "team", "web");
+    let api = tagged("api", "vmscaler:pool", "api");
+    let other = tagged("other", "vmscaler:pool", "other");
+    let got: Vec<String> = check_policy_set(&[("web.yaml", &web), ("api.yaml", &api), ("other.yaml", &other)])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "api.yaml:1:1: pool: tag vmscaler:pool=api overlaps team=web claimed by web.yaml: one instance can carry \
+             both tags, so two policies could act on it: tagged pools must share one tag key, with distinct values",
+            "other.yaml:1:1: pool: tag vmscaler:pool=other overlaps team=web claimed by web.yaml: one instance can \
+             carry both tags, so two policies could act on it: tagged pools must share one tag key, with distinct values",
+        ]
+    );
+    // One key, distinct values: no overlap.
+    assert!(check_policy_set(&[("api.yaml", &api), ("other.yaml", &other)]).is_empty());
+    // The order decides which one is reported: the running one goes first.
+    let got = check_policy_set(&[("api.yaml", &api), ("web.yaml", &web)]);
+    assert_eq!(got.iter().map(|d| d.file.as_str()).collect::<Vec<_>>(), ["web.yaml"]);
+}
+
 #[test]
 fn remaining_messages_each_with_their_location() {
     let m = "  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, statistic: Average, period: 1m, target: 50}\n";

@@ -277,8 +277,10 @@ pub fn parse_policy_at(file: &str, text: &str, now: Option<jiff::Timestamp>) -> 
     PolicyReport { policy: if has_errors { None } else { policy }, diagnostics: ctx.diags }
 }
 
-/// serde-saphyr's message without its rendered snippet and location suffix (we print those).
-fn yaml_message(e: &serde_saphyr::Error) -> String {
+/// serde-saphyr's message without its rendered snippet and location suffix (we print those),
+/// nor its hints to the library's caller (`use from_str_multiple ...`). The config file's
+/// messages use it too.
+pub fn yaml_message(e: &serde_saphyr::Error) -> String {
     let full = e.to_string();
     let first = full.lines().next().unwrap_or("invalid YAML").trim();
     // Drop a trailing " at line X, column Y" if present.
@@ -293,6 +295,13 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
         && rest[..i].split(" column ").all(|n| n.trim().parse::<u64>().is_ok())
     {
         msg = rest[i + 2..].trim();
+    }
+    if msg.starts_with("multiple YAML documents detected") {
+        return "more than one YAML document (a `---` separator): one document per file".to_owned();
+    }
+    // A hint meant for the programmer calling the library, not for the person writing YAML.
+    if let Some(i) = msg.find("; use ").filter(|i| msg[*i..].contains("from_str")) {
+        msg = msg[..i].trim();
     }
     if msg.is_empty() { "invalid YAML".to_owned() } else { msg.to_owned() }
 }
@@ -462,6 +471,12 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
         &[("oldest", ScaleOutOrder::Oldest), ("newest", ScaleOutOrder::Newest), ("id", ScaleOutOrder::Id)],
         ScaleOutOrder::Oldest,
     );
+    let adopt = ctx.choice(
+        &raw.adopt,
+        "adopt",
+        &[("gradual", Adopt::Gradual), ("immediate", Adopt::Immediate)],
+        Adopt::Gradual,
+    );
 
     Some(Policy {
         name: name?,
@@ -481,6 +496,7 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
         predictive: raw.predictive.as_ref().map(|p| convert_predictive(ctx, &p.value)),
         composite,
         freeze_scale_in: raw.freeze_scale_in.as_ref().is_some_and(|f| f.value),
+        adopt,
     })
 }
 
@@ -1159,12 +1175,15 @@ fn short_datetime(dt: DateTime) -> String {
     }
 }
 
-/// Checks that needs several policies together: unique names, and no two policies claiming the
-/// same pool. Each entry is `(file, policy)`.
+/// Checks that needs several policies together: unique names, and no two policies whose pools
+/// could share an instance (see [`pools_overlap`]). Each entry is `(file, policy)`; of two
+/// overlapping policies the later one is reported, naming the earlier one's file.
 pub fn check_policy_set(policies: &[(&str, &Policy)]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut names: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut pools: BTreeMap<&PoolTarget, &str> = BTreeMap::new();
+    // Pools claimed so far, in order: a later policy that overlaps an earlier one is the one
+    // reported (callers put the policies already running first).
+    let mut claimed: Vec<(&PoolTarget, &str)> = Vec::new();
     for (file, p) in policies {
         let diag = |field: &str, message: String| Diagnostic {
             severity: Severity::Error,
@@ -1177,15 +1196,26 @@ pub fn check_policy_set(policies: &[(&str, &Policy)]) -> Vec<Diagnostic> {
         if let Some(other) = names.insert(&p.name, file) {
             out.push(diag("name", format!("{:?} is also the name of the policy in {other}", p.name)));
         }
-        if let Some(other) = pools.insert(&p.pool, file) {
-            let what = match &p.pool {
-                PoolTarget::Tagged(t) => format!("instances tagged {}={}", t.key, t.value),
-                PoolTarget::AutoScalingGroup(g) => format!("Auto Scaling group {g:?}"),
+        if let Some((rival, other)) = claimed.iter().find(|(q, _)| pools_overlap(&p.pool, q)) {
+            let message = match (&p.pool, rival) {
+                (PoolTarget::Tagged(t), PoolTarget::Tagged(r)) if t == r => format!(
+                    "instances tagged {}={} are already claimed by {other}: two policies cannot scale the same \
+                     pool",
+                    t.key, t.value
+                ),
+                (PoolTarget::Tagged(t), PoolTarget::Tagged(r)) => format!(
+                    "tag {}={} overlaps {}={} claimed by {other}: one instance can carry both tags, so two \
+                     policies could act on it: tagged pools must share one tag key, with distinct values",
+                    t.key, t.value, r.key, r.value
+                ),
+                (PoolTarget::AutoScalingGroup(g), _) | (_, PoolTarget::AutoScalingGroup(g)) => format!(
+                    "Auto Scaling group {g:?} is already claimed by {other}: two policies cannot scale the same \
+                     pool"
+                ),
             };
-            out.push(diag(
-                "pool",
-                format!("{what} are already claimed by {other}: two policies cannot scale the same pool"),
-            ));
+            out.push(diag("pool", message));
+        } else {
+            claimed.push((&p.pool, file));
         }
     }
     out
@@ -1289,4 +1319,15 @@ fn convert_drain(
         Some(PreStop { url: url.to_owned(), timeout })
     });
     (groups, drain_timeout, pre_stop)
+}
+
+/// Whether one instance (or group) could belong to both pools. Two tag selectors can both
+/// match one instance unless they name the same key with different values: an instance cannot
+/// carry two values of one key, but nothing stops it carrying two keys.
+pub fn pools_overlap(a: &PoolTarget, b: &PoolTarget) -> bool {
+    match (a, b) {
+        (PoolTarget::Tagged(x), PoolTarget::Tagged(y)) => x.key != y.key || x.value == y.value,
+        (PoolTarget::AutoScalingGroup(x), PoolTarget::AutoScalingGroup(y)) => x == y,
+        _ => false,
+    }
 }
