@@ -30,12 +30,13 @@ fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [policy_path, trace_path, rest @ ..] = args.as_slice() else {
         return Err(
-            "usage: bench_backtest POLICY TRACE (--capacity-per-instance X | --cpu-fleet N) [--points N] [--only S,...]".into()
+            "usage: bench_backtest POLICY TRACE (--capacity-per-instance X | --cpu-fleet N) [--points N] [--boot-secs S] [--lag-secs S] [--only S,...]".into()
         );
     };
     let mut demand = None;
     let mut points = 525_600usize;
     let mut only: Option<String> = None;
+    let (mut boot, mut lag) = (90.0, 60.0);
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -49,6 +50,8 @@ fn run() -> Result<(), String> {
             "--cpu-fleet" => demand = Some(DemandUnit::CpuFleet(num)),
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             "--points" => points = num as usize,
+            "--boot-secs" => boot = num,
+            "--lag-secs" => lag = num,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -87,8 +90,8 @@ fn run() -> Result<(), String> {
 
     let scenario = Scenario {
         demand,
-        boot_delay: Duration::from_secs(90),
-        metric_lag: Duration::from_secs(60),
+        boot_delay: Duration::from_secs_f64(boot),
+        metric_lag: Duration::from_secs_f64(lag),
         initial: None,
         target: None,
     };
