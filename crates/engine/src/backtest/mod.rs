@@ -38,6 +38,7 @@
 //! Not here: files, progress bars or timing (the `vmscaler backtest` command does those).
 
 pub mod chart;
+pub mod frontier;
 pub mod metrics;
 pub mod policy_run;
 pub mod report;
