@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use vmscaler_engine::backtest::trace::Point;
-use vmscaler_engine::backtest::{DemandUnit, frontier, Scenario, Strategy, TraceOptions, prepare, read_trace};
+use vmscaler_engine::backtest::{DemandUnit, Scenario, Strategy, TraceOptions, frontier, prepare, read_trace};
 use vmscaler_engine::policy::parse_policy;
 
 fn main() {
