@@ -4,8 +4,7 @@
 #
 # - Request-like traces (Twitter volume, NYC taxi): the shipped web policy, each trace's values
 #   scaled so that its 99th percentile needs 48 instances at 100 % CPU
-#   (--capacity-per-instance = p99 / 48; for Twitter_volume_CRM this is the issue's
-#   value x 60 / 300 x 36,363.64 at 2727.27 per instance).
+#   (see `scaled` below).
 # - World Cup 98: the shipped web policy at --capacity-per-instance 2727.27 (1500 / 0.55: the
 #   instance the policy's two metrics describe).
 # - NAB CloudWatch CPU series: tests/data/policies/cpu-api.yaml with --cpu-fleet 10.
@@ -20,17 +19,37 @@ cd "$root"
 if [ "$profile" = release ]; then cargo build --quiet --release --bin vmscaler; else cargo build --quiet --bin vmscaler; fi
 bin="$root/target/$profile/vmscaler"
 mkdir -p "$out"
-p99() { python3 -c "import csv,sys; v=sorted(float(r[1]) for r in list(csv.reader(open(sys.argv[1])))[1:] if r[1]); print(v[int(0.99*len(v))]/48)" "$1"; }
+# A request trace with a step of S seconds, rescaled so that its 99th percentile needs 48
+# instances of 2727.27 requests per minute: values x (2727.27 x S / 60) x 48 / p99, with
+# --capacity-per-instance 2727.27 x S / 60 (the simulated RequestCountPerTarget counts arrivals
+# per step, so this keeps the web policy's request metric on the same scale as its CPU metric).
+scaled() { # trace step-seconds -> writes $out/traces/<name>, prints its capacity per instance
+    mkdir -p "$out/traces"
+    python3 - "$1" "$2" "$out/traces/$(basename "$1")" <<'PY'
+import csv, sys
+src, step, dst = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+rows = list(csv.reader(open(src)))
+vals = sorted(float(r[1]) for r in rows[1:] if r[1])
+cap = 2727.27 * step / 60
+k = cap * 48 / vals[int(0.99 * len(vals))]
+with open(dst, "w") as f:
+    f.write(",".join(rows[0]) + "\n")
+    for r in rows[1:]:
+        f.write(f"{r[0]},{float(r[1]) * k if r[1] else ''}\n")
+print(cap)
+PY
+}
 run() { # name policy trace unit-flag unit-value
     "$bin" backtest --policy "$2" --trace "$3" "$4" "$5" --sweep "$sweep" --out "$out/$1" >/dev/null
     echo "$1" >>"$out/names"
 }
 : >"$out/names"
 for t in CRM CVS IBM KO PFE UPS; do
-    f="$traces/nab-twitter-volume/Twitter_volume_$t.csv"
-    run "twitter_$t" policies/web-storefront.yaml "$f" --capacity-per-instance "$(p99 "$f")"
+    cap="$(scaled "$traces/nab-twitter-volume/Twitter_volume_$t.csv" 300)"
+    run "twitter_$t" policies/web-storefront.yaml "$out/traces/Twitter_volume_$t.csv" --capacity-per-instance "$cap"
 done
-run nyc_taxi policies/web-storefront.yaml "$traces/nab-nyc-taxi/nyc_taxi.csv" --capacity-per-instance "$(p99 "$traces/nab-nyc-taxi/nyc_taxi.csv")"
+cap="$(scaled "$traces/nab-nyc-taxi/nyc_taxi.csv" 1800)"
+run nyc_taxi policies/web-storefront.yaml "$out/traces/nyc_taxi.csv" --capacity-per-instance "$cap"
 run wc98 policies/web-storefront.yaml "$traces/worldcup98/wc98_requests_per_minute.csv" --capacity-per-instance 2727.27
 for f in ec2_cpu_utilization_ac20cd ec2_cpu_utilization_fe7f93 cpu_utilization_asg_misconfiguration ec2_cpu_utilization_5f5533 ec2_cpu_utilization_77c1ca ec2_cpu_utilization_825cc2 rds_cpu_utilization_e47b3b; do
     run "$f" tests/data/policies/cpu-api.yaml "$traces/nab-aws-cloudwatch/$f.csv" --cpu-fleet 10
