@@ -254,3 +254,76 @@ fn bad_input_is_an_error_not_a_panic() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown strategy \"magic\""));
     let _ = std::fs::remove_dir_all(&out_dir);
 }
+
+#[test]
+fn sweep_writes_the_frontier_and_tune_prints_the_change() {
+    let out_dir = scratch("sweep");
+    let dir = out_dir.to_str().expect("utf-8 path");
+    let base = [
+        "backtest",
+        "--policy",
+        "policies/cpu-api.yaml",
+        "--trace",
+        "traces/nab-aws-cloudwatch/ec2_cpu_utilization_ac20cd.csv",
+        "--cpu-fleet",
+        "10",
+        "--out",
+        dir,
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--sweep", "cpu.target=40,55,70", "--tune", "--max-under-share", "100%"]);
+    let out = vmscaler(&args);
+    ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // A 100 % budget admits every point: the cheapest is the hottest target.
+    assert!(stdout.contains("policy change: metrics[cpu].target: 55 -> 70"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&read(&out_dir.join("frontier.json"))).expect("json");
+    assert_eq!(json["points"].as_array().map(Vec::len), Some(9), "3 values x (policy, hpa, target-tracking)");
+    assert_eq!(json["chosen"], 70.0);
+    // Each policy point is compared with both references; hotter targets bill less.
+    let pts = json["points"].as_array().expect("points");
+    let hours = |v: f64| {
+        pts.iter().find(|p| p["strategy"] == "policy" && p["value"] == v).and_then(|p| p["instance_hours"].as_f64())
+    };
+    assert!(hours(40.0) > hours(55.0) && hours(55.0) > hours(70.0));
+    assert_eq!(json["comparisons"].as_array().map(Vec::len), Some(6));
+    assert!(read(&out_dir.join("frontier.md")).contains("## At equal cost"));
+    assert!(read(&out_dir.join("frontier.svg")).contains("chosen: 70"));
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
+
+#[test]
+fn bad_sweeps_exit_78_and_write_nothing() {
+    let out_dir = scratch("badsweep");
+    let dir = out_dir.to_str().expect("utf-8 path");
+    let base = [
+        "backtest",
+        "--policy",
+        "policies/cpu-api.yaml",
+        "--trace",
+        "traces/nab-aws-cloudwatch/ec2_cpu_utilization_ac20cd.csv",
+        "--cpu-fleet",
+        "10",
+        "--out",
+        dir,
+    ];
+    for (sweep, says) in [
+        ("gpu.target=40", "unknown field \"gpu.target\""),
+        ("cpu.target=40,abc", "cpu.target: value \"abc\" is not a number"),
+        ("cpu.target=40,0", "cpu.target: value \"0\" must be a positive number"),
+        ("cpu.target=", "cpu.target: empty list of values"),
+    ] {
+        let mut args = base.to_vec();
+        args.extend(["--sweep", sweep]);
+        let out = vmscaler(&args);
+        assert_eq!(out.status.code(), Some(78), "{sweep}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{sweep}: {stderr}");
+        assert!(!out_dir.exists(), "{sweep}: nothing written");
+    }
+    let mut args = base.to_vec();
+    args.extend(["--sweep", "cpu.target=40", "--tune", "--max-under-share", "lots"]);
+    let out = vmscaler(&args);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(!out_dir.exists());
+}

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use jiff::Timestamp;
-use vmscaler_engine::backtest::{self, DemandUnit, Fill, Scenario, Strategy, TraceOptions, chart, report};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use vmscaler_engine::backtest::{self, DemandUnit, Fill, Scenario, Strategy, TraceOptions, chart, frontier, report};
 use vmscaler_engine::duration::parse_duration;
 
 use super::{EX_CONFIG, EX_USAGE};
@@ -69,6 +71,18 @@ pub struct Args {
     /// `json`: print `report.json` on standard output instead of the results table.
     #[arg(long, value_enum, default_value_t)]
     pub output: super::validate::Output,
+    /// Sweep one policy field over values, e.g. `cpu.target=40,45,50,55,60,65`: runs the policy,
+    /// hpa and target-tracking at each value (in parallel) and writes frontier.md, frontier.json
+    /// and frontier.svg instead of the single-point report.
+    #[arg(long, value_name = "FIELD=V1,V2,...")]
+    pub sweep: Option<String>,
+    /// With --sweep: print the cheapest swept setting whose under-provisioned share stays within
+    /// --max-under-share, as the policy change to make.
+    #[arg(long, requires = "sweep", requires = "max_under_share")]
+    pub tune: bool,
+    /// Budget for --tune: the largest acceptable share of time under-provisioned, e.g. `1%`.
+    #[arg(long, value_name = "P%", requires = "tune")]
+    pub max_under_share: Option<String>,
     /// Output directory (created if missing).
     #[arg(long)]
     pub out: PathBuf,
@@ -176,6 +190,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         initial: args.initial,
         target: args.target,
     };
+    if let Some(arg) = &args.sweep {
+        return run_sweep(&args, &policy, &trace, &scenario, arg);
+    }
     let mut progress = Progress { tty: std::io::stderr().is_terminal(), last: None };
     let result = match backtest::run(&policy, &trace, scenario, &args.compare, &mut |n, f| progress.update(n, f)) {
         Ok(r) => r,
@@ -202,6 +219,105 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The results table on stdout.
     if let Some(table) = md.split("## Results\n\n").nth(1).and_then(|t| t.split("\n\n").next()) {
         println!("{table}");
+    }
+    println!("wrote {}", args.out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--sweep` (and `--tune`): the frontier over one field's values, points run in parallel.
+fn run_sweep(
+    args: &Args,
+    policy: &vmscaler_engine::policy::Policy,
+    trace: &backtest::Trace,
+    scenario: &Scenario,
+    arg: &str,
+) -> anyhow::Result<ExitCode> {
+    // Every input is checked before anything is written to --out.
+    let sweep = match frontier::parse_sweep(policy, arg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vmscaler: {}: {e}", args.policy.display());
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
+    let budget = match args.max_under_share.as_deref().map(frontier::parse_share).transpose() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("vmscaler: {e}");
+            return Ok(ExitCode::from(EX_CONFIG));
+        }
+    };
+    // One worker per core; each takes the next value until none is left.
+    let next = AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(sweep.values.len());
+    let results: Vec<Vec<(usize, Result<Vec<backtest::Figures>, backtest::BacktestError>)>> =
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let Some(&v) = sweep.values.get(i) else { break };
+                            done.push((i, frontier::sweep_point(policy, &sweep, v, trace, scenario)));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap_or_default()).collect()
+        });
+    let mut runs: Vec<Option<Vec<backtest::Figures>>> = vec![None; sweep.values.len()];
+    for (i, r) in results.into_iter().flatten() {
+        match r {
+            Ok(f) => runs[i] = Some(f),
+            Err(e) => {
+                eprintln!("vmscaler: {e}");
+                return Ok(ExitCode::from(EX_USAGE));
+            }
+        }
+    }
+    let Some(runs) = runs.into_iter().zip(&sweep.values).map(|(r, v)| r.map(|r| (*v, r))).collect::<Option<Vec<_>>>()
+    else {
+        bail!("a sweep worker stopped without a result");
+    };
+    let trace_name =
+        args.trace.file_name().map_or_else(|| args.trace.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let current = frontier::current_value(policy, &sweep);
+    let mut f = frontier::Frontier::new(&policy.name, &trace_name, &sweep, &runs, current);
+    let tuned = budget.map(|b| (b, f.tune(b).map(|p| p.value)));
+    if let Some((_, Some(v))) = tuned {
+        f.chosen = Some(v);
+    }
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let md = f.markdown();
+    write(&args.out, "frontier.md", &md)?;
+    write(&args.out, "frontier.json", &f.json())?;
+    write(&args.out, "frontier.svg", &f.svg())?;
+    if let Some(table) = md.split("## At equal cost\n\n").nth(1) {
+        println!("{}", table.lines().skip(2).collect::<Vec<_>>().join("\n"));
+    }
+    match tuned {
+        Some((b, Some(v))) => {
+            let p = f.tune(b).map_or(0.0, |p| p.under_provisioned_share_pct);
+            let from = current.map_or_else(|| "?".to_owned(), |c| c.to_string());
+            println!(
+                "tune: the cheapest swept setting within {b} % under-provisioned is {} = {v} ({p:.3} %)",
+                sweep.field
+            );
+            if current == Some(v) {
+                println!("policy change: none ({} is already {v})", sweep.field);
+            } else {
+                println!(
+                    "policy change: metrics[{}].target: {from} -> {v} (other metric targets in proportion)",
+                    sweep.metric
+                );
+            }
+        }
+        Some((b, None)) => {
+            println!("tune: no swept setting keeps under-provisioning within {b} %; sweep lower values");
+        }
+        None => {}
     }
     println!("wrote {}", args.out.display());
     Ok(ExitCode::SUCCESS)

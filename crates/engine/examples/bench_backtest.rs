@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use vmscaler_engine::backtest::trace::Point;
-use vmscaler_engine::backtest::{DemandUnit, Scenario, Strategy, TraceOptions, prepare, read_trace};
+use vmscaler_engine::backtest::{DemandUnit, Scenario, Strategy, TraceOptions, frontier, prepare, read_trace};
 use vmscaler_engine::policy::parse_policy;
 
 fn main() {
@@ -30,15 +30,21 @@ fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [policy_path, trace_path, rest @ ..] = args.as_slice() else {
         return Err(
-            "usage: bench_backtest POLICY TRACE (--capacity-per-instance X | --cpu-fleet N) [--points N] [--only S,...]".into()
+            "usage: bench_backtest POLICY TRACE (--capacity-per-instance X | --cpu-fleet N) [--points N] [--boot-secs S] [--lag-secs S] [--only S,...] [--sweep FIELD=V,...]".into()
         );
     };
     let mut demand = None;
     let mut points = 525_600usize;
     let mut only: Option<String> = None;
+    let (mut boot, mut lag) = (90.0, 60.0);
+    let mut sweep: Option<String> = None;
     let mut it = rest.iter();
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        if flag == "--sweep" {
+            sweep = Some(value.clone());
+            continue;
+        }
         if flag == "--only" {
             only = Some(value.clone());
             continue;
@@ -49,6 +55,8 @@ fn run() -> Result<(), String> {
             "--cpu-fleet" => demand = Some(DemandUnit::CpuFleet(num)),
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             "--points" => points = num as usize,
+            "--boot-secs" => boot = num,
+            "--lag-secs" => lag = num,
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -87,11 +95,42 @@ fn run() -> Result<(), String> {
 
     let scenario = Scenario {
         demand,
-        boot_delay: Duration::from_secs(90),
-        metric_lag: Duration::from_secs(60),
+        boot_delay: Duration::from_secs_f64(boot),
+        metric_lag: Duration::from_secs_f64(lag),
         initial: None,
         target: None,
     };
+    if let Some(arg) = sweep {
+        // The sweep as `vmscaler backtest --sweep` runs it: one worker per core.
+        let sw = frontier::parse_sweep(&policy, &arg).map_err(|e| e.to_string())?;
+        let t = Instant::now();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let mut runs: Vec<(f64, Vec<vmscaler_engine::backtest::Figures>)> = std::thread::scope(|sc| {
+            let ws: Vec<_> = (0..threads)
+                .map(|_| {
+                    sc.spawn(|| {
+                        let mut out = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(&v) = sw.values.get(i) else { break };
+                            if let Ok(f) = frontier::sweep_point(&policy, &sw, v, &trace, &scenario) {
+                                out.push((v, f));
+                            }
+                        }
+                        out
+                    })
+                })
+                .collect();
+            ws.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+        });
+        let el = t.elapsed();
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let f = frontier::Frontier::new(&policy.name, trace_path, &sw, &runs, frontier::current_value(&policy, &sw));
+        println!("{}", f.markdown());
+        println!("sweep of {} points on {threads} threads: {:.3} s", sw.values.len(), el.as_secs_f64());
+        return Ok(());
+    }
     let prep = prepare(&policy, &trace, scenario).map_err(|e| e.to_string())?;
     println!("| strategy | time | instance-hours | under-provisioned min | actions | reversals |");
     println!("|---|---:|---:|---:|---:|---:|");

@@ -50,10 +50,10 @@ pub struct AwsPredictive {
 }
 
 impl AwsPredictive {
-    pub fn new(limits: Limits, start: i64, initial: u32) -> AwsPredictive {
+    pub fn new(limits: Limits, start: i64, initial: u32, warmup_ms: i64) -> AwsPredictive {
         AwsPredictive {
             limits,
-            tt: TargetTracking::new(limits, initial),
+            tt: TargetTracking::new(limits, initial, warmup_ms),
             load: BTreeMap::new(),
             first_seen: None,
             forecast: BTreeMap::new(),

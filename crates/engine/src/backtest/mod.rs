@@ -13,23 +13,20 @@
 //! policy: the mean CPU % of the serving instances, delivered `metric_lag` late.
 //!
 //! - **`hpa`**: the Kubernetes HorizontalPodAutoscaler (autoscaling/v2) with its default
-//!   settings, per the Kubernetes documentation ("Horizontal Pod Autoscaling", algorithm
-//!   details and configurable scaling behavior) and `pkg/controller/podautoscaler`
-//!   (`replica_calculator.go`, `horizontal.go`). Every 15 s
-//!   (`--horizontal-pod-autoscaler-sync-period`) it reads the latest 15 s CPU average; outside
-//!   the tolerance of 0.1 it recommends `ceil(ready * utilisation / target)`, counting booting
-//!   pods as 0 % busy when that would scale up; it scales down only to the highest
-//!   recommendation of the last 300 s (`stabilizationWindowSeconds`), and scales up by at most
-//!   `max(+100 %, +4 pods)` per 15 s (the default `scaleUp` policies).
-//! - **`target-tracking`**: AWS EC2 Auto Scaling target tracking on average CPU, per the EC2
-//!   Auto Scaling user guide ("Target tracking scaling policies", "instance warmup") and the
-//!   alarms it creates (`TargetTracking-...-AlarmHigh`: 3 of 3 one-minute datapoints above the
-//!   target; `AlarmLow`: 15 of 15 below 90 % of it). On each new 1-minute datapoint, with the
-//!   high alarm firing it raises capacity to `ceil(serving * metric / target)`; with the low
-//!   alarm firing it lowers capacity to the same formula, unless an instance is within its
-//!   300 s warm-up. Booting instances are not in the metric (they serve no load). A datapoint
-//!   measured before the last scaling action does not count towards either alarm (simulation
-//!   choice: the alarm would otherwise act twice on the same evidence).
+//!   settings: `pkg/controller/podautoscaler` (`horizontal.go`, `replica_calculator.go`), the
+//!   autoscaling/v2 defaults and the kube-controller-manager flags. Every 15 s it reads the
+//!   newest 15 s CPU average; pods count as ready only if they were in service for the whole
+//!   sample (the CPU-initialisation rule of `groupPods`); outside the tolerance of 0.1 it
+//!   recommends `ceil(ready * utilisation / target)`, counting unready pods as 0 % busy when
+//!   that would scale up; it scales down only to the highest recommendation of the last 300 s,
+//!   and up by at most `max(+100 %, +4 pods)` per 15 s. Each parameter and its source:
+//!   `strategies.rs`.
+//! - **`target-tracking`**: AWS EC2 Auto Scaling target tracking on average CPU: AlarmHigh (3 of
+//!   3 one-minute datapoints above the target) and AlarmLow (15 of 15 below 90 % of it); an
+//!   alarm in ALARM runs the policy on every datapoint (CloudWatch repeats Auto Scaling actions);
+//!   capacity `ceil(n * metric / target)` with `n` the instances past their warm-up (the boot
+//!   delay), warming instances counted as capacity, scale-in blocked while any instance warms.
+//!   Sources: `strategies.rs`.
 //! - **`static`**: a constant fleet sized for the trace's peak at the target:
 //!   `ceil(peak_demand * 100 / target)`, within `[min, max]`. What you buy without autoscaling.
 //! - **`oracle`**: perfect foresight at 100 % utilisation: `ceil(demand)` instances (within
@@ -42,6 +39,7 @@
 
 pub mod aws_predictive;
 pub mod chart;
+pub mod frontier;
 pub mod metrics;
 pub mod policy_run;
 pub mod report;
@@ -299,7 +297,7 @@ impl Prepared<'_> {
             }
             Strategy::TargetTracking => {
                 let mut pool = Pool::new(0, self.initial, self.boot_ms, false);
-                let mut c = TargetTracking::new(self.limits, self.initial);
+                let mut c = TargetTracking::new(self.limits, self.initial, self.boot_ms);
                 sim::simulate(&self.load(), &mut c, &mut pool, progress).into_rows()
             }
             Strategy::Static => {
@@ -309,7 +307,7 @@ impl Prepared<'_> {
             Strategy::Oracle => oracle_rows(&self.demand, self.end_ms, self.boot_ms, &self.limits).into_rows(),
             Strategy::AwsPredictive => {
                 let mut pool = Pool::new(0, self.initial, self.boot_ms, false);
-                let mut c = aws_predictive::AwsPredictive::new(self.limits, start, self.initial);
+                let mut c = aws_predictive::AwsPredictive::new(self.limits, start, self.initial, self.boot_ms);
                 sim::simulate(&self.load(), &mut c, &mut pool, progress).into_rows()
             }
         };

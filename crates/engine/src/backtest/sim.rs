@@ -327,6 +327,24 @@ impl Pool {
         }
     }
 
+    /// Instances serving since `t` or earlier (started at least a boot before it).
+    pub fn serving_since(&self, t: i64) -> u32 {
+        let n = self
+            .order
+            .iter()
+            .filter(|&&s| {
+                self.serving_flag[s] && self.started[s].is_some_and(|st| st.saturating_add(self.boot_ms) <= t)
+            })
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// Started instances older than `age_ms` at `now` (booting or not).
+    pub fn older_than(&self, age_ms: i64, now: i64) -> u32 {
+        let n = self.order.iter().filter(|&&s| self.started[s].is_some_and(|st| now - st >= age_ms)).count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
     /// Whether any started instance is younger than `age_ms`.
     pub fn any_younger_than(&self, age_ms: i64, now: i64) -> bool {
         self.order.last().and_then(|&s| self.started[s]).is_some_and(|t| now - t < age_ms)

@@ -30,42 +30,94 @@ impl Limits {
     }
 }
 
-/// Kubernetes HorizontalPodAutoscaler (autoscaling/v2) with its default settings.
-pub const HPA_SYNC_MS: i64 = 15_000;
-pub const HPA_TOLERANCE: f64 = 0.1;
-pub const HPA_DOWN_STABILIZATION_MS: i64 = 300_000;
+// ---------------------------------------------------------------------------------------------
+// Kubernetes HorizontalPodAutoscaler (autoscaling/v2), default settings. Sources:
+// [controller] kubernetes/kubernetes pkg/controller/podautoscaler/horizontal.go
+//   (`reconcileAutoscaler`, `stabilizeRecommendationWithBehaviors`,
+//   `convertDesiredReplicasWithBehaviorRate`, `getReplicasChangePerPeriod`);
+// [calculator] pkg/controller/podautoscaler/replica_calculator.go (`GetResourceReplicas`,
+//   `groupPods`);
+// [defaults] pkg/apis/autoscaling/v2/defaults.go (`GenerateHPAScaleUpRules`,
+//   `GenerateHPAScaleDownRules`) and the kube-controller-manager flags
+//   `--horizontal-pod-autoscaler-{sync-period,tolerance,cpu-initialization-period}`;
+// [docs] kubernetes.io "Horizontal Pod Autoscaling" (algorithm details, default behavior).
 
+/// `--horizontal-pod-autoscaler-sync-period` default: the controller reconciles every 15 s.
+pub const HPA_SYNC_MS: i64 = 15_000;
+/// `--horizontal-pod-autoscaler-tolerance` default: no change while `|1 - ratio| <= 0.1`.
+pub const HPA_TOLERANCE: f64 = 0.1;
+/// `behavior.scaleDown.stabilizationWindowSeconds` default 300 [defaults]: scale down only to
+/// the highest recommendation of the last 300 s.
+pub const HPA_DOWN_STABILIZATION_MS: i64 = 300_000;
+/// `behavior.scaleUp.stabilizationWindowSeconds` default 0 [defaults]: scale up at once.
+pub const HPA_UP_STABILIZATION_MS: i64 = 0;
+/// Default scale-up policies [defaults]: `Percent 100` and `Pods 4`, each per 15 s,
+/// `selectPolicy: Max`: at most `max(2 x, x + 4)` replicas, `x` the replicas at the start of the
+/// 15 s period.
+pub const HPA_UP_PERCENT: u32 = 100;
+pub const HPA_UP_PODS: u32 = 4;
+pub const HPA_POLICY_PERIOD_MS: i64 = 15_000;
+/// Default scale-down policy [defaults]: `Percent 100` per 15 s, i.e. no rate limit.
+pub const HPA_DOWN_PERCENT: u32 = 100;
+
+/// The Kubernetes HPA on the pool's mean CPU %, scaling `spec.replicas` (= billed instances;
+/// every started instance is a pod).
+///
+/// Per evaluation (every [`HPA_SYNC_MS`]), with the newest CPU datapoint (a 15 s average,
+/// metrics-server's default `--metric-resolution`, delivered `metric_lag` late):
+/// 1. Pods [calculator `groupPods`]: a booting instance is `Pending`, hence *unready*; a pod
+///    inside its CPU initialisation period (`--horizontal-pod-autoscaler-cpu-initialization-period`,
+///    5 min) is also unready while its sample was taken before one metric window had passed
+///    since it became ready (`metric.Timestamp < readyTransition + metric.Window`). With a sample
+///    covering `[at, at + 15 s]` that is: *ready* = in service since `at` or earlier. No ready
+///    pod with a sample: the controller gets an error and does not scale (nor records a
+///    recommendation). All pods that serve publish metrics, so no pod is *missing*.
+/// 2. Replica calculator [calculator `GetResourceReplicas`]: `ratio = utilisation / target`
+///    over the ready pods. Without unready pods, or when scaling down: within the tolerance keep
+///    `spec.replicas`, else `ceil(ratio × ready)` (unready pods are left out of a scale-down).
+///    Scaling up with unready pods: they count as 0 % busy, `ratio' = utilisation × ready /
+///    (target × pods)`; within the tolerance, or `ratio' < 1` (a change of direction), keep
+///    `spec.replicas`, else `ceil(ratio' × pods)`, never below `spec.replicas`.
+/// 3. Stabilisation [controller `stabilizeRecommendationWithBehaviors`]: up to the lowest
+///    recommendation of the last 0 s (i.e. this one), down only to the highest of the last 300 s.
+/// 4. Rate limits and bounds [controller `convertDesiredReplicasWithBehaviorRate`]: up by at
+///    most `max(+100 %, +4)` of the replicas at the start of the last 15 s; down unlimited
+///    (100 % per 15 s); then `[minReplicas, maxReplicas]`.
 #[derive(Debug)]
 pub struct Hpa {
     limits: Limits,
     next: i64,
-    latest: Option<f64>,
+    /// Newest datapoint: (sample start, CPU %).
+    latest: Option<(i64, f64)>,
     /// Recommendations of the last 300 s, for scale-down stabilisation.
     recs: VecDeque<(i64, u32)>,
+    /// Replica changes within the last policy period: (time, +added / -removed).
+    events: VecDeque<(i64, i64)>,
     desired: u32,
 }
 
 impl Hpa {
     pub fn new(limits: Limits, start: i64, initial: u32) -> Hpa {
-        Hpa { limits, next: start, latest: None, recs: VecDeque::new(), desired: initial }
+        Hpa { limits, next: start, latest: None, recs: VecDeque::new(), events: VecDeque::new(), desired: initial }
     }
 
-    /// The replica calculator: `ceil(ready * utilisation / target)` outside the tolerance;
-    /// not-yet-ready pods count as 0 % when that would scale up (k8s `GetResourceReplicas`).
-    fn recommend(&self, current: u32, ready: u32, util: f64) -> u32 {
+    /// The replica calculator (`GetResourceReplicas`) for `pods` pods of which `ready` are
+    /// ready, `current` being `spec.replicas`.
+    fn recommend(&self, current: u32, pods: u32, ready: u32, util: f64) -> u32 {
         let ratio = util / self.limits.target;
-        let unready = current.saturating_sub(ready);
+        let unready = pods.saturating_sub(ready);
         if unready == 0 || ratio <= 1.0 {
             if (1.0 - ratio).abs() <= HPA_TOLERANCE {
                 return current;
             }
             return ceil_u32(ratio * f64::from(ready));
         }
-        let new_ratio = util * f64::from(ready) / (self.limits.target * f64::from(current));
+        let new_ratio = util * f64::from(ready) / (self.limits.target * f64::from(pods));
         if (1.0 - new_ratio).abs() <= HPA_TOLERANCE || new_ratio < 1.0 {
             return current;
         }
-        ceil_u32(new_ratio * f64::from(current)).max(current)
+        let n = ceil_u32(new_ratio * f64::from(pods));
+        if n < current { current } else { n }
     }
 }
 
@@ -74,8 +126,8 @@ impl Controller for Hpa {
         vec![PipelineSpec { signal: Signal::Cpu, stat: Stat::Average, period_ms: HPA_SYNC_MS }]
     }
 
-    fn on_datapoint(&mut self, _which: usize, _at: i64, value: f64, _now: i64, _pool: &mut Pool) {
-        self.latest = Some(value);
+    fn on_datapoint(&mut self, _which: usize, at: i64, value: f64, _now: i64, _pool: &mut Pool) {
+        self.latest = Some((at, value));
     }
 
     fn next_evaluation(&self) -> Option<i64> {
@@ -85,22 +137,47 @@ impl Controller for Hpa {
     fn evaluate(&mut self, now: i64, pool: &mut Pool) {
         self.next = now + HPA_SYNC_MS;
         let current = pool.billed;
-        let Some(util) = self.latest.filter(|_| pool.serving > 0) else {
-            return; // no metrics: the HPA skips the scale
-        };
-        let rec = self.recommend(current, pool.serving, util);
-        // Stabilisation: scale down only to the highest recommendation of the last 300 s.
-        while self.recs.front().is_some_and(|&(t, _)| now - t > HPA_DOWN_STABILIZATION_MS) {
+        // `reconcileAutoscaler`: replicas outside [min, max] are brought inside first.
+        if current < self.limits.min || current > self.limits.max.max(self.limits.min) {
+            self.desired = self.limits.clamp(current);
+            self.record_event(now, current, self.desired);
+            pool.scale_to(self.desired, now);
+            return;
+        }
+        let Some((at, util)) = self.latest else { return };
+        let ready = pool.serving_since(at);
+        if ready == 0 {
+            return; // no metrics for ready pods: the reconcile fails, nothing changes
+        }
+        let rec = self.recommend(current, pool.billed, ready, util);
+        // Stabilisation: the window holds recommendations strictly after `now - 300 s`.
+        while self.recs.front().is_some_and(|&(t, _)| t <= now - HPA_DOWN_STABILIZATION_MS) {
             self.recs.pop_front();
         }
+        let down_rec = self.recs.iter().map(|&(_, r)| r).fold(rec, u32::max);
         self.recs.push_back((now, rec));
-        let stabilized =
-            if rec < current { self.recs.iter().map(|&(_, r)| r).max().unwrap_or(rec).min(current) } else { rec };
-        // Scale-up rate: max(+100 %, +4 pods) per 15 s period; scale-down: 100 % per 15 s.
-        let up_limit = current.saturating_mul(2).max(current.saturating_add(4));
-        let desired = self.limits.clamp(stabilized.min(up_limit));
+        let stabilized = if rec > current { rec } else { down_rec.min(current) };
+        // Rate limits over the events of the last period (strictly after `now - 15 s`).
+        while self.events.front().is_some_and(|&(t, _)| t <= now - HPA_POLICY_PERIOD_MS) {
+            self.events.pop_front();
+        }
+        let desired = if stabilized > current {
+            let added: i64 = self.events.iter().map(|&(_, c)| c.max(0)).sum();
+            let start = u32::try_from((i64::from(current) - added).max(0)).unwrap_or(current);
+            let by_percent = ceil_u32(f64::from(start) * (1.0 + f64::from(HPA_UP_PERCENT) / 100.0));
+            let limit = by_percent.max(start.saturating_add(HPA_UP_PODS)).max(current);
+            stabilized.min(limit).min(self.limits.max.max(self.limits.min))
+        } else if stabilized < current {
+            let removed: i64 = self.events.iter().map(|&(_, c)| (-c).max(0)).sum();
+            let start = u32::try_from(i64::from(current) + removed).unwrap_or(current);
+            let floor = ceil_u32(f64::from(start) * (1.0 - f64::from(HPA_DOWN_PERCENT) / 100.0)).min(current);
+            stabilized.max(floor).max(self.limits.min)
+        } else {
+            current
+        };
         self.desired = desired;
         if desired != current {
+            self.record_event(now, current, desired);
             pool.scale_to(desired, now);
         }
     }
@@ -110,26 +187,64 @@ impl Controller for Hpa {
     }
 }
 
-/// AWS EC2 Auto Scaling target tracking on average CPU utilisation.
+impl Hpa {
+    fn record_event(&mut self, now: i64, from: u32, to: u32) {
+        self.events.push_back((now, i64::from(to) - i64::from(from)));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AWS EC2 Auto Scaling target tracking on average CPU. Sources:
+// [tt] EC2 Auto Scaling user guide, "Target tracking scaling policies for Amazon EC2 Auto
+//   Scaling" (how it works; "a target tracking scaling policy is more aggressive in adding
+//   capacity when utilization increases than it is in removing capacity when utilization
+//   decreases"; the group prioritises availability);
+// [warmup] "Set the default instance warmup for an Auto Scaling group" (warming instances do
+//   not contribute to the aggregated metric; scale-in is blocked until they finish warming up;
+//   warming instances count as current capacity when deciding how much to add);
+// [alarms] the alarms target tracking creates, as `describe-alarms` shows them:
+//   `TargetTracking-<group>-AlarmHigh-*`: `GreaterThanThreshold` the target, 3 of 3 one-minute
+//   datapoints; `TargetTracking-<group>-AlarmLow-*`: `LessThanThreshold` 0.9 × target, 15 of 15;
+// [cw] CloudWatch user guide, "Alarm actions": "except for Auto Scaling actions, the actions
+//   happen only on state transitions": an alarm in ALARM invokes its Auto Scaling policy again
+//   for every period it stays there.
+
+/// One-minute datapoints (EC2 detailed monitoring, [alarms]).
 pub const TT_PERIOD_MS: i64 = 60_000;
+/// AlarmHigh: 3 of 3 datapoints above the target [alarms].
 pub const TT_OUT_DATAPOINTS: u32 = 3;
+/// AlarmLow: 15 of 15 datapoints below 90 % of the target [alarms].
 pub const TT_IN_DATAPOINTS: u32 = 15;
 pub const TT_IN_FACTOR: f64 = 0.9;
-pub const TT_WARMUP_MS: i64 = 300_000;
 
+/// EC2 Auto Scaling target tracking on average CPU utilisation.
+///
+/// On each 1-minute datapoint (delivered `metric_lag` late), the two alarms are evaluated over
+/// consecutive datapoints (a missing one breaks the run). While AlarmHigh is in ALARM the policy
+/// runs on every datapoint [cw]: the capacity that brings the metric to target,
+/// `ceil(n × metric / target)`, with `n` the instances contributing to the metric (those past
+/// their warm-up) [tt]; warming instances count as current capacity [warmup], so the group grows
+/// only when that capacity exceeds the desired capacity it already has (several breaches asking
+/// for the same capacity make one scaling activity). While AlarmLow is in ALARM, the same
+/// formula lowers capacity, but not while any instance is warming up [warmup].
+///
+/// The instance warm-up is the boot delay: the time until a new instance can contribute to the
+/// metric, which is what `EstimatedInstanceWarmup` / the default instance warmup estimate
+/// ("the time until a newly launched instance can contribute to the CloudWatch metrics", the
+/// `PutScalingPolicy` reference). A booting instance serves no load and publishes no CPU.
 #[derive(Debug)]
 pub struct TargetTracking {
     limits: Limits,
+    warmup_ms: i64,
     above: u32,
     below: u32,
     last_at: Option<i64>,
-    last_action: i64,
     desired: u32,
 }
 
 impl TargetTracking {
-    pub fn new(limits: Limits, initial: u32) -> TargetTracking {
-        TargetTracking { limits, above: 0, below: 0, last_at: None, last_action: i64::MIN, desired: initial }
+    pub fn new(limits: Limits, initial: u32, warmup_ms: i64) -> TargetTracking {
+        TargetTracking { limits, warmup_ms, above: 0, below: 0, last_at: None, desired: initial }
     }
 
     /// Raises (or restores) the minimum it scales within: `aws-predictive`'s forecast minimum.
@@ -149,32 +264,25 @@ impl Controller for TargetTracking {
     }
 
     fn on_datapoint(&mut self, _which: usize, at: i64, value: f64, now: i64, pool: &mut Pool) {
-        // The alarms need consecutive datapoints; a missing one or one measured before the
-        // last scaling action starts the count again.
-        let consecutive = self.last_at == Some(at - TT_PERIOD_MS) && at >= self.last_action;
+        let consecutive = self.last_at == Some(at - TT_PERIOD_MS);
         self.last_at = Some(at);
-        if at < self.last_action {
-            self.above = 0;
-            self.below = 0;
-            return;
-        }
         let t = self.limits.target;
         self.above = if value > t { if consecutive { self.above + 1 } else { 1 } } else { 0 };
         self.below = if value < TT_IN_FACTOR * t { if consecutive { self.below + 1 } else { 1 } } else { 0 };
         let current = pool.billed;
-        // Proportional: the capacity that would bring the serving fleet's metric to target.
-        let wanted = self.limits.clamp(ceil_u32(f64::from(pool.serving) * value / t));
-        let out = self.above >= TT_OUT_DATAPOINTS && wanted > current;
-        let scale_in = self.below >= TT_IN_DATAPOINTS && wanted < current && !pool.any_younger_than(TT_WARMUP_MS, now);
-        if !(out || scale_in) {
+        // Current capacity for the computation: the instances past their warm-up now [warmup].
+        let warm = pool.older_than(self.warmup_ms, now);
+        if warm == 0 {
             return;
         }
-        let new = wanted;
-        self.desired = new;
-        self.last_action = now;
-        self.above = 0;
-        self.below = 0;
-        pool.scale_to(new, now);
+        let wanted = self.limits.clamp(ceil_u32(f64::from(warm) * value / t));
+        let out = self.above >= TT_OUT_DATAPOINTS && wanted > current;
+        let scale_in =
+            self.below >= TT_IN_DATAPOINTS && wanted < current && !pool.any_younger_than(self.warmup_ms, now);
+        if out || scale_in {
+            self.desired = wanted;
+            pool.scale_to(wanted, now);
+        }
     }
 
     fn next_evaluation(&self) -> Option<i64> {
@@ -350,20 +458,22 @@ mod tests {
         // 2 instances, target 50 %; demand 2 (100 % CPU) from 0 s. No lag, no boot delay.
         // 15 s: datapoint 100 % on 2 -> ceil(2 * 2) = 4 (limit max(4, 6) = 6).
         // 30 s: 2 on 4 = 50 %: within tolerance.
-        // Demand drops to 0.5 at 60 s: 75 s sees 12.5 % -> ceil(0.25 * 4) = 1, but the 300 s
-        // window still holds 4 from 60 s (recommendation at 60 s was 4): down only at 375 s.
+        // Demand drops to 0.5 at 60 s: 75 s sees 12.5 % -> ceil(0.25 * 4) = 1, but the window
+        // still holds 4 from 60 s (the recommendation on the sample of [45 s, 60 s)). The window
+        // holds recommendations strictly after `now - 300 s` (`After(downCutoff)`): down at 360 s.
         let points = [(0, 2.0), (60_000, 0.5)];
         let l = load(&points, 10 * M, 0, 0);
         let mut hpa = Hpa::new(Limits { min: 1, max: 20, target: 50.0 }, 0, 2);
         let mut pool = Pool::new(0, 2, 0, false);
         let rec = simulate(&l, &mut hpa, &mut pool, &mut |_| {});
-        assert_eq!(rows(&rec), [(0, 2, 2), (15, 4, 4), (375, 1, 1)]);
+        assert_eq!(rows(&rec), [(0, 2, 2), (15, 4, 4), (360, 1, 1)]);
     }
 
     #[test]
     fn hpa_up_step_is_max_of_double_and_plus_four() {
         // 1 instance at 100 % with target 10 %: wants 10, limited to max(2, 5) = 5 at 15 s,
-        // then at 30 s: 1 demand on 5 = 20 % -> ceil(5 * 2) = 10.
+        // then at 30 s (the 15 s period of the first step has passed): 1 demand on 5 = 20 % ->
+        // ceil(5 * 2) = 10, limit max(10, 9).
         let points = [(0, 1.0)];
         let l = load(&points, 40_000, 0, 0);
         let mut hpa = Hpa::new(Limits { min: 1, max: 20, target: 10.0 }, 0, 1);
@@ -373,30 +483,91 @@ mod tests {
     }
 
     #[test]
-    fn hpa_counts_unready_pods_as_idle_when_scaling_up() {
+    fn hpa_replica_calculator() {
         let h = Hpa::new(L, 0, 4);
-        // 4 replicas, 2 ready at 100 %: ceil(2 * 100 / 50) = 4 = current: no change.
-        assert_eq!(h.recommend(4, 2, 100.0), 4);
-        // 3 ready at 100 %: 6.
-        assert_eq!(h.recommend(4, 3, 100.0), 6);
+        // 4 pods, 2 ready at 100 %: unready at 0 % -> 100 * 2 / (50 * 4) = 1.0: no change.
+        assert_eq!(h.recommend(4, 4, 2, 100.0), 4);
+        // 3 ready at 100 %: ratio' 1.5 -> ceil(1.5 * 4) = 6.
+        assert_eq!(h.recommend(4, 4, 3, 100.0), 6);
         // All ready, 54 % of 50 %: within tolerance.
-        assert_eq!(h.recommend(4, 4, 54.0), 4);
-        assert_eq!(h.recommend(4, 4, 20.0), 2);
+        assert_eq!(h.recommend(4, 4, 4, 54.0), 4);
+        assert_eq!(h.recommend(4, 4, 4, 20.0), 2);
+        // Scaling down, unready pods are left out: ceil(0.4 * 2) = 1.
+        assert_eq!(h.recommend(4, 4, 2, 20.0), 1);
+        // Scaling up with unready pods: ratio' below 1 would change direction: keep.
+        assert_eq!(h.recommend(4, 4, 1, 100.0), 4);
+    }
+
+    #[test]
+    fn hpa_counts_a_new_pod_ready_only_for_samples_after_its_readiness() {
+        // 2 instances, target 50 %, demand 2 (100 %), boot 30 s, lag 60 s: the sample of
+        // [0, 15 s) arrives at 75 s -> 4 (started at 75, serving from 105). Until the sample of
+        // [105 s, 120 s) arrives (180 s) every sample reads 100 % on the 2 old pods, the new ones
+        // count as unready at 0 %: 100 * 2 / (50 * 4) = 1.0 -> hold. (Counting them ready as
+        // soon as they serve, at 105 s, would read 100 % on 4 and ask for 8.) From 180 s: 50 %.
+        let points = [(0, 2.0)];
+        let l = load(&points, 10 * M, 30_000, 60_000);
+        let mut hpa = Hpa::new(L, 0, 2);
+        let mut pool = Pool::new(0, 2, 30_000, false);
+        let rec = simulate(&l, &mut hpa, &mut pool, &mut |_| {});
+        assert_eq!(rows(&rec), [(0, 2, 2), (75, 2, 4), (105, 4, 4)]);
+    }
+
+    #[test]
+    fn hpa_brings_replicas_into_bounds_and_skips_without_metrics() {
+        // 1 instance, min 3: raised at the first sync, before any metric.
+        let points = [(0, 0.0)];
+        let l = load(&points, M, 0, 0);
+        let mut hpa = Hpa::new(Limits { min: 3, max: 20, target: 50.0 }, 0, 1);
+        let mut pool = Pool::new(0, 1, 0, false);
+        let rec = simulate(&l, &mut hpa, &mut pool, &mut |_| {});
+        assert_eq!(rows(&rec), [(0, 3, 3)]);
     }
 
     #[test]
     fn target_tracking_waits_for_three_datapoints_and_fifteen_to_scale_in() {
         // 2 instances, target 50 %, demand 1.5 (75 %); boot 0, lag 0, 1-minute datapoints.
         // Datapoints at 1, 2, 3 min are > 50 %: scale out at 3 min to ceil(2 * 75 / 50) = 3.
-        // Then 1.5 on 3 = 50 %: no alarm. Demand falls to 0.3 at 10 min: 10 % per instance
-        // < 45 % from the datapoint of minute 10 (delivered at 11); the 15th such at 25 min ->
-        // ceil(3 * 10 / 50) = 1.
+        // Then 1.5 on 3 = 50 %: AlarmHigh back to OK. Demand falls to 0.3 at 10 min: 10 % per
+        // instance < 45 % from the datapoint of minute 10 (delivered at 11); the 15th such at 25
+        // min -> ceil(3 * 10 / 50) = 1.
         let points = [(0, 1.5), (10 * M, 0.3)];
         let l = load(&points, 40 * M, 0, 0);
-        let mut tt = TargetTracking::new(L, 2);
+        let mut tt = TargetTracking::new(L, 2, 0);
         let mut pool = Pool::new(0, 2, 0, false);
         let rec = simulate(&l, &mut tt, &mut pool, &mut |_| {});
         assert_eq!(rows(&rec), [(0, 2, 2), (180, 3, 3), (25 * 60, 1, 1)]);
+    }
+
+    #[test]
+    fn target_tracking_alarm_in_alarm_runs_the_policy_every_minute() {
+        // Demand 3 on 2 (100 %), target 50, boot 0: 4 at 3 min; 3 on 4 = 75 % keeps AlarmHigh
+        // in ALARM, so the next datapoint (4 min) runs the policy again: ceil(4 * 75 / 50) = 6.
+        let points = [(0, 3.0)];
+        let l = load(&points, 10 * M, 0, 0);
+        let mut tt = TargetTracking::new(L, 2, 0);
+        let mut pool = Pool::new(0, 2, 0, false);
+        let rec = simulate(&l, &mut tt, &mut pool, &mut |_| {});
+        assert_eq!(rows(&rec), [(0, 2, 2), (180, 4, 4), (240, 6, 6)]);
+    }
+
+    #[test]
+    fn target_tracking_counts_warming_instances_as_capacity_not_in_the_metric() {
+        // Demand 3 on 2, target 50, boot = warm-up 90 s, lag 0. 3 min: 4 (serving from 4.5 min).
+        // 4 min: 100 % on the 2 warm ones -> ceil(2 * 2) = 4 = desired: no new activity.
+        // 5 min: the new two are warm (150 s old); the minute averaged 100 % and 75 % = 87.5 %
+        // -> ceil(4 * 1.75) = 7 (the lagging minute overshoots, as it would in AWS).
+        // 6 min: 75 % on 4 warm (the 3 new ones warming) -> 6 < 7: nothing. 7 min: 3 on 4 then
+        // on 7 from 6.5 min: (75 + 42.9) / 2 = 58.9 % on 7 warm -> 9.
+        let points = [(0, 3.0)];
+        let l = load(&points, 9 * M, 90_000, 0);
+        let mut tt = TargetTracking::new(L, 2, 90_000);
+        let mut pool = Pool::new(0, 2, 90_000, false);
+        let rec = simulate(&l, &mut tt, &mut pool, &mut |_| {});
+        assert_eq!(
+            rows(&rec),
+            [(0, 2, 2), (180, 2, 4), (270, 4, 4), (300, 4, 7), (390, 7, 7), (420, 7, 9), (510, 9, 9)]
+        );
     }
 
     #[test]
@@ -407,17 +578,17 @@ mod tests {
         let lim = Limits { min: 2, max: 5, target: 50.0 };
         // HPA: 2 -> 4 (ceil(2 * 100 / 50)) at 15 s, -> 5 (8 capped at max) at 30 s; the 0 %
         // datapoints from 10:15 bring it to min 2 once the 100 % recommendation of 10:00 has left
-        // the 300 s window, at 15:15.
+        // the 300 s window (strictly after `now - 300 s`), at 15:00.
         let mut hpa = Hpa::new(lim, 0, 2);
         let mut pool = Pool::new(0, 2, 0, false);
         let rec = simulate(&l, &mut hpa, &mut pool, &mut |_| {});
-        assert_eq!(rows(&rec), [(0, 2, 2), (15, 4, 4), (30, 5, 5), (915, 2, 2)]);
-        // Target tracking: 4 after the third high datapoint (3 min), 5 (capped) three fresh
-        // datapoints later (6 min); min 2 after fifteen low datapoints (25 min).
-        let mut tt = TargetTracking::new(lim, 2);
+        assert_eq!(rows(&rec), [(0, 2, 2), (15, 4, 4), (30, 5, 5), (900, 2, 2)]);
+        // Target tracking: 4 after the third high datapoint (3 min), 5 (capped) on the next one
+        // (AlarmHigh still in ALARM, 4 min); min 2 after fifteen low datapoints (25 min).
+        let mut tt = TargetTracking::new(lim, 2, 0);
         let mut pool = Pool::new(0, 2, 0, false);
         let rec = simulate(&l, &mut tt, &mut pool, &mut |_| {});
-        assert_eq!(rows(&rec), [(0, 2, 2), (180, 4, 4), (360, 5, 5), (1500, 2, 2)]);
+        assert_eq!(rows(&rec), [(0, 2, 2), (180, 4, 4), (240, 5, 5), (1500, 2, 2)]);
         // The oracle is capped too, and under-provisioned for it.
         let rec = oracle_rows(&points, 30 * M, 0, &lim);
         assert_eq!(rows(&rec), [(0, 5, 5), (600, 2, 2)]);
@@ -429,7 +600,8 @@ mod tests {
         // Warm-up 300 s: with boot 0, an instance started at 3 min blocks scale-in until 8 min.
         let mut pool = Pool::new(0, 2, 0, false);
         pool.scale_to(3, 3 * M);
-        assert!(pool.any_younger_than(TT_WARMUP_MS, 7 * M));
-        assert!(!pool.any_younger_than(TT_WARMUP_MS, 8 * M));
+        assert!(pool.any_younger_than(5 * M, 7 * M));
+        assert!(!pool.any_younger_than(5 * M, 8 * M));
+        assert_eq!(pool.older_than(5 * M, 7 * M), 2);
     }
 }
