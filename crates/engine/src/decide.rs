@@ -134,6 +134,16 @@ pub enum Bound {
         capacity: u32,
         since: Timestamp,
     },
+    /// A firing alert (see [`AlertFloor`]) holds this floor.
+    AlertFloor {
+        alert: String,
+        capacity: u32,
+    },
+    AlertFloorAboveMax {
+        alert: String,
+        capacity: u32,
+        max: u32,
+    },
     Min {
         min: u32,
     },
@@ -272,6 +282,10 @@ impl fmt::Display for Bound {
                 f,
                 "pre-warm rule {rule:?} released: nothing has asked for its floor of {capacity} since {since}"
             ),
+            Bound::AlertFloor { alert, capacity } => write!(f, "alert {alert:?} holds a floor of {capacity}"),
+            Bound::AlertFloorAboveMax { alert, capacity, max } => {
+                write!(f, "alert {alert:?} asks for {capacity}, capped at max {max}")
+            }
             Bound::Min { min } => write!(f, "raised to min {min}"),
             Bound::Max { max } => write!(f, "capped at max {max}"),
             Bound::GroupMin { min } => write!(f, "raised to the group's min {min}"),
@@ -419,11 +433,32 @@ fn remaining(since: Timestamp, cooldown: Duration, now: Timestamp) -> Option<u64
     (el < cd).then(|| u64::try_from((cd - el).max(0) / 1000).unwrap_or(u64::MAX).max(1))
 }
 
+/// A capacity floor raised from outside the policy while an alert fires (Alertmanager's
+/// webhook, in the daemon): data handed to [`decide_with`], applied after the pre-warm floor
+/// and before `[min, max]`, never above `max`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertFloor {
+    /// The alert's name (and what tells it apart), for reasons.
+    pub alert: String,
+    pub capacity: u32,
+}
+
 /// Decides what one pool should do at `now`.
 ///
 /// `history` holds the pool's recent metric samples (per-instance series already aggregated)
 /// and the records of previous decisions. Pure: same inputs, same decision.
 pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timestamp) -> Decision {
+    decide_with(policy, history, fleet, now, &[])
+}
+
+/// [`decide`] with the floors of the alerts firing for this pool (the highest one holds).
+pub fn decide_with(
+    policy: &Policy,
+    history: &PoolHistory,
+    fleet: &Fleet,
+    now: Timestamp,
+    alerts: &[AlertFloor],
+) -> Decision {
     let current = fleet.current();
     let scaling = &policy.scaling;
     let tol = scaling.tolerance;
@@ -552,6 +587,16 @@ pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timest
         if desired < cap {
             desired = cap;
             bounds.push(Bound::Floor { rule: f.rule.clone(), capacity: cap });
+        }
+    }
+    if let Some(a) = alerts.iter().max_by(|a, b| a.capacity.cmp(&b.capacity).then_with(|| b.alert.cmp(&a.alert))) {
+        let cap = a.capacity.min(policy.max);
+        if a.capacity > policy.max {
+            bounds.push(Bound::AlertFloorAboveMax { alert: a.alert.clone(), capacity: a.capacity, max: policy.max });
+        }
+        if desired < cap {
+            desired = cap;
+            bounds.push(Bound::AlertFloor { alert: a.alert.clone(), capacity: cap });
         }
     }
     if desired < policy.min {
@@ -727,3 +772,6 @@ mod tests;
 
 #[cfg(test)]
 mod bad_input_tests;
+
+#[cfg(test)]
+mod alert_tests;

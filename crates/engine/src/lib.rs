@@ -13,7 +13,7 @@ pub mod history;
 pub mod policy;
 pub mod schedule;
 
-pub use decide::{Action, Bound, Decision, Reading, decide};
+pub use decide::{Action, AlertFloor, Bound, Decision, Reading, decide, decide_with};
 pub use fleet::{Fleet, GroupState, Member, MemberState};
 pub use history::{Direction, EvalRecord, PoolHistory, Sample};
 pub use policy::Policy;

@@ -72,7 +72,33 @@ pub struct MetricSpec {
     /// `Some` when the metric is published per instance (`InstanceId` dimension, added per
     /// member by the reader) and must be aggregated across the pool.
     pub per_instance: Option<Aggregation>,
+    /// Where the metric is read from. For [`MetricSource::Prometheus`], `namespace`, `name`
+    /// and `dimensions` are empty and `statistic` is unused.
+    pub source: MetricSource,
 }
+
+/// Where a metric's datapoints come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricSource {
+    /// CloudWatch `GetMetricData` (namespace, name, dimensions, statistic).
+    #[default]
+    CloudWatch,
+    /// A PromQL instant query, read at the evaluation time minus the daemon's `metric_offset`.
+    /// The value describes the `period` that ends at that instant.
+    Prometheus {
+        query: String,
+        /// For a `per_instance` metric: the label that carries a member's instance id; series
+        /// of instances that are not running members of the pool are ignored.
+        instance_label: String,
+    },
+}
+
+/// The placeholder a per-instance Prometheus query may use for the running members' ids, as a
+/// regular-expression alternation (`i-0a|i-0b`): `up{instance_id=~"${instance_ids}"}`.
+pub const INSTANCE_IDS_PLACEHOLDER: &str = "${instance_ids}";
+/// Default [`MetricSource::Prometheus::instance_label`].
+pub const DEFAULT_INSTANCE_LABEL: &str = "instance_id";
 
 /// What a metric is measured against.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -331,3 +357,6 @@ impl Policy {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod prometheus_tests;
