@@ -6,7 +6,8 @@
 //!   with their reasons, JSON ([`DecisionsView`]); `vmscaler status` reads this.
 //!
 //! Read-only: nothing here changes the daemon, so no endpoint needs authentication beyond the
-//! listen address. Not here: the figures themselves (see [`crate::daemon::board`]).
+//! listen address. The one exception, `POST /v1/alerts` (Alertmanager's webhook, off unless
+//! configured, bearer token required), lives in [`crate::alerts`] and is merged in by the loop. Not here: the figures themselves (see [`crate::daemon::board`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -117,9 +118,15 @@ pub async fn serve(
     listener: TcpListener,
     board: Arc<SharedBoard>,
     clock: Arc<dyn Clock>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(board, clock))
+    serve_app(listener, router(board, clock), stop).await
+}
+
+/// Serves `app` (the [`router`], with the Alertmanager webhook merged in when configured: see
+/// [`crate::alerts::router`]) until `stop` turns true.
+pub async fn serve_app(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;
         })
@@ -143,7 +150,7 @@ async fn healthz(State(s): State<AppState>) -> Json<Health> {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    let text = s.board.lock().render_prometheus();
+    let text = s.board.render_prometheus();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 

@@ -2,6 +2,7 @@
 //!
 //! All I/O lives in this crate: files, AWS calls, HTTP, signals and the clock.
 
+pub mod alerts;
 pub mod aws;
 pub mod cli;
 pub mod clock;
@@ -11,4 +12,5 @@ pub mod daemon;
 pub mod http;
 pub mod lease;
 pub mod policies;
+pub mod prometheus;
 pub mod state;

@@ -15,6 +15,7 @@ mod deploy_deb;
 mod deploy_iam;
 mod deploy_terraform;
 mod deploy_version;
+mod prometheus_input;
 mod reliability_crash;
 mod reliability_faults;
 mod reliability_input;

@@ -131,6 +131,17 @@ pub fn render(health: &Health, view: &DecisionsView) -> String {
                 if pw.ramping { " (ramping)" } else { "" }
             );
         }
+        for a in &p.alert_floors {
+            let _ = writeln!(
+                o,
+                "  alert {:?} holds {} ({}), firing since {}, released by {} at the latest",
+                a.alert,
+                a.capacity,
+                a.asked,
+                a.since.strftime("%H:%M:%S"),
+                a.expires_at.strftime("%H:%M:%S")
+            );
+        }
         if let Some(e) = &p.last_error {
             let _ = writeln!(o, "  DEGRADED ({} in a row): {e}", p.consecutive_failures);
         }

@@ -64,6 +64,8 @@ pub struct Reading {
     pub ratio: Option<f64>,
     pub weight: f64,
     pub saturated: bool,
+    /// Capacity this metric alone asks for (before blending and guards).
+    pub wanted: Option<f64>,
 }
 
 /// A rule or guard that bound the result.
@@ -393,6 +395,7 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
             ratio,
             weight: m.weight,
             saturated: is_saturated,
+            wanted,
         });
     }
     // Weight-zero metrics count only when saturated; with no weighted data the blend is the
