@@ -125,7 +125,7 @@ enum ApiData {
     Vector(Vec<ApiVector>),
     Matrix(Vec<ApiMatrix>),
     Scalar(ApiPoint),
-    String(ApiPoint),
+    String(serde::de::IgnoredAny),
 }
 
 #[derive(Debug, Deserialize)]

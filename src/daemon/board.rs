@@ -351,7 +351,16 @@ fn gauge_family<'a>(
     }
     let mut family = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (labels, v) in samples {
-        family.encode_family(&labels)?.encode_gauge(&v)?;
+        let mut m = family.encode_family(&labels)?;
+        // Whole numbers (capacities, counts) print as such: `4`, not `4.0`.
+        if v.fract() == 0.0 && v.abs() < 9.0e15 {
+            // In range: whole and below 2^53.
+            #[allow(clippy::cast_possible_truncation)]
+            let n = v as i64;
+            m.encode_gauge(&n)?;
+        } else {
+            m.encode_gauge(&v)?;
+        }
     }
     Ok(())
 }
