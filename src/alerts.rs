@@ -261,7 +261,8 @@ impl AlertInbox {
         let mut held = lock(&self.held);
         let mut gone = Vec::new();
         for (policy, alerts) in held.iter_mut() {
-            let expired: Vec<String> = alerts.iter().filter(|(_, h)| h.expires_at <= now).map(|(k, _)| k.clone()).collect();
+            let expired: Vec<String> =
+                alerts.iter().filter(|(_, h)| h.expires_at <= now).map(|(k, _)| k.clone()).collect();
             for k in expired {
                 if let Some(h) = alerts.remove(&k) {
                     gone.push((policy.clone(), h));
@@ -366,12 +367,7 @@ impl AlertInbox {
         Ok(out)
     }
 
-    fn check(
-        &self,
-        i: usize,
-        a: &AmAlert,
-        current: &dyn Fn(&str) -> Option<Option<u32>>,
-    ) -> Result<Change, Rejection> {
+    fn check(&self, i: usize, a: &AmAlert, current: &dyn Fn(&str) -> Option<Option<u32>>) -> Result<Change, Rejection> {
         let unprocessable = |m: String| reject(StatusCode::UNPROCESSABLE_ENTITY, format!("alerts[{i}]: {m}"));
         let name = a.labels.get("alertname").cloned().unwrap_or_else(|| "unnamed".to_owned());
         let policy = a
@@ -554,7 +550,9 @@ mod tests {
     }
 
     fn alert(status: &str, labels: &str, annotations: &str, fp: &str) -> String {
-        format!(r#"{{"status":"{status}","labels":{{"alertname":"QueueBacklog",{labels}}},"annotations":{{{annotations}}},"startsAt":"2027-01-15T08:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"{fp}"}}"#)
+        format!(
+            r#"{{"status":"{status}","labels":{{"alertname":"QueueBacklog",{labels}}},"annotations":{{{annotations}}},"startsAt":"2027-01-15T08:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":"{fp}"}}"#
+        )
     }
 
     fn known(p: &str) -> Option<Option<u32>> {
@@ -617,11 +615,20 @@ mod tests {
                 "alerts[1]: alert \"QueueBacklog\": no policy named \"nope\"",
             ),
             (
-                body(&alert("firing", r#""vmscaler_policy":"transcode","vmscaler_pool":"x""#, r#""capacity":"3""#, "cc")),
+                body(&alert(
+                    "firing",
+                    r#""vmscaler_policy":"transcode","vmscaler_pool":"x""#,
+                    r#""capacity":"3""#,
+                    "cc",
+                )),
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown label \"vmscaler_pool\"",
             ),
-            (body(&alert("firing", r#""team":"x""#, r#""capacity":"3""#, "cc")), StatusCode::UNPROCESSABLE_ENTITY, "no vmscaler_policy label"),
+            (
+                body(&alert("firing", r#""team":"x""#, r#""capacity":"3""#, "cc")),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no vmscaler_policy label",
+            ),
             (
                 body(&alert("firing", r#""vmscaler_policy":"transcode""#, r#""capacity":"lots""#, "cc")),
                 StatusCode::UNPROCESSABLE_ENTITY,

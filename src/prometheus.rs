@@ -253,13 +253,7 @@ impl PromClient {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(cfg.max_concurrent_queries.max(1))
             .build(https);
-        Ok(PromClient {
-            base,
-            token,
-            timeout: cfg.timeout,
-            max_concurrent: cfg.max_concurrent_queries.max(1),
-            client,
-        })
+        Ok(PromClient { base, token, timeout: cfg.timeout, max_concurrent: cfg.max_concurrent_queries.max(1), client })
     }
 
     pub fn url(&self) -> &str {
@@ -268,8 +262,8 @@ impl PromClient {
 
     async fn call(&self, path: &str, params: &[(&str, &str)]) -> Result<ApiData, String> {
         let body = form(params);
-        let mut req = Request::post(format!("{}{path}", self.base))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+        let mut req =
+            Request::post(format!("{}{path}", self.base)).header(CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some(t) = &self.token {
             req = req.header(AUTHORIZATION, format!("Bearer {t}"));
         }
@@ -396,10 +390,9 @@ pub fn pool_value(spec: &MetricSpec, instance_ids: &[String], series: &[InstantS
             [] => Err("no series (the query matched nothing)".to_owned()),
             [s] if s.value.is_finite() => Ok(s.value),
             [s] => Err(format!("the value is {} (not a number)", s.value)),
-            many => Err(format!(
-                "{} series where one is expected (aggregate them in the query, e.g. sum(...))",
-                many.len()
-            )),
+            many => {
+                Err(format!("{} series where one is expected (aggregate them in the query, e.g. sum(...))", many.len()))
+            }
         },
         Some(agg) => member_value(agg, instance_label, instance_ids, series.iter().map(|s| (&s.labels, s.value))),
     }
@@ -423,9 +416,8 @@ fn member_value<'a>(
             values.push(v);
         }
     }
-    agg.apply(values).ok_or_else(|| {
-        format!("no finite value for a running member among {seen} series (matched by label {label:?})")
-    })
+    agg.apply(values)
+        .ok_or_else(|| format!("no finite value for a running member among {seen} series (matched by label {label:?})"))
 }
 
 /// What the Prometheus metrics of one pool gave at one evaluation.
@@ -547,8 +539,9 @@ pub async fn read_history(
                     [_] => Err(()),
                     _ => Err(()),
                 },
-                Some(agg) => member_value(agg, instance_label, instance_ids, series.iter().map(|(l, v)| (l, *v)))
-                    .map_err(|_| ()),
+                Some(agg) => {
+                    member_value(agg, instance_label, instance_ids, series.iter().map(|(l, v)| (l, *v))).map_err(|_| ())
+                }
             };
             match value {
                 Ok(value) => points.push(Sample { at: vmscaler_engine::duration::before(at, spec.period), value }),

@@ -239,7 +239,10 @@ async fn the_webhook_rejects_what_it_cannot_trust_and_changes_nothing() {
     let (status, why) = post(&[json, auth], good.replace("\"web\"", "\"nope\"").as_bytes());
     assert_eq!(status, 422);
     assert!(why.contains("no policy named \"nope\""), "{why}");
-    let (status, why) = post(&[json, auth], good.replace("vmscaler_policy\":\"web\"", "vmscaler_policy\":\"web\",\"vmscaler_pool\":\"x\"").as_bytes());
+    let (status, why) = post(
+        &[json, auth],
+        good.replace("vmscaler_policy\":\"web\"", "vmscaler_policy\":\"web\",\"vmscaler_pool\":\"x\"").as_bytes(),
+    );
     assert_eq!(status, 422);
     assert!(why.contains("unknown label"), "{why}");
     assert!(d.alerts().expect("inbox").held("web").is_empty(), "nothing changed");

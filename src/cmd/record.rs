@@ -142,8 +142,7 @@ pub async fn record_with(
         match prom {
             Some(client) => {
                 let from = now.checked_sub(since).unwrap_or(now);
-                let (samples, problems) =
-                    crate::prometheus::read_history(client, policy, &members, from, now).await;
+                let (samples, problems) = crate::prometheus::read_history(client, policy, &members, from, now).await;
                 metrics.samples.extend(samples);
                 warnings.extend(problems.into_iter().map(|p| format!("prometheus: {p}")));
             }

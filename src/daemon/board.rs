@@ -211,7 +211,9 @@ impl Board {
             "vmscaler_prewarm_active",
             "Capacity floor of the pre-warm rule in force, by rule.",
             self.pools.values().filter_map(|p| {
-                p.prewarm.as_ref().map(|w| (vec![("policy", p.policy.as_str()), ("rule", w.rule.as_str())], f64::from(w.capacity)))
+                p.prewarm
+                    .as_ref()
+                    .map(|w| (vec![("policy", p.policy.as_str()), ("rule", w.rule.as_str())], f64::from(w.capacity)))
             }),
         )?;
         gauge_family(
@@ -220,18 +222,37 @@ impl Board {
             "Capacity floor held by a firing Alertmanager alert, by alert (capped at the policy's max when applied).",
             self.pools.values().flat_map(|p| {
                 p.alert_floors.iter().map(|a| {
-                    (vec![("policy", p.policy.as_str()), ("alert", a.alert.as_str()), ("fingerprint", a.fingerprint.as_str())], f64::from(a.capacity))
+                    (
+                        vec![
+                            ("policy", p.policy.as_str()),
+                            ("alert", a.alert.as_str()),
+                            ("fingerprint", a.fingerprint.as_str()),
+                        ],
+                        f64::from(a.capacity),
+                    )
                 })
             }),
         )?;
         let metric_gauges: [(&str, &str, MetricGauge); 4] = [
             ("vmscaler_metric_value", "Last value of each policy metric used by the last evaluation.", |_, m| m.value),
-            ("vmscaler_metric_ratio", "Each metric's value relative to its target (utilisation), or the capacity it wants relative to the current one (backlog).", |_, m| m.ratio),
-            ("vmscaler_metric_wanted_capacity", "Capacity each metric alone asked for at the last evaluation.", |_, m| m.wanted_capacity),
-            ("vmscaler_metric_age_seconds", "Age of each metric's datapoint when the pool was last evaluated.", |p, m| {
-                let (at, eval) = (m.sampled_at?, p.last_evaluation?);
-                Some(eval.duration_since(at).as_secs_f64())
-            }),
+            (
+                "vmscaler_metric_ratio",
+                "Each metric's value relative to its target (utilisation), or the capacity it wants relative to the current one (backlog).",
+                |_, m| m.ratio,
+            ),
+            (
+                "vmscaler_metric_wanted_capacity",
+                "Capacity each metric alone asked for at the last evaluation.",
+                |_, m| m.wanted_capacity,
+            ),
+            (
+                "vmscaler_metric_age_seconds",
+                "Age of each metric's datapoint when the pool was last evaluated.",
+                |p, m| {
+                    let (at, eval) = (m.sampled_at?, p.last_evaluation?);
+                    Some(eval.duration_since(at).as_secs_f64())
+                },
+            ),
         ];
         for (name, help, get) in metric_gauges {
             gauge_family(
@@ -267,7 +288,12 @@ impl Board {
             c.tick_seconds.encode(&mut family)?;
         }
         let none: [(&str, &str); 0] = [];
-        gauge_family(&mut enc, "vmscaler_policies_loaded", "Policies being evaluated.", [(none.to_vec(), self.pools.len() as f64)])?;
+        gauge_family(
+            &mut enc,
+            "vmscaler_policies_loaded",
+            "Policies being evaluated.",
+            [(none.to_vec(), self.pools.len() as f64)],
+        )?;
         gauge_family(
             &mut enc,
             "vmscaler_policy_files_invalid",

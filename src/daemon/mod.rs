@@ -29,16 +29,16 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use vmscaler_engine::policy::Severity;
 use vmscaler_engine::{Action, Decision, Fleet, MemberState, Policy, PoolHistory, decide_with};
 
+use crate::alerts::AlertInbox;
 use crate::aws::Aws;
 use crate::aws::actuate::{self, Outcome};
 use crate::aws::fleet::describe_fleets;
 use crate::aws::lease::Fence;
 use crate::aws::metrics::{PoolMetrics, PoolQuery, apply_member_cpu, fetch_metrics};
 use crate::clock::later;
-use crate::alerts::AlertInbox;
 use crate::config::Config;
-use crate::prometheus::{PromClient, PromPool};
 use crate::lease::{LeaseGuard, Leases};
+use crate::prometheus::{PromClient, PromPool};
 use crate::state::{DecisionEntry, Intent, PoolState, StateError, StateStore};
 
 use board::{ApiOp, Board, MetricBoard, PoolBoard, PrewarmBoard, SharedBoard};

@@ -200,9 +200,8 @@ impl Alertmanager {
     /// Posts alerts through Alertmanager's API v2, as Prometheus would.
     pub fn post_alerts(&self, alerts: &serde_json::Value) {
         let body = serde_json::to_vec(alerts).expect("json");
-        let (status, text) =
-            http(self.port, "POST", "/api/v2/alerts", &[("Content-Type", "application/json")], &body)
-                .expect("alertmanager answers");
+        let (status, text) = http(self.port, "POST", "/api/v2/alerts", &[("Content-Type", "application/json")], &body)
+            .expect("alertmanager answers");
         assert_eq!(status, 200, "alertmanager refused the alerts: {text}");
     }
 
