@@ -93,6 +93,9 @@ impl std::fmt::Debug for PromClient {
     }
 }
 
+/// A series' labels.
+type Labels = BTreeMap<String, String>;
+
 /// One series of an instant query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstantSeries {
@@ -506,7 +509,7 @@ pub async fn read_history(
         // Prometheus caps a range query at 11,000 points per series: split long ranges.
         let step = spec.period.max(Duration::from_secs(1));
         let chunk = step.saturating_mul(10_000);
-        let mut by_time: BTreeMap<Timestamp, Vec<(BTreeMap<String, String>, f64)>> = BTreeMap::new();
+        let mut by_time: BTreeMap<Timestamp, Vec<(Labels, f64)>> = BTreeMap::new();
         let mut start = from;
         let mut failed = None;
         while start <= end {

@@ -288,3 +288,27 @@ async fn promtool_accepts_the_exposition() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_reads_prometheus_history_with_range_queries() {
+    let moto = Moto::start();
+    let pool = moto.create_tagged_pool(("vmscaler:pool", "gpu-transcode"), 2, 1, 0, None).await;
+    let t0 = base_time();
+    let gpus = [(pool.running[0].as_str(), 30.0), (pool.running[1].as_str(), 75.0)];
+    let prom = Prometheus::start_with(&transcode_series(t0, 12.0, &gpus));
+    let policy = crate::support::policy::parse(&shipped_transcode_policy());
+    let client = vmscaler::prometheus::PromClient::new(&PrometheusConfig::new(prom.url.clone())).expect("client");
+    let rec =
+        vmscaler::cmd::record::record_with(&moto.aws().await, Some(&client), &policy, t0, Duration::from_secs(1200))
+            .await
+            .expect("record");
+    let backlog = &rec.metrics.samples["backlog"];
+    let gpu = &rec.metrics.samples["gpu"];
+    // 20 minutes at a one-minute step: 21 points, each at the start of its period.
+    assert_eq!(backlog.len(), 21, "{backlog:?}");
+    assert!(backlog.iter().all(|s| s.value == 12.0));
+    assert_eq!(backlog.last().map(|s| s.at), Some(t0 - 60.seconds()));
+    assert!(gpu.iter().all(|s| s.value == 75.0), "max over the members, the stranger ignored: {gpu:?}");
+    let csv = vmscaler::cmd::record::to_csv(&policy, &rec);
+    assert!(csv.starts_with("timestamp,cpu,backlog,gpu,pool_size,demand_instances\n"), "{csv}");
+}
