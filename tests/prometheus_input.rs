@@ -233,7 +233,7 @@ async fn the_webhook_rejects_what_it_cannot_trust_and_changes_nothing() {
     let post = |headers: &[(&str, &str)], body: &[u8]| http(port, "POST", "/v1/alerts", headers, body).expect("answer");
     assert_eq!(post(&[json], good.as_bytes()).0, 401, "no token");
     assert_eq!(post(&[json, ("Authorization", "Bearer am-token-5f0c1d2e3a4c")], good.as_bytes()).0, 401);
-    let big = format!("{}{}", &good[..good.len() - 1], format!(",\"pad\":\"{}\"}}", "x".repeat(8000)));
+    let big = format!("{},\"pad\":\"{}\"}}", &good[..good.len() - 1], "x".repeat(8000));
     assert_eq!(post(&[json, auth], big.as_bytes()).0, 413, "oversized");
     assert_eq!(post(&[json, auth], b"{\"version\":\"4\",").0, 400, "malformed");
     let (status, why) = post(&[json, auth], good.replace("\"web\"", "\"nope\"").as_bytes());

@@ -28,7 +28,8 @@ fn free_port() -> u16 {
 }
 
 fn scratch(tag: &str) -> PathBuf {
-    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    use vmscaler::clock::Clock as _;
+    let n = vmscaler::clock::SystemClock.now().as_nanosecond();
     let dir = std::env::temp_dir().join(format!("vmscaler-{tag}-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
