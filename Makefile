@@ -11,9 +11,10 @@ demo:
 test: setup
 	cargo test --workspace
 
-## setup: .venv with the pinned moto server (idempotent)
+## setup: .venv with the pinned moto server, and Prometheus + Alertmanager packages (idempotent)
 setup:
 	scripts/setup-venv.sh
+	scripts/setup-prometheus.sh
 
 ## build: the vmscaler binary (release)
 build:

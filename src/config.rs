@@ -70,6 +70,36 @@ struct RawConfig {
     action_budget: Option<String>,
     #[serde(default)]
     lease: Option<RawLease>,
+    #[serde(default)]
+    prometheus: Option<RawPrometheus>,
+    #[serde(default)]
+    alerts: Option<RawAlerts>,
+}
+
+/// The `prometheus:` section as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrometheus {
+    url: String,
+    #[serde(default)]
+    bearer_token_file: Option<PathBuf>,
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    max_concurrent_queries: Option<usize>,
+}
+
+/// The `alerts:` section as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlerts {
+    bearer_token_file: PathBuf,
+    #[serde(default)]
+    max_duration: Option<String>,
+    #[serde(default)]
+    max_body_bytes: Option<usize>,
 }
 
 /// The `lease:` section as written.
@@ -184,6 +214,11 @@ pub struct Config {
     pub action_budget: Duration,
     /// Leases for running on more than one host; `None` (the default) needs no DynamoDB.
     pub lease: Option<LeaseConfig>,
+    /// Where `source: prometheus` metrics are read; `None`: policies with such metrics see
+    /// them as missing.
+    pub prometheus: Option<crate::prometheus::PrometheusConfig>,
+    /// Alertmanager's webhook (`POST /v1/alerts`); `None` (the default): no such endpoint.
+    pub alerts: Option<crate::alerts::AlertsConfig>,
 }
 
 impl Config {
@@ -205,6 +240,8 @@ impl Config {
             time_origin: None,
             action_budget: DEFAULT_ACTION_BUDGET,
             lease: None,
+            prometheus: None,
+            alerts: None,
         }
     }
 
@@ -287,8 +324,66 @@ impl Config {
         if let Some(l) = raw.lease {
             cfg.lease = Some(parse_lease(l).map_err(|(field, message)| invalid(field, message))?);
         }
+        if let Some(p) = raw.prometheus {
+            cfg.prometheus = Some(parse_prometheus(p, &anchor).map_err(|(field, message)| invalid(field, message))?);
+        }
+        if let Some(a) = raw.alerts {
+            if cfg.listen.is_none() {
+                return Err(invalid("alerts", "needs HTTP: set `listen` (the webhook is served there)".to_owned()));
+            }
+            cfg.alerts = Some(parse_alerts(a, &anchor).map_err(|(field, message)| invalid(field, message))?);
+        }
         Ok(cfg)
     }
+}
+
+fn parse_prometheus(
+    raw: RawPrometheus,
+    anchor: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<crate::prometheus::PrometheusConfig, (&'static str, String)> {
+    let url = raw.url.trim().to_owned();
+    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+    if !scheme_ok || url.parse::<axum::http::Uri>().map_or(true, |u| u.host().is_none()) {
+        return Err(("prometheus.url", format!("{url:?} is not an http:// or https:// URL")));
+    }
+    let mut cfg = crate::prometheus::PrometheusConfig::new(url);
+    cfg.bearer_token_file = raw.bearer_token_file.map(anchor);
+    cfg.ca_file = raw.ca_file.map(anchor);
+    if let Some(s) = raw.timeout {
+        let d = parse_duration(&s).map_err(|e| ("prometheus.timeout", e.to_string()))?;
+        if !(Duration::from_millis(100)..=Duration::from_secs(120)).contains(&d) {
+            return Err(("prometheus.timeout", format!("{s:?} is out of range (100ms to 2m)")));
+        }
+        cfg.timeout = d;
+    }
+    if let Some(n) = raw.max_concurrent_queries {
+        if !(1..=256).contains(&n) {
+            return Err(("prometheus.max_concurrent_queries", format!("{n} is out of range (1 to 256)")));
+        }
+        cfg.max_concurrent_queries = n;
+    }
+    Ok(cfg)
+}
+
+fn parse_alerts(
+    raw: RawAlerts,
+    anchor: &dyn Fn(PathBuf) -> PathBuf,
+) -> Result<crate::alerts::AlertsConfig, (&'static str, String)> {
+    let mut cfg = crate::alerts::AlertsConfig::new(anchor(raw.bearer_token_file));
+    if let Some(s) = raw.max_duration {
+        let d = parse_duration(&s).map_err(|e| ("alerts.max_duration", e.to_string()))?;
+        if !(Duration::from_secs(60)..=Duration::from_secs(7 * 86_400)).contains(&d) {
+            return Err(("alerts.max_duration", format!("{s:?} is out of range (1m to 7d)")));
+        }
+        cfg.max_duration = d;
+    }
+    if let Some(n) = raw.max_body_bytes {
+        if !(1024..=16 << 20).contains(&n) {
+            return Err(("alerts.max_body_bytes", format!("{n} is out of range (1024 to 16777216)")));
+        }
+        cfg.max_body_bytes = n;
+    }
+    Ok(cfg)
 }
 
 fn parse_lease(raw: RawLease) -> Result<LeaseConfig, (&'static str, String)> {

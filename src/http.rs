@@ -16,7 +16,11 @@
 //! HTTP/1.1 only (hyper's HTTP/1 connection builder, whatever features other crates turn on),
 //! and bounded so no client can starve the daemon: at most [`MAX_CONNECTIONS`] at once (more
 //! are closed on accept, well below the unit's `LimitNOFILE`), [`HEADER_READ_TIMEOUT`] to send
-//! a request's headers, and [`CONNECTION_DEADLINE`] for a whole connection (requests included). Not here: the figures themselves (see [`crate::daemon::board`]).
+//! a request's headers, and [`CONNECTION_DEADLINE`] for a whole connection (requests included).
+//!
+//! The one exception to read-only, `POST /v1/alerts` (Alertmanager's webhook, off unless
+//! configured, bearer token required), lives in [`crate::alerts`] and is merged in by the
+//! loop. Not here: the figures themselves (see [`crate::daemon::board`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -144,9 +148,14 @@ pub async fn serve(
     listener: TcpListener,
     board: Arc<SharedBoard>,
     clock: Arc<dyn Clock>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let app = router(board, clock);
+    serve_app(listener, router(board, clock), stop).await
+}
+
+/// Serves `app` (the [`router`], with the Alertmanager webhook merged in when configured: see
+/// [`crate::alerts::router`]) until `stop` turns true, bounded as the module says.
+pub async fn serve_app(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) -> std::io::Result<()> {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
@@ -198,7 +207,7 @@ async fn healthz(State(s): State<AppState>) -> Json<Health> {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    let text = s.board.lock().render_prometheus();
+    let text = s.board.render_prometheus();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 

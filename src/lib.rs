@@ -3,6 +3,7 @@
 //! All I/O lives in this crate: files, AWS calls, HTTP, signals and the clock.
 
 pub mod activity;
+pub mod alerts;
 pub mod aws;
 pub mod cli;
 pub mod clock;
@@ -13,4 +14,5 @@ pub mod http;
 pub mod lease;
 pub mod ops;
 pub mod policies;
+pub mod prometheus;
 pub mod state;

@@ -17,6 +17,7 @@ mod deploy_iam;
 mod deploy_terraform;
 mod deploy_version;
 mod operator_trust;
+mod prometheus_input;
 mod reliability_crash;
 mod reliability_faults;
 mod reliability_input;

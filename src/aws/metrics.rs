@@ -134,6 +134,9 @@ fn plan_series(pools: &[PoolQuery<'_>]) -> Vec<Series> {
         let policy = q.policy;
         let mut cpu_covered = false;
         for (i, m) in policy.metrics.iter().enumerate() {
+            if m.source != vmscaler_engine::policy::MetricSource::CloudWatch {
+                continue; // read by crate::prometheus
+            }
             let dims = m.dimensions.iter().map(|(k, v)| (k.clone(), v.clone()));
             match m.per_instance {
                 None => {

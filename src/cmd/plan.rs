@@ -119,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if let (Some(f), Some(spec)) = (forecaster.as_mut(), &policy.predictive) {
                 f.refresh(spec, t);
             }
-            let d = decide_with(&policy, &history, &fleet, forecaster.as_ref(), t);
+            let d = decide_with(&policy, &history, &fleet, forecaster.as_ref(), &[], t);
             if let (Some(f), Some((measured, demand))) = (forecaster.as_mut(), d.demand()) {
                 f.observe(measured, demand);
             }
@@ -132,7 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let (Some(f), Some(spec)) = (forecaster.as_mut(), &policy.predictive) {
         f.refresh(spec, at);
     }
-    let d = &decide_with(&policy, &history, &fleet, forecaster.as_ref(), at);
+    let d = &decide_with(&policy, &history, &fleet, forecaster.as_ref(), &[], at);
     match args.output {
         Output::Json => {
             let out = serde_json::json!({ "decision": d, "reasons": d.reasons() });

@@ -52,6 +52,12 @@ pub struct Args {
     /// AWS profile.
     #[arg(long)]
     pub profile: Option<String>,
+    /// Prometheus server for the policy's `source: prometheus` metrics (range queries).
+    #[arg(long)]
+    pub prometheus_url: Option<String>,
+    /// File holding a bearer token for `--prometheus-url`.
+    #[arg(long, requires = "prometheus_url")]
+    pub prometheus_bearer_token_file: Option<PathBuf>,
 }
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
@@ -80,9 +86,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the runtime")?;
     let now = SystemClock.now();
+    let prom = match &args.prometheus_url {
+        Some(url) => {
+            let mut cfg = crate::prometheus::PrometheusConfig::new(url.clone());
+            cfg.bearer_token_file = args.prometheus_bearer_token_file.clone();
+            Some(rt.block_on(async { crate::prometheus::PromClient::new(&cfg) })?)
+        }
+        None => None,
+    };
     let rec = rt.block_on(async {
         let aws = Aws::connect(&settings).await?;
-        record(&aws, &policy, now, args.since).await
+        record_with(&aws, prom.as_ref(), &policy, now, args.since).await
     })?;
     for w in &rec.warnings {
         eprintln!("vmscaler: warning: {w}");
@@ -96,6 +110,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// Reads the policy's metrics and its pool's size over `since` before `now`.
 pub async fn record(aws: &Aws, policy: &Policy, now: Timestamp, since: Duration) -> anyhow::Result<Recording> {
+    record_with(aws, None, policy, now, since).await
+}
+
+/// [`record`], reading `source: prometheus` metrics from `prom` (range queries, one point per
+/// metric period); without it such metrics are reported as not recorded.
+pub async fn record_with(
+    aws: &Aws,
+    prom: Option<&crate::prometheus::PromClient>,
+    policy: &Policy,
+    now: Timestamp,
+    since: Duration,
+) -> anyhow::Result<Recording> {
     let mut fleets = describe_fleets(aws, &[policy]).await;
     let fleet = fleets
         .remove(&policy.name)
@@ -110,11 +136,26 @@ pub async fn record(aws: &Aws, policy: &Policy, now: Timestamp, since: Duration)
     };
     let query = PoolQuery { policy, instance_ids: members.clone() };
     let mut metrics = fetch_metrics(aws, &[query], now, Duration::ZERO, since).await;
-    let metrics = metrics.remove(&policy.name).unwrap_or_default();
+    let mut metrics = metrics.remove(&policy.name).unwrap_or_default();
     let mut warnings: Vec<String> = metrics.errors.clone();
+    if crate::prometheus::uses_prometheus(policy) {
+        match prom {
+            Some(client) => {
+                let from = now.checked_sub(since).unwrap_or(now);
+                let (samples, problems) = crate::prometheus::read_history(client, policy, &members, from, now).await;
+                metrics.samples.extend(samples);
+                warnings.extend(problems.into_iter().map(|p| format!("prometheus: {p}")));
+            }
+            None => warnings.push("the policy has Prometheus metrics: pass --prometheus-url to record them".to_owned()),
+        }
+    }
     for m in &policy.metrics {
         if !metrics.samples.contains_key(&m.id) {
-            warnings.push(format!("metric {} ({}/{}) has no datapoints in the period", m.id, m.namespace, m.name));
+            let source = match &m.source {
+                vmscaler_engine::policy::MetricSource::CloudWatch => format!("{}/{}", m.namespace, m.name),
+                vmscaler_engine::policy::MetricSource::Prometheus { query, .. } => format!("Prometheus {query}"),
+            };
+            warnings.push(format!("metric {} ({source}) has no datapoints in the period", m.id));
         }
     }
     let period =

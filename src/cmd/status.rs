@@ -171,6 +171,17 @@ pub fn render(health: &Health, view: &DecisionsView) -> String {
             let _ =
                 writeln!(o, "  next pre-warm {:?} starts rising at {}", n.rule, n.at.strftime("%Y-%m-%d %H:%M:%SZ"));
         }
+        for a in &p.alert_floors {
+            let _ = writeln!(
+                o,
+                "  alert {:?} holds {} ({}), firing since {}, released by {} at the latest",
+                a.alert,
+                a.capacity,
+                a.asked,
+                a.since.strftime("%H:%M:%S"),
+                a.expires_at.strftime("%H:%M:%S")
+            );
+        }
         if let Some(e) = &p.last_error {
             let _ = writeln!(o, "  DEGRADED ({} in a row): {e}", p.consecutive_failures);
         }

@@ -4,10 +4,14 @@
 //! Not here: HTTP routing (see [`crate::http`]) or deciding anything; this is bookkeeping only.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt::Write as _;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use jiff::Timestamp;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet, prometheus_text};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use crate::lease::{LeaseCounters, LeaseStatus};
@@ -58,6 +62,15 @@ pub struct PoolBoard {
     /// dated in the future (see `daemon::pool_warnings`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Floors held by firing Alertmanager alerts (the highest one applies, capped at `max`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alert_floors: Vec<crate::alerts::HeldAlert>,
+    /// Each metric as last read: value, ratio, capacity wanted, when sampled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricBoard>,
+    /// Seconds the last evaluation took (fleet, metrics, decision, actions, state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_evaluation_seconds: Option<f64>,
 }
 
 /// One member on its way out of the load balancer.
@@ -94,6 +107,20 @@ impl DrainHistogram {
     }
 }
 
+impl DrainHistogram {
+    /// Writes the histogram; the encoder wants per-bucket counts, this keeps cumulative ones.
+    fn encode(&self, enc: &mut MetricEncoder<'_>) -> fmt::Result {
+        let mut below = 0;
+        let mut buckets: Vec<(f64, u64)> = Vec::with_capacity(DRAIN_BUCKETS.len() + 1);
+        for (le, cumulative) in DRAIN_BUCKETS.iter().zip(self.buckets) {
+            buckets.push((*le, cumulative - below));
+            below = cumulative;
+        }
+        buckets.push((f64::INFINITY, self.count - below));
+        enc.encode_histogram::<NoLabelSet>(self.sum, self.count, &buckets, None)
+    }
+}
+
 impl Extend<f64> for DrainHistogram {
     fn extend<I: IntoIterator<Item = f64>>(&mut self, iter: I) {
         for s in iter {
@@ -108,6 +135,17 @@ pub struct NextFloorBoard {
     pub rule: String,
     /// When the floor starts rising (`start - lead - ramp`).
     pub at: Timestamp,
+}
+
+/// One metric's last reading.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricBoard {
+    pub metric: String,
+    pub value: Option<f64>,
+    pub ratio: Option<f64>,
+    /// Capacity this metric alone asked for.
+    pub wanted_capacity: Option<f64>,
+    pub sampled_at: Option<Timestamp>,
 }
 
 impl PoolBoard {
@@ -151,6 +189,10 @@ pub struct Counters {
     pub reconciled: u64,
     /// Drains that ended in a stop, by duration.
     pub drain_seconds: DrainHistogram,
+    /// Evaluation durations by policy.
+    pub evaluation_seconds: BTreeMap<String, Histogram>,
+    /// Tick durations.
+    pub tick_seconds: Histogram,
 }
 
 /// Everything the board shows.
@@ -186,35 +228,53 @@ impl Board {
         self.pools.values().filter(|p| p.degraded()).map(|p| p.policy.as_str()).collect()
     }
 
-    /// Prometheus text exposition format, version 0.0.4.
+    /// Prometheus text exposition format, version 0.0.4 (through `prometheus-client`).
     pub fn render_prometheus(&self) -> String {
-        let mut out = String::with_capacity(4096);
+        Arc::new(SharedBoard::new(self.clone())).render_prometheus()
+    }
+
+    /// Every figure as metric families, for `prometheus-client`'s encoder. Names follow the
+    /// Prometheus naming guide: counters end in `_total` (the encoder adds it), units are base
+    /// units spelled out (`_seconds`), a pool's figures carry a `policy` label.
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let c = &self.counters;
-        header(&mut out, "vmscaler_evaluations_total", "counter", "Pool evaluations by result.");
-        for ((p, r), n) in &c.evaluations {
-            line(&mut out, "vmscaler_evaluations_total", &[("policy", p), ("result", r)], *n as f64);
-        }
-        header(&mut out, "vmscaler_decisions_total", "counter", "Decisions by direction (hold: no change).");
-        for ((p, d), n) in &c.decisions {
-            line(&mut out, "vmscaler_decisions_total", &[("policy", p), ("direction", d)], *n as f64);
-        }
-        header(&mut out, "vmscaler_actions_total", "counter", "Fleet actions by outcome kind (would_*: dry-run).");
-        for ((p, k), n) in &c.actions {
-            line(&mut out, "vmscaler_actions_total", &[("policy", p), ("kind", k)], *n as f64);
-        }
-        header(&mut out, "vmscaler_api_calls_total", "counter", "AWS API calls by operation.");
-        for op in &self.api {
-            line(&mut out, "vmscaler_api_calls_total", &[("operation", &op.operation)], op.calls as f64);
-        }
-        header(&mut out, "vmscaler_api_errors_total", "counter", "Failed AWS API calls by operation.");
-        for op in &self.api {
-            line(&mut out, "vmscaler_api_errors_total", &[("operation", &op.operation)], op.errors as f64);
-        }
-        header(&mut out, "vmscaler_api_throttled_total", "counter", "Throttled AWS API calls by operation.");
-        for op in &self.api {
-            line(&mut out, "vmscaler_api_throttled_total", &[("operation", &op.operation)], op.throttled as f64);
-        }
-        let gauges: [(&str, &str, Gauge); 6] = [
+        counter_family(
+            &mut enc,
+            "vmscaler_evaluations",
+            "Pool evaluations by result.",
+            c.evaluations.iter().map(|((p, r), n)| (vec![("policy", p.as_str()), ("result", *r)], *n)),
+        )?;
+        counter_family(
+            &mut enc,
+            "vmscaler_decisions",
+            "Decisions by direction (hold: no change).",
+            c.decisions.iter().map(|((p, d), n)| (vec![("policy", p.as_str()), ("direction", *d)], *n)),
+        )?;
+        counter_family(
+            &mut enc,
+            "vmscaler_actions",
+            "Fleet actions by outcome kind (would_*: dry-run).",
+            c.actions.iter().map(|((p, k), n)| (vec![("policy", p.as_str()), ("kind", k.as_str())], *n)),
+        )?;
+        counter_family(
+            &mut enc,
+            "vmscaler_api_calls",
+            "AWS API calls by operation.",
+            self.api.iter().map(|o| (vec![("operation", o.operation.as_str())], o.calls)),
+        )?;
+        counter_family(
+            &mut enc,
+            "vmscaler_api_errors",
+            "Failed AWS API calls by operation.",
+            self.api.iter().map(|o| (vec![("operation", o.operation.as_str())], o.errors)),
+        )?;
+        counter_family(
+            &mut enc,
+            "vmscaler_api_throttled",
+            "Throttled AWS API calls by operation.",
+            self.api.iter().map(|o| (vec![("operation", o.operation.as_str())], o.throttled)),
+        )?;
+        let gauges: [(&str, &str, PoolGauge); 6] = [
             ("vmscaler_pool_score", "Blended score of the last evaluation (1 = on target).", |p| p.score),
             ("vmscaler_pool_current_capacity", "Capacity seen at the last evaluation.", |p| p.current.map(f64::from)),
             ("vmscaler_pool_desired_capacity", "Capacity decided at the last evaluation.", |p| {
@@ -229,155 +289,283 @@ impl Board {
             ("vmscaler_pool_dry_run", "1 when the pool runs in dry-run.", |p| Some(f64::from(u8::from(p.dry_run)))),
         ];
         for (name, help, get) in gauges {
-            header(&mut out, name, "gauge", help);
-            for p in self.pools.values() {
-                if let Some(v) = get(p) {
-                    line(&mut out, name, &[("policy", &p.policy)], v);
-                }
+            gauge_family(
+                &mut enc,
+                name,
+                help,
+                self.pools.values().filter_map(|p| get(p).map(|v| (vec![("policy", p.policy.as_str())], v))),
+            )?;
+        }
+        gauge_family(
+            &mut enc,
+            "vmscaler_prewarm_active",
+            "Capacity floor of the pre-warm rule in force, by rule.",
+            self.pools.values().filter_map(|p| {
+                p.prewarm
+                    .as_ref()
+                    .map(|w| (vec![("policy", p.policy.as_str()), ("rule", w.rule.as_str())], f64::from(w.capacity)))
+            }),
+        )?;
+        gauge_family(
+            &mut enc,
+            "vmscaler_alert_floor_capacity",
+            "Capacity floor held by a firing Alertmanager alert, by alert (capped at the policy's max when applied).",
+            self.pools.values().flat_map(|p| {
+                p.alert_floors.iter().map(|a| {
+                    (
+                        vec![
+                            ("policy", p.policy.as_str()),
+                            ("alert", a.alert.as_str()),
+                            ("fingerprint", a.fingerprint.as_str()),
+                        ],
+                        f64::from(a.capacity),
+                    )
+                })
+            }),
+        )?;
+        let metric_gauges: [(&str, &str, MetricGauge); 4] = [
+            ("vmscaler_metric_value", "Last value of each policy metric used by the last evaluation.", |_, m| m.value),
+            (
+                "vmscaler_metric_ratio",
+                "Each metric's value relative to its target (utilisation), or the capacity it wants relative to the current one (backlog).",
+                |_, m| m.ratio,
+            ),
+            (
+                "vmscaler_metric_wanted_capacity",
+                "Capacity each metric alone asked for at the last evaluation.",
+                |_, m| m.wanted_capacity,
+            ),
+            (
+                "vmscaler_metric_age_seconds",
+                "Age of each metric's datapoint when the pool was last evaluated.",
+                |p, m| {
+                    let (at, eval) = (m.sampled_at?, p.last_evaluation?);
+                    Some(eval.duration_since(at).as_secs_f64())
+                },
+            ),
+        ];
+        for (name, help, get) in metric_gauges {
+            gauge_family(
+                &mut enc,
+                name,
+                help,
+                self.pools.values().flat_map(|p| {
+                    p.metrics.iter().filter_map(move |m| {
+                        get(p, m).map(|v| (vec![("policy", p.policy.as_str()), ("metric", m.metric.as_str())], v))
+                    })
+                }),
+            )?;
+        }
+        if !c.evaluation_seconds.is_empty() {
+            let mut family = enc.encode_descriptor(
+                "vmscaler_evaluation_duration_seconds",
+                "Time one pool's evaluation took: its share of the fleet and metric reads, the decision, actions and state write.",
+                None,
+                MetricType::Histogram,
+            )?;
+            for (policy, h) in &c.evaluation_seconds {
+                let labels = [("policy", policy.as_str())];
+                h.encode(&mut family.encode_family(&labels)?)?;
             }
         }
-        header(
-            &mut out,
+        gauge_family(
+            &mut enc,
             "vmscaler_pool_draining",
-            "gauge",
             "Members being drained from their target groups before a stop.",
-        );
-        for p in self.pools.values() {
-            line(&mut out, "vmscaler_pool_draining", &[("policy", &p.policy)], p.draining.len() as f64);
+            self.pools.values().map(|p| (vec![("policy", p.policy.as_str())], p.draining.len() as f64)),
+        )?;
+        if c.drain_seconds.count > 0 {
+            let mut family = enc.encode_descriptor(
+                "vmscaler_drain_duration_seconds",
+                "From deregistration to the stop, for drains that ended in a stop.",
+                None,
+                MetricType::Histogram,
+            )?;
+            c.drain_seconds.encode(&mut family)?;
         }
-        header(
-            &mut out,
-            "vmscaler_drain_duration_seconds",
-            "histogram",
-            "From deregistration to the stop, for drains that ended in a stop.",
-        );
-        let h = &c.drain_seconds;
-        for (le, n) in DRAIN_BUCKETS.iter().zip(h.buckets) {
-            line(&mut out, "vmscaler_drain_duration_seconds_bucket", &[("le", &le.to_string())], n as f64);
-        }
-        line(&mut out, "vmscaler_drain_duration_seconds_bucket", &[("le", "+Inf")], h.count as f64);
-        line(&mut out, "vmscaler_drain_duration_seconds_sum", &[], h.sum);
-        line(&mut out, "vmscaler_drain_duration_seconds_count", &[], h.count as f64);
-        header(&mut out, "vmscaler_prewarm_active", "gauge", "Capacity floor of the pre-warm rule in force, by rule.");
-        for p in self.pools.values() {
-            if let Some(pw) = &p.prewarm {
-                line(
-                    &mut out,
-                    "vmscaler_prewarm_active",
-                    &[("policy", &p.policy), ("rule", &pw.rule)],
-                    f64::from(pw.capacity),
-                );
-            }
-        }
-        header(
-            &mut out,
+        gauge_family(
+            &mut enc,
             "vmscaler_pool_paused",
-            "gauge",
             "1 when an operator paused the pool (evaluated, not acted on).",
-        );
-        for p in self.pools.values() {
-            line(&mut out, "vmscaler_pool_paused", &[("policy", &p.policy)], f64::from(u8::from(p.paused.is_some())));
-        }
-        header(
-            &mut out,
+            self.pools.values().map(|p| (vec![("policy", p.policy.as_str())], f64::from(u8::from(p.paused.is_some())))),
+        )?;
+        gauge_family(
+            &mut enc,
             "vmscaler_prewarm_next_start_timestamp_seconds",
-            "gauge",
             "When the next pre-warm floor starts rising (Unix time), by rule.",
-        );
-        for p in self.pools.values() {
-            if let Some(n) = &p.next_floor {
-                let labels = [("policy", p.policy.as_str()), ("rule", n.rule.as_str())];
-                line(&mut out, "vmscaler_prewarm_next_start_timestamp_seconds", &labels, n.at.as_second() as f64);
-            }
+            self.pools.values().filter_map(|p| {
+                p.next_floor.as_ref().map(|n| {
+                    (vec![("policy", p.policy.as_str()), ("rule", n.rule.as_str())], n.at.as_second() as f64)
+                })
+            }),
+        )?;
+        if c.tick_seconds.count > 0 {
+            let mut family = enc.encode_descriptor(
+                "vmscaler_tick_duration_seconds",
+                "Time one turn of the loop took, every due pool included.",
+                None,
+                MetricType::Histogram,
+            )?;
+            c.tick_seconds.encode(&mut family)?;
         }
-        header(&mut out, "vmscaler_policies_loaded", "gauge", "Policies being evaluated.");
-        line(&mut out, "vmscaler_policies_loaded", &[], self.pools.len() as f64);
-        header(&mut out, "vmscaler_policy_files_invalid", "gauge", "Policy files failing validation right now.");
-        line(&mut out, "vmscaler_policy_files_invalid", &[], self.invalid_files.len() as f64);
-        header(&mut out, "vmscaler_policy_reloads_total", "counter", "Policy directory reloads.");
-        line(&mut out, "vmscaler_policy_reloads_total", &[], c.reloads as f64);
-        header(&mut out, "vmscaler_policy_reload_failures_total", "counter", "Policy files rejected on reload.");
-        line(&mut out, "vmscaler_policy_reload_failures_total", &[], c.reload_failures as f64);
-        header(&mut out, "vmscaler_state_errors_total", "counter", "State files that could not be read or written.");
-        line(&mut out, "vmscaler_state_errors_total", &[], c.state_errors as f64);
-        header(
-            &mut out,
-            "vmscaler_intents_reconciled_total",
-            "counter",
+        let none: [(&str, &str); 0] = [];
+        gauge_family(
+            &mut enc,
+            "vmscaler_policies_loaded",
+            "Policies being evaluated.",
+            [(none.to_vec(), self.pools.len() as f64)],
+        )?;
+        gauge_family(
+            &mut enc,
+            "vmscaler_policy_files_invalid",
+            "Policy files failing validation right now.",
+            [(none.to_vec(), self.invalid_files.len() as f64)],
+        )?;
+        counter_family(&mut enc, "vmscaler_policy_reloads", "Policy directory reloads.", [(none.to_vec(), c.reloads)])?;
+        counter_family(
+            &mut enc,
+            "vmscaler_policy_reload_failures",
+            "Policy files rejected on reload.",
+            [(none.to_vec(), c.reload_failures)],
+        )?;
+        counter_family(
+            &mut enc,
+            "vmscaler_state_errors",
+            "State files that could not be read or written.",
+            [(none.to_vec(), c.state_errors)],
+        )?;
+        counter_family(
+            &mut enc,
+            "vmscaler_intents_reconciled",
             "Decisions interrupted while acting (a crash) and reconciled with the fleet at start-up.",
-        );
-        line(&mut out, "vmscaler_intents_reconciled_total", &[], c.reconciled as f64);
+            [(none.to_vec(), c.reconciled)],
+        )?;
         if let Some(l) = &self.lease {
-            header(
-                &mut out,
+            gauge_family(
+                &mut enc,
                 "vmscaler_lease_held",
-                "gauge",
                 "1 when this daemon holds the pool's lease, 0 when another does.",
-            );
-            for p in self.pools.values() {
-                if let Some(s) = &p.lease {
-                    line(&mut out, "vmscaler_lease_held", &[("policy", &p.policy)], f64::from(u8::from(s.mine)));
-                }
-            }
-            let c = &l.counters;
-            header(
-                &mut out,
-                "vmscaler_lease_events_total",
-                "counter",
+                self.pools.values().filter_map(|p| {
+                    p.lease.as_ref().map(|s| (vec![("policy", p.policy.as_str())], f64::from(u8::from(s.mine))))
+                }),
+            )?;
+            let lc = &l.counters;
+            counter_family(
+                &mut enc,
+                "vmscaler_lease_events",
                 "Lease events by kind (fenced_off: a mutating call not made).",
-            );
-            for (kind, n) in [
-                ("taken", c.taken),
-                ("renewed", c.renewed),
-                ("lost", c.lost),
-                ("released", c.released),
-                ("fence_passed", c.fence_passed),
-                ("fenced_off", c.fenced_off),
-                ("error", c.errors),
-            ] {
-                line(&mut out, "vmscaler_lease_events_total", &[("kind", kind)], n as f64);
-            }
+                [
+                    ("taken", lc.taken),
+                    ("renewed", lc.renewed),
+                    ("lost", lc.lost),
+                    ("released", lc.released),
+                    ("fence_passed", lc.fence_passed),
+                    ("fenced_off", lc.fenced_off),
+                    ("error", lc.errors),
+                ]
+                .map(|(k, n)| (vec![("kind", k)], n)),
+            )?;
         }
         if let Some(t) = self.last_tick {
-            header(&mut out, "vmscaler_last_tick_timestamp_seconds", "gauge", "When the loop last ran.");
-            line(&mut out, "vmscaler_last_tick_timestamp_seconds", &[], t.as_millisecond() as f64 / 1000.0);
+            gauge_family(
+                &mut enc,
+                "vmscaler_last_tick_timestamp_seconds",
+                "When the loop last ran.",
+                [(none.to_vec(), t.as_millisecond() as f64 / 1000.0)],
+            )?;
         }
-        out
+        Ok(())
     }
 }
 
 /// Reads one per-pool gauge; `None` leaves the pool out.
-type Gauge = fn(&PoolBoard) -> Option<f64>;
+type PoolGauge = fn(&PoolBoard) -> Option<f64>;
+/// Reads one per-metric gauge; `None` leaves the metric out.
+type MetricGauge = fn(&PoolBoard, &MetricBoard) -> Option<f64>;
+type Labels<'a> = Vec<(&'a str, &'a str)>;
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+/// A gauge family: written only when it has samples, so an idle daemon's page stays short
+/// and `promtool check metrics` finds no empty family.
+fn gauge_family<'a>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Labels<'a>, f64)>,
+) -> fmt::Result {
+    let mut samples = samples.into_iter().peekable();
+    if samples.peek().is_none() {
+        return Ok(());
+    }
+    let mut family = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, v) in samples {
+        let mut m = family.encode_family(&labels)?;
+        // Whole numbers (capacities, counts) print as such: `4`, not `4.0`.
+        if v.fract() == 0.0 && v.abs() < 9.0e15 {
+            // In range: whole and below 2^53.
+            #[allow(clippy::cast_possible_truncation)]
+            let n = v as i64;
+            m.encode_gauge(&n)?;
+        } else {
+            m.encode_gauge(&v)?;
+        }
+    }
+    Ok(())
 }
 
-fn line(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{k}=\"");
-            for ch in v.chars() {
-                match ch {
-                    '\\' => out.push_str("\\\\"),
-                    '"' => out.push_str("\\\""),
-                    '\n' => out.push_str("\\n"),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-        }
-        out.push('}');
+/// A counter family; `name` without `_total` (the encoder adds it).
+fn counter_family<'a>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (Labels<'a>, u64)>,
+) -> fmt::Result {
+    let mut samples = samples.into_iter().peekable();
+    if samples.peek().is_none() {
+        return Ok(());
     }
-    if value.is_nan() {
-        out.push_str(" NaN\n");
-    } else {
-        let _ = writeln!(out, " {value}");
+    let mut family = enc.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, n) in samples {
+        family.encode_family(&labels)?.encode_counter::<NoLabelSet, _, u64>(&n, None)?;
+    }
+    Ok(())
+}
+
+/// Upper bounds of the duration histograms, in seconds: an evaluation is milliseconds when
+/// AWS answers at once and tens of seconds through retries and the action budget.
+pub const DURATION_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// A duration histogram over [`DURATION_BUCKETS`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); the last is above the highest bound.
+    pub buckets: [u64; DURATION_BUCKETS.len() + 1],
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, seconds: f64) {
+        let seconds = if seconds.is_finite() { seconds.max(0.0) } else { 0.0 };
+        let i = DURATION_BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(DURATION_BUCKETS.len());
+        self.buckets[i] += 1;
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn encode(&self, enc: &mut MetricEncoder<'_>) -> fmt::Result {
+        let buckets: Vec<(f64, u64)> =
+            DURATION_BUCKETS.iter().copied().chain([f64::INFINITY]).zip(self.buckets.iter().copied()).collect();
+        enc.encode_histogram::<NoLabelSet>(self.sum, self.count, &buckets, None)
+    }
+}
+
+/// Exposes the board to `prometheus-client`: each scrape locks it once and encodes it.
+#[derive(Debug)]
+struct BoardCollector(Arc<SharedBoard>);
+
+impl Collector for BoardCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
+        self.0.lock().encode(encoder)
     }
 }
 
@@ -406,6 +594,18 @@ impl SharedBoard {
 
     pub fn snapshot(&self) -> Board {
         self.lock().clone()
+    }
+
+    /// `/metrics`: the board in the Prometheus text format 0.0.4, encoded by
+    /// `prometheus-client` from one lock of the board (no copy of it).
+    pub fn render_prometheus(self: &Arc<Self>) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(BoardCollector(Arc::clone(self))));
+        let mut out = String::with_capacity(8192);
+        if let Err(e) = prometheus_text::encode(&mut out, &registry) {
+            tracing::error!(error = %e, "cannot encode the metrics");
+        }
+        out
     }
 }
 

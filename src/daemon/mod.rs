@@ -30,6 +30,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use vmscaler_engine::policy::{PoolTarget, Severity};
 use vmscaler_engine::{Action, Decision, FUTURE_TOLERANCE, Fleet, MemberState, Policy, PoolHistory, decide_with};
 
+use crate::alerts::AlertInbox;
 use crate::aws::Aws;
 use crate::aws::actuate::{self, Outcome};
 use crate::aws::fleet::{Described, describe_owned};
@@ -38,9 +39,10 @@ use crate::aws::metrics::{PoolMetrics, PoolQuery, apply_member_cpu, fetch_metric
 use crate::clock::later;
 use crate::config::Config;
 use crate::lease::{LeaseGuard, Leases};
+use crate::prometheus::{PromClient, PromPool};
 use crate::state::{DecisionEntry, Intent, PoolState, StateError, StateStore};
 
-use board::{ApiOp, Board, PoolBoard, PrewarmBoard, SharedBoard};
+use board::{ApiOp, Board, MetricBoard, PoolBoard, PrewarmBoard, SharedBoard};
 
 pub use runloop::run;
 
@@ -165,6 +167,10 @@ pub struct Daemon {
     leases: Option<Leases>,
     /// Pauses and the activity log (see `crate::ops`).
     ops: Arc<crate::ops::Ops>,
+    /// Reads `source: prometheus` metrics (the config's `prometheus:` section).
+    prometheus: Option<PromClient>,
+    /// Floors held by firing Alertmanager alerts (the config's `alerts:` section).
+    alerts: Option<Arc<AlertInbox>>,
 }
 
 impl Daemon {
@@ -190,8 +196,16 @@ impl Daemon {
             heartbeat: Arc::default(),
             leases: None,
             ops,
+            prometheus: None,
+            alerts: None,
         };
         d.board.set_ops(Arc::clone(&d.ops));
+        if let Some(p) = &d.cfg.prometheus {
+            d.prometheus = Some(PromClient::new(p)?);
+        }
+        if let Some(a) = &d.cfg.alerts {
+            d.alerts = Some(Arc::new(AlertInbox::open(a, &d.cfg.state_dir, now)?));
+        }
         let load = load_policy_dir(&d.cfg.policy_dir);
         if let Some(e) = &load.unreadable {
             anyhow::bail!("cannot load policies from {}: {e}", d.cfg.policy_dir.display());
@@ -207,6 +221,24 @@ impl Daemon {
     /// Progress of the loop, for the watchdog.
     pub fn heartbeat(&self) -> Arc<Heartbeat> {
         Arc::clone(&self.heartbeat)
+    }
+
+    /// The Alertmanager webhook's inbox, when `alerts:` is configured.
+    pub fn alerts(&self) -> Option<Arc<AlertInbox>> {
+        self.alerts.clone()
+    }
+
+    /// Makes the pools whose alert floors changed due at `now` (the webhook wakes the loop).
+    pub fn expedite_alerted(&mut self, now: Timestamp) -> Vec<String> {
+        let Some(inbox) = &self.alerts else { return vec![] };
+        let mut out = Vec::new();
+        for name in inbox.take_dirty() {
+            if let Some(p) = self.pools.get_mut(&name) {
+                p.next_due = p.next_due.min(now);
+                out.push(name);
+            }
+        }
+        out
     }
 
     /// The live board shared with the HTTP server.
@@ -419,9 +451,14 @@ impl Daemon {
         }
         let (due, checks): (Vec<String>, Vec<String>) = held.into_iter().partition(|n| !checks.contains(n));
         let mut report = TickReport::default();
+        if let Some(inbox) = &self.alerts {
+            inbox.expire(now);
+        }
         if !due.is_empty() {
+            let started = crate::clock::monotonic();
             let span = info_span!("tick", pools = due.len());
             self.tick_pools(&due, &guards, now, &mut report).instrument(span).await;
+            self.board.lock().counters.tick_seconds.observe(started.elapsed().as_secs_f64());
         }
         if !checks.is_empty() {
             let span = info_span!("drain_checks", pools = checks.len());
@@ -460,18 +497,32 @@ impl Daemon {
             })
             .collect();
         let lookback = policies.iter().map(|p| lookback(p)).max().unwrap_or(Duration::from_secs(600));
-        let mut metrics = if queries.is_empty() {
-            BTreeMap::new()
-        } else {
-            fetch_metrics(&self.aws, &queries, now, self.cfg.metric_offset, lookback).await
+        let cloudwatch = async {
+            if queries.is_empty() {
+                BTreeMap::new()
+            } else {
+                fetch_metrics(&self.aws, &queries, now, self.cfg.metric_offset, lookback).await
+            }
         };
+        let prometheus = fetch_prometheus(self.prometheus.as_ref(), &queries, now, self.cfg.metric_offset);
+        let (mut metrics, prometheus) = tokio::join!(cloudwatch, prometheus);
+        merge_prometheus(&mut metrics, prometheus);
         drop(queries);
         for name in due {
             let fleet = fleets.remove(name).map(|r| r.map(|d| self.note_left_alone(name, d)));
             let pool_metrics = metrics.remove(name);
             let guard = guards.get(name);
             let span = info_span!("evaluate", policy = %name, lease_token = guard.map(LeaseGuard::token));
+            let started = crate::clock::monotonic();
             let entry = self.evaluate(name, now, fleet, pool_metrics, guard).instrument(span).await;
+            let took = started.elapsed().as_secs_f64();
+            {
+                let mut b = self.board.lock();
+                b.counters.evaluation_seconds.entry(name.clone()).or_default().observe(took);
+                if let Some(pb) = b.pools.get_mut(name) {
+                    pb.last_evaluation_seconds = Some(took);
+                }
+            }
             self.heartbeat.beat();
             report.evaluated.push(name.clone());
             if let Some(e) = entry {
@@ -516,6 +567,8 @@ impl Daemon {
                 return None;
             }
         };
+        let alert_floors = self.alerts.as_ref().map(|a| a.floors(name, now)).unwrap_or_default();
+        let held_alerts = self.alerts.as_ref().map(|a| a.held(name)).unwrap_or_default();
         let pool = self.pools.get_mut(name)?;
         if let Some(intent) = pool.state.intent.take() {
             // A previous run decided and may have acted, then stopped before recording the
@@ -592,7 +645,8 @@ impl Daemon {
             }
             None => pool.state.forecast = None,
         }
-        let decision = decide_with(&pool.policy, &pool.state.history, &fleet, pool.state.forecast.as_ref(), now);
+        let decision =
+            decide_with(&pool.policy, &pool.state.history, &fleet, pool.state.forecast.as_ref(), &alert_floors, now);
         if let (Some(f), Some((measured, demand))) = (pool.state.forecast.as_mut(), decision.demand()) {
             f.observe(measured, demand);
         }
@@ -687,6 +741,11 @@ impl Daemon {
             entry.outcomes.push(format!("not acted on: {}", p.describe()));
         }
         let previous_entry = pool.state.decisions.back().cloned();
+        // Why a metric is missing (a Prometheus query with no series, a failed call) belongs
+        // with the decision it shaped.
+        if let Some(why) = &metric_error {
+            entry.reasons.push(why.clone());
+        }
         pool.state.decisions.push_back(entry.clone());
         while pool.state.decisions.len() > keep {
             pool.state.decisions.pop_front();
@@ -739,6 +798,18 @@ impl Daemon {
             pb.next_floor = vmscaler_engine::calendar::next_floor_start(&pool.policy, now)
                 .map(|(rule, at)| board::NextFloorBoard { rule, at });
             pb.warnings = warnings;
+            pb.alert_floors = held_alerts;
+            pb.metrics = decision
+                .readings
+                .iter()
+                .map(|r| MetricBoard {
+                    metric: r.metric.clone(),
+                    value: r.value,
+                    ratio: r.ratio,
+                    wanted_capacity: r.wanted,
+                    sampled_at: r.sampled_at,
+                })
+                .collect();
             pb.decisions.push_back(entry.clone());
             while pb.decisions.len() > keep {
                 pb.decisions.pop_front();
@@ -872,6 +943,48 @@ fn pool_warnings(pool: &Pool, decision: &Decision, fleet: &Fleet) -> Vec<String>
     }
     out.extend(pool.notices.values().map(|(m, _)| m.clone()));
     out
+}
+
+/// Reads the `source: prometheus` metrics of `queries` (every pool whose fleet was read).
+/// Without a `prometheus:` section such metrics are missing, each with that reason.
+async fn fetch_prometheus(
+    client: Option<&PromClient>,
+    queries: &[PoolQuery<'_>],
+    now: Timestamp,
+    offset: Duration,
+) -> BTreeMap<String, PromPool> {
+    let wanted: Vec<PoolQuery<'_>> =
+        queries.iter().filter(|q| crate::prometheus::uses_prometheus(q.policy)).cloned().collect();
+    if wanted.is_empty() {
+        return BTreeMap::new();
+    }
+    match client {
+        Some(c) => crate::prometheus::fetch_pools(c, &wanted, now, offset).await,
+        None => wanted
+            .iter()
+            .map(|q| {
+                let missing = q
+                    .policy
+                    .metrics
+                    .iter()
+                    .filter(|m| crate::prometheus::query_for(m, &[]).is_some())
+                    .map(|m| format!("{}: no `prometheus:` section in the daemon config", m.id))
+                    .collect();
+                (q.policy.name.clone(), PromPool { samples: BTreeMap::new(), missing })
+            })
+            .collect(),
+    }
+}
+
+/// Adds each pool's Prometheus datapoints and missing-metric reasons to its CloudWatch answer.
+fn merge_prometheus(metrics: &mut BTreeMap<String, PoolMetrics>, prometheus: BTreeMap<String, PromPool>) {
+    for (name, p) in prometheus {
+        let m = metrics.entry(name).or_default();
+        for (id, sample) in p.samples {
+            m.samples.entry(id).or_default().push(sample);
+        }
+        m.errors.extend(p.missing.into_iter().map(|why| format!("prometheus: {why}")));
+    }
 }
 
 /// Whether two versions of a policy would evaluate alike (compared through their debug form,

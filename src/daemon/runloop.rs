@@ -103,8 +103,12 @@ pub async fn run(mut daemon: Daemon, clock: Arc<dyn Clock>, listener: Option<Tcp
             let addr = l.local_addr()?;
             info!(%addr, "http listening");
             let board = daemon.board();
-            let clock = Arc::clone(&clock);
-            Some(tokio::spawn(crate::http::serve(l, board, clock, stop_rx)))
+            let mut app = crate::http::router(Arc::clone(&board), Arc::clone(&clock));
+            if let Some(inbox) = daemon.alerts() {
+                info!("alertmanager webhook on POST /v1/alerts");
+                app = app.merge(crate::alerts::router(inbox, board, Arc::clone(&clock)));
+            }
+            Some(tokio::spawn(crate::http::serve_app(l, app, stop_rx)))
         }
         None => None,
     };
@@ -132,7 +136,18 @@ pub async fn run(mut daemon: Daemon, clock: Arc<dyn Clock>, listener: Option<Tcp
         });
         // Wake at least every 30 s so the heartbeat stays fresh while idle.
         let nap = until_due.min(poll).min(Duration::from_secs(30));
+        let inbox = daemon.alerts();
+        let alerted = async {
+            match &inbox {
+                Some(i) => i.changed.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = alerted => {
+                let pools = daemon.expedite_alerted(clock.now());
+                info!(pools = ?pools, "alert floors changed: evaluating now");
+            }
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
             _ = hup.recv() => {

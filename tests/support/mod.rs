@@ -8,6 +8,7 @@
 
 pub mod faults;
 pub mod policy;
+pub mod prometheus;
 pub mod systemd;
 pub mod throttle;
 

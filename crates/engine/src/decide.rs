@@ -157,6 +157,16 @@ pub enum Bound {
     ForecastUnavailable {
         why: Unavailable,
     },
+    /// A firing alert (see [`AlertFloor`]) holds this floor.
+    AlertFloor {
+        alert: String,
+        capacity: u32,
+    },
+    AlertFloorAboveMax {
+        alert: String,
+        capacity: u32,
+        max: u32,
+    },
     Min {
         min: u32,
     },
@@ -382,6 +392,10 @@ impl fmt::Display for Bound {
                 }
             }
             Bound::ForecastUnavailable { why } => write!(f, "no forecast floor: {why}"),
+            Bound::AlertFloor { alert, capacity } => write!(f, "alert {alert:?} holds a floor of {capacity}"),
+            Bound::AlertFloorAboveMax { alert, capacity, max } => {
+                write!(f, "alert {alert:?} asks for {capacity}, capped at max {max}")
+            }
             Bound::Min { min } => write!(f, "raised to min {min}"),
             Bound::Max { max } => write!(f, "capped at max {max}"),
             Bound::AboveMax { current, max, first: true } => write!(
@@ -593,22 +607,34 @@ fn remaining(since: Timestamp, cooldown: Duration, now: Timestamp) -> Option<u64
     (el < cd).then(|| u64::try_from((cd - el).max(0) / 1000).unwrap_or(u64::MAX).max(1))
 }
 
+/// A capacity floor raised from outside the policy while an alert fires (Alertmanager's
+/// webhook, in the daemon): data handed to [`decide_with`], applied after the pre-warm floor
+/// and before `[min, max]`, never above `max`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertFloor {
+    /// The alert's name (and what tells it apart), for reasons.
+    pub alert: String,
+    pub capacity: u32,
+}
+
 /// Decides what one pool should do at `now`.
 ///
 /// `history` holds the pool's recent metric samples (per-instance series already aggregated)
 /// and the records of previous decisions. Pure: same inputs, same decision.
 pub fn decide(policy: &Policy, history: &PoolHistory, fleet: &Fleet, now: Timestamp) -> Decision {
-    decide_with(policy, history, fleet, None, now)
+    decide_with(policy, history, fleet, None, &[], now)
 }
 
 /// [`decide`] with the pool's [`Forecaster`] (kept beside its history), for a policy with a
-/// `predictive:` block: its floor joins the others (it raises, never lowers; capped at `max`;
-/// in `forecast_only` mode only reported).
+/// `predictive:` block, and the floors of the alerts firing for this pool (the highest one
+/// holds). Each floor joins the others: it raises, never lowers, capped at `max`; a forecast
+/// floor in `forecast_only` mode is only reported.
 pub fn decide_with(
     policy: &Policy,
     history: &PoolHistory,
     fleet: &Fleet,
     forecaster: Option<&Forecaster>,
+    alerts: &[AlertFloor],
     now: Timestamp,
 ) -> Decision {
     let current = fleet.current();
@@ -774,6 +800,16 @@ pub fn decide_with(
                 });
             }
             Err(why) => bounds.push(Bound::ForecastUnavailable { why }),
+        }
+    }
+    if let Some(a) = alerts.iter().max_by(|a, b| a.capacity.cmp(&b.capacity).then_with(|| b.alert.cmp(&a.alert))) {
+        let cap = a.capacity.min(policy.max);
+        if a.capacity > policy.max {
+            bounds.push(Bound::AlertFloorAboveMax { alert: a.alert.clone(), capacity: a.capacity, max: policy.max });
+        }
+        if desired < cap {
+            desired = cap;
+            bounds.push(Bound::AlertFloor { alert: a.alert.clone(), capacity: cap });
         }
     }
     if desired < policy.min {
@@ -994,3 +1030,6 @@ mod reason_tests;
 
 #[cfg(test)]
 mod composite_tests;
+
+#[cfg(test)]
+mod alert_tests;

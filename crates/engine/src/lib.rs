@@ -17,7 +17,7 @@ pub mod policy;
 mod reasons;
 pub mod schedule;
 
-pub use decide::{Action, Bound, Decision, Reading, decide, decide_with};
+pub use decide::{Action, AlertFloor, Bound, Decision, Reading, decide, decide_with};
 pub use fleet::{Fleet, GroupState, Member, MemberState};
 pub use forecast::Forecaster;
 pub use history::{Direction, EvalRecord, FUTURE_TOLERANCE, PoolHistory, Sample};

@@ -197,7 +197,7 @@ impl Controller for PolicyController<'_> {
         if let (Some(f), Some(spec)) = (&mut self.forecaster, &self.policy.predictive) {
             f.refresh(spec, at);
         }
-        let d = decide_with(self.policy, &self.history, &self.fleet, self.forecaster.as_ref(), at);
+        let d = decide_with(self.policy, &self.history, &self.fleet, self.forecaster.as_ref(), &[], at);
         if let (Some(f), Some((measured, demand))) = (&mut self.forecaster, d.demand()) {
             f.observe(measured, demand);
         }

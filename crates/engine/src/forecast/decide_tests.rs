@@ -67,18 +67,18 @@ fn active_floor_raises_before_the_peak_and_is_capped_at_max() {
     let now = 4 * DAY + 9 * 3600 + 57 * 60;
     let f = trained(now);
     let p = policy(40, "active");
-    let d = decide_with(&p, &calm(now), &group(4), Some(&f), at(now));
+    let d = decide_with(&p, &calm(now), &group(4), Some(&f), &[], at(now));
     assert_eq!(d.desired, 16, "{:?}", d.reasons());
     assert_eq!(d.forecast_floor(), Some((16, true)));
     assert!(d.reasons().iter().any(|r| r.starts_with("forecast floor 16 (median ")
         && r.contains(", p75 for the slot at ")
         && r.ends_with(": raised")));
     // Capped at max.
-    let d = decide_with(&policy(10, "active"), &calm(now), &group(4), Some(&f), at(now));
+    let d = decide_with(&policy(10, "active"), &calm(now), &group(4), Some(&f), &[], at(now));
     assert_eq!(d.desired, 10);
     // At 08:00 the floor (4) is met: nothing changes.
     let early = 4 * DAY + 8 * 3600;
-    let d = decide_with(&p, &calm(early), &group(4), Some(&trained(early)), at(early));
+    let d = decide_with(&p, &calm(early), &group(4), Some(&trained(early)), &[], at(early));
     assert_eq!(d.desired, 4);
     assert_eq!(d.forecast_floor(), Some((4, false)));
 }
@@ -88,7 +88,7 @@ fn never_lowers_capacity() {
     let now = 4 * DAY + 8 * 3600;
     let f = trained(now);
     // 12 instances at 50 %: the metrics want 12, the forecast 4.
-    let d = decide_with(&policy(40, "active"), &calm(now), &group(12), Some(&f), at(now));
+    let d = decide_with(&policy(40, "active"), &calm(now), &group(12), Some(&f), &[], at(now));
     assert_eq!(d.desired, 12);
     assert_eq!(d.forecast_floor(), Some((4, false)));
 }
@@ -99,7 +99,7 @@ fn forecast_only_reports_and_never_acts() {
     let f = trained(now);
     let p = policy(40, "forecast_only");
     assert_eq!(p.predictive.as_ref().unwrap().mode, PredictiveMode::ForecastOnly);
-    let d = decide_with(&p, &calm(now), &group(4), Some(&f), at(now));
+    let d = decide_with(&p, &calm(now), &group(4), Some(&f), &[], at(now));
     assert_eq!(d.desired, 4);
     assert!(d.actions.is_empty());
     assert_eq!(d.forecast_floor(), Some((16, false)));
@@ -116,7 +116,7 @@ fn without_a_model_or_while_learning_the_decision_says_why() {
         f.observe(at(m * 60), 5.0);
     }
     f.refresh(&Predictive::default(), at(36_000));
-    let d = decide_with(&p, &calm(36_000), &group(4), Some(&f), at(36_000));
+    let d = decide_with(&p, &calm(36_000), &group(4), Some(&f), &[], at(36_000));
     assert_eq!(d.desired, 4);
     assert!(d.reasons().contains(&"no forecast floor: learning: 10 of 72 hours".to_owned()), "{:?}", d.reasons());
     let _ = Duration::ZERO;

@@ -114,7 +114,33 @@ pub struct MetricSpec {
     pub per_instance: Option<Aggregation>,
     /// With the composite rule: the normalised value (`value / target`) is capped at this.
     pub cap: Option<f64>,
+    /// Where the metric is read from. For [`MetricSource::Prometheus`], `namespace`, `name`
+    /// and `dimensions` are empty and `statistic` is unused.
+    pub source: MetricSource,
 }
+
+/// Where a metric's datapoints come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricSource {
+    /// CloudWatch `GetMetricData` (namespace, name, dimensions, statistic).
+    #[default]
+    CloudWatch,
+    /// A PromQL instant query, read at the evaluation time minus the daemon's `metric_offset`.
+    /// The value describes the `period` that ends at that instant.
+    Prometheus {
+        query: String,
+        /// For a `per_instance` metric: the label that carries a member's instance id; series
+        /// of instances that are not running members of the pool are ignored.
+        instance_label: String,
+    },
+}
+
+/// The placeholder a per-instance Prometheus query may use for the running members' ids, as a
+/// regular-expression alternation (`i-0a|i-0b`): `up{instance_id=~"${instance_ids}"}`.
+pub const INSTANCE_IDS_PLACEHOLDER: &str = "${instance_ids}";
+/// Default [`MetricSource::Prometheus::instance_label`].
+pub const DEFAULT_INSTANCE_LABEL: &str = "instance_id";
 
 /// What a metric is measured against.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -464,3 +490,6 @@ impl Policy {
 mod tests;
 #[cfg(test)]
 mod trust_tests;
+
+#[cfg(test)]
+mod prometheus_tests;

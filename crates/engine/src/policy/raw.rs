@@ -127,6 +127,12 @@ pub(super) struct RawMetric {
     pub ceiling: Option<S<f64>>,
     pub per_instance: Option<S<Text>>,
     pub cap: Option<S<f64>>,
+    /// `cloudwatch` (the default) or `prometheus`.
+    pub source: Option<S<Text>>,
+    /// PromQL, for `source: prometheus`.
+    pub query: Option<S<Text>>,
+    /// The label naming a member's instance id in a per-instance Prometheus query's series.
+    pub instance_label: Option<S<Text>>,
 }
 
 #[derive(Debug, Deserialize)]

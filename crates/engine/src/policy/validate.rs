@@ -678,8 +678,16 @@ fn convert_metric(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&st
         }
         s.to_owned()
     });
-    let namespace = ctx.text(&m.namespace, at, &f("namespace")).map(|(s, _)| s.to_owned());
-    let name = ctx.text(&m.name, at, &f("name")).map(|(s, _)| s.to_owned());
+    let source = convert_source(ctx, m, at, f);
+    let prometheus = m.source.as_ref().is_some_and(|s| s.value.0 == "prometheus");
+    let (namespace, name) = if prometheus {
+        (Some(String::new()), Some(String::new()))
+    } else {
+        (
+            ctx.text(&m.namespace, at, &f("namespace")).map(|(s, _)| s.to_owned()),
+            ctx.text(&m.name, at, &f("name")).map(|(s, _)| s.to_owned()),
+        )
+    };
     let statistic = ctx.choice(
         &m.statistic,
         &f("statistic"),
@@ -695,7 +703,11 @@ fn convert_metric(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&st
     let (period, period_loc) = ctx.duration(&m.period, &f("period"), Duration::from_secs(60));
     let secs = period.as_secs();
     let high_res = [1, 5, 10, 30].contains(&secs);
-    if period.subsec_nanos() != 0 || !(high_res || (secs >= 60 && secs % 60 == 0)) {
+    if prometheus {
+        if period.subsec_nanos() != 0 || secs == 0 {
+            ctx.err(period_loc, &f("period"), format!("{} is not a whole number of seconds above 0", Human(period)));
+        }
+    } else if period.subsec_nanos() != 0 || !(high_res || (secs >= 60 && secs % 60 == 0)) {
         ctx.err(
             period_loc,
             &f("period"),
@@ -801,7 +813,62 @@ fn convert_metric(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&st
         ceiling,
         per_instance,
         cap: m.cap.as_ref().map(|c| c.value).filter(|c| c.is_finite() && *c > 0.0),
+        source: source?,
     })
+}
+
+/// `source:` and, for Prometheus, `query` and `instance_label`; fields of the other source are
+/// errors (a CloudWatch `namespace` under `source: prometheus` would be silently ignored).
+fn convert_source(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&str) -> String) -> Option<MetricSource> {
+    let prometheus = ctx.choice(&m.source, &f("source"), &[("cloudwatch", false), ("prometheus", true)], false);
+    if !prometheus {
+        for (field, v) in [("query", &m.query), ("instance_label", &m.instance_label)] {
+            if let Some(v) = v {
+                ctx.err(v.referenced, &f(field), "is only for `source: prometheus` metrics");
+            }
+        }
+        return Some(MetricSource::CloudWatch);
+    }
+    for (field, v) in [("namespace", &m.namespace), ("name", &m.name), ("statistic", &m.statistic)] {
+        if let Some(v) = v {
+            ctx.err(v.referenced, &f(field), "is a CloudWatch field: a `source: prometheus` metric has a `query`");
+        }
+    }
+    if let Some((k, v)) = m.dimensions.iter().flatten().next() {
+        ctx.err(v.referenced, &f(&format!("dimensions.{k}")), "is a CloudWatch field: match labels in the `query`");
+    }
+    let (query, query_loc) = ctx.text(&m.query, at, &f("query"))?;
+    let query = query.trim().to_owned();
+    let placeholder = query.contains(INSTANCE_IDS_PLACEHOLDER);
+    if placeholder && m.per_instance.is_none() {
+        ctx.err(query_loc, &f("query"), format!("uses {INSTANCE_IDS_PLACEHOLDER} but the metric is not per_instance"));
+    }
+    if query.replace(INSTANCE_IDS_PLACEHOLDER, "").contains("${") {
+        ctx.err(
+            query_loc,
+            &f("query"),
+            format!("has an unknown ${{...}} placeholder (the only one is {INSTANCE_IDS_PLACEHOLDER})"),
+        );
+    }
+    let instance_label = match &m.instance_label {
+        None => DEFAULT_INSTANCE_LABEL.to_owned(),
+        Some(l) => {
+            let name = l.value.0.trim();
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                ctx.err(
+                    l.referenced,
+                    &f("instance_label"),
+                    format!("{name:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)"),
+                );
+            } else if m.per_instance.is_none() {
+                ctx.warn(l.referenced, &f("instance_label"), "has no effect: the metric is not per_instance");
+            }
+            name.to_owned()
+        }
+    };
+    Some(MetricSource::Prometheus { query, instance_label })
 }
 
 fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
