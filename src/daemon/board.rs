@@ -394,9 +394,9 @@ impl Board {
             "vmscaler_prewarm_next_start_timestamp_seconds",
             "When the next pre-warm floor starts rising (Unix time), by rule.",
             self.pools.values().filter_map(|p| {
-                p.next_floor.as_ref().map(|n| {
-                    (vec![("policy", p.policy.as_str()), ("rule", n.rule.as_str())], n.at.as_second() as f64)
-                })
+                p.next_floor
+                    .as_ref()
+                    .map(|n| (vec![("policy", p.policy.as_str()), ("rule", n.rule.as_str())], n.at.as_second() as f64))
             }),
         )?;
         if c.tick_seconds.count > 0 {
