@@ -193,9 +193,13 @@ fn installed_package_dry_runs_the_example_policies_against_moto() {
     let etc = root.join("etc/vmscaler");
     let policies = etc.join("policies");
     std::fs::create_dir_all(&policies).unwrap();
+    // The top-level pools only: the examples in sub-folders (Prometheus, composite rule) claim
+    // pools of their own and are read by hand, not dropped into the daemon's directory.
     for entry in std::fs::read_dir(root.join("usr/share/vmscaler/policies")).unwrap() {
         let path = entry.unwrap().path();
-        std::fs::copy(&path, policies.join(path.file_name().unwrap())).unwrap();
+        if path.is_file() {
+            std::fs::copy(&path, policies.join(path.file_name().unwrap())).unwrap();
+        }
     }
     // The example target group's ARN replaced by the one that exists (the ops host's user data
     // does the same with the group Terraform created).
