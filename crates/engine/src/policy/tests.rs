@@ -117,12 +117,7 @@ scale_in:
 #[test]
 fn structural_errors_carry_yaml_locations() {
     check("name: x\n  pool: [\n", &["t.yaml:2:7: mapping values are not allowed in this context"]);
-    check(
-        &with("metricz: []\n"),
-        &[
-            "t.yaml:7:1: unknown field `metricz` (did you mean `metrics`?)",
-        ],
-    );
+    check(&with("metricz: []\n"), &["t.yaml:7:1: unknown field `metricz` (did you mean `metrics`?)"]);
     check(&with("metricz: []\n"), &["t.yaml:7:1: unknown field `metricz` (did you mean `metrics`?)"]);
     check(&BASE.replace("max: 10", "max: \"ten\""), &["t.yaml:4:6: invalid floating point"]);
     let nested = with("scaling:\n  scale_up:\n    cooldwn: 2m\n");
@@ -524,12 +519,7 @@ fn predictive_defaults_and_errors() {
             "t.yaml:14:14: predictive.max_error: \"0%\" is out of range (allowed 1% to 1000%)",
         ],
     );
-    check(
-        &with("predictive: {moed: active}\n"),
-        &[
-            "t.yaml:7:14: unknown field `moed` (did you mean `mode`?)",
-        ],
-    );
+    check(&with("predictive: {moed: active}\n"), &["t.yaml:7:14: unknown field `moed` (did you mean `mode`?)"]);
 }
 
 const TG: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef";
