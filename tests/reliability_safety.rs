@@ -116,10 +116,7 @@ async fn reload_never_lets_a_new_file_take_a_running_pool() {
     d.tick(t0).await;
     s.write_policy(
         "aaa-steal.yaml",
-        &tagged_policy("steal", FAST_SCALING)
-            .replace("value: steal", "value: web")
-            .replace("max: 8", "max: 1")
-            .replace("min: 1", "min: 1"),
+        &tagged_policy("steal", FAST_SCALING).replace("value: steal", "value: web").replace("max: 8", "max: 1"),
     );
     let report = d.reload(t0 + 30.seconds());
     assert_eq!(report.rejected.len(), 1, "{report:?}");

@@ -96,6 +96,8 @@ fn strategy_arg(s: &str) -> Result<Strategy, String> {
     s.parse::<Strategy>().map_err(|e| e.to_string())
 }
 
+/// One sweep point's figures (the policy and each reference), or why it could not run.
+type PointResult = Result<Vec<backtest::Figures>, backtest::BacktestError>;
 /// A one-line progress bar on stderr, drawn only on a terminal.
 struct Progress {
     tty: bool,
@@ -250,23 +252,22 @@ fn run_sweep(
     // One worker per core; each takes the next value until none is left.
     let next = AtomicUsize::new(0);
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(sweep.values.len());
-    let results: Vec<Vec<(usize, Result<Vec<backtest::Figures>, backtest::BacktestError>)>> =
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut done = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            let Some(&v) = sweep.values.get(i) else { break };
-                            done.push((i, frontier::sweep_point(policy, &sweep, v, trace, scenario)));
-                        }
-                        done
-                    })
+    let results: Vec<Vec<(usize, PointResult)>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&v) = sweep.values.get(i) else { break };
+                        done.push((i, frontier::sweep_point(policy, &sweep, v, trace, scenario)));
+                    }
+                    done
                 })
-                .collect();
-            workers.into_iter().map(|w| w.join().unwrap_or_default()).collect()
-        });
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap_or_default()).collect()
+    });
     let mut runs: Vec<Option<Vec<backtest::Figures>>> = vec![None; sweep.values.len()];
     for (i, r) in results.into_iter().flatten() {
         match r {
