@@ -220,10 +220,9 @@ mod tests {
         assert_eq!(h.latest("cpu", ts(150), Duration::from_secs(60)).map(|s| s.value), Some(2.0), "no future");
     }
 
-    #[test]
-    fn prune_keeps_last_scaling_records() {
-        let mut h = PoolHistory::default();
-        let rec = |t, scaled| EvalRecord {
+    /// A record of a pool of one at `t` seconds, scaled in `scaled`'s direction if any.
+    fn rec(t: i64, scaled: Option<Direction>) -> EvalRecord {
+        EvalRecord {
             at: ts(t),
             score: None,
             above_band: false,
@@ -233,7 +232,12 @@ mod tests {
             desired: 1,
             scaled,
             dry_run: false,
-        };
+        }
+    }
+
+    #[test]
+    fn prune_keeps_last_scaling_records() {
+        let mut h = PoolHistory::default();
         h.push_record(rec(0, Some(Direction::Up)));
         h.push_record(rec(60, None));
         h.push_record(rec(120, Some(Direction::Down)));
@@ -248,17 +252,6 @@ mod tests {
     #[test]
     fn future_records_and_samples_are_discarded() {
         let ten_years = 10 * 365 * 86_400;
-        let rec = |t, scaled| EvalRecord {
-            at: ts(t),
-            score: None,
-            above_band: false,
-            proposal: 1,
-            current: 1,
-            serving: 1,
-            desired: 1,
-            scaled,
-            dry_run: false,
-        };
         let mut h = PoolHistory::default();
         h.push_record(rec(900, None));
         h.push_record(rec(1100, None));
