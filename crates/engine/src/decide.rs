@@ -98,6 +98,14 @@ pub enum Bound {
     CooldownUp {
         remaining_secs: u64,
     },
+    /// `scale_up.lead`: the scale-up is sized for the load expected when its instances serve,
+    /// the rise over the last `lead` extrapolated `ahead_secs` past the newest datapoint.
+    Anticipated {
+        measured: f64,
+        expected: f64,
+        ahead_secs: u64,
+        capacity: u32,
+    },
     StepUp {
         limit: u32,
     },
@@ -347,6 +355,11 @@ impl fmt::Display for Bound {
                 write!(f, "score {score:.3} >= fast threshold {threshold}: scale up without confirmation")
             }
             Bound::CooldownUp { remaining_secs } => write!(f, "scale-up cooldown: {} left", secs(remaining_secs)),
+            Bound::Anticipated { measured, expected, ahead_secs, capacity } => write!(
+                f,
+                "load rising: sized for {expected:.1} instances expected {} ahead (measured {measured:.1}) -> {capacity}",
+                secs(ahead_secs)
+            ),
             Bound::StepUp { limit } => write!(f, "scale-up step limited to +{limit}"),
             Bound::MissingData { metrics, rule } => {
                 write!(f, "no data for {}: missing-data rule {rule:?}", metrics.join(", "))
@@ -441,6 +454,9 @@ struct Score {
     /// Capacity the metrics want, as a real number; `None` when no metric had data.
     wanted: Option<f64>,
     saturated: Option<(String, f64)>,
+    /// With `scale_up.lead`: how much more capacity the metrics will want once a started
+    /// instance serves (blended like `wanted`; positive only), and how far ahead that is.
+    rise: Option<(f64, Duration)>,
 }
 
 /// Instances in service while a datapoint's period ran, as the average utilisation it reports
@@ -457,7 +473,21 @@ struct Score {
 /// of the counts. (The count at the end alone took the calmer fleet for the whole period and
 /// overshot after every scale-up: 8 in service at 100 % then 15 at 67 % read as 15 at 83 %,
 /// asking for 23.) Moments with nothing in service carried no load and are left out.
-fn serving_during(history: &PoolHistory, period_start: Timestamp, period_end: Timestamp, now_serving: u32) -> f64 {
+///
+/// A saturated datapoint (at or above the metric's `ceiling`) is the exception: the fleet was
+/// busy through the period, so it reports what the fleet could carry, not the load, and the
+/// load is at least what the largest fleet of the period carries at that utilisation. It is
+/// scaled by the highest count (`saturated`): after a scale-up whose instances came into
+/// service mid-period and are still saturated, the next step then answers at once instead of
+/// a period later (and not with a blend of the old and the new fleet that is too small to be
+/// above the fast threshold).
+fn serving_during(
+    history: &PoolHistory,
+    period_start: Timestamp,
+    period_end: Timestamp,
+    now_serving: u32,
+    saturated: bool,
+) -> f64 {
     let inside = history.records.partition_point(|r| r.at <= period_start);
     let end = history.records.partition_point(|r| r.at < period_end).max(inside);
     let at_end = history.records.get(end).map_or(now_serving, |r| r.serving);
@@ -466,12 +496,24 @@ fn serving_during(history: &PoolHistory, period_start: Timestamp, period_end: Ti
         _ => r.serving,
     });
     let counts = at_start.into_iter().chain(history.records.range(inside..end).map(|r| r.serving)).chain([at_end]);
-    let (mut n, mut inverse_sum) = (0.0, 0.0);
+    let (mut n, mut inverse_sum, mut most) = (0.0, 0.0, 0u32);
     for c in counts.filter(|c| *c > 0) {
         n += 1.0;
         inverse_sum += 1.0 / f64::from(c);
+        most = most.max(c);
     }
-    if n > 0.0 { n / inverse_sum } else { 0.0 }
+    if saturated {
+        f64::from(most)
+    } else if n > 0.0 {
+        n / inverse_sum
+    } else {
+        0.0
+    }
+}
+
+/// Whether `value` is at or above the metric's `ceiling`.
+fn saturates(m: &crate::policy::MetricSpec, value: f64) -> bool {
+    m.ceiling.is_some_and(|c| value >= c)
 }
 
 fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: u32, now: Timestamp) -> Score {
@@ -481,6 +523,8 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
     let (mut sum_w, mut sum_wanted) = (0.0, 0.0);
     let mut saturated: Option<(String, f64)> = None;
     let mut sat_wanted = f64::NEG_INFINITY;
+    let lead = policy.scaling.scale_up.lead;
+    let (mut sum_rise, mut sat_rise, mut ahead) = (0.0, 0.0, Duration::ZERO);
     for m in &policy.metrics {
         let sample = history.latest(&m.id, now, policy.history.max_age);
         let value = sample.map(|s| s.value);
@@ -494,8 +538,9 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
             // changes. Scaling `current` instead would count booting capacity twice and
             // overshoot. Nothing in service: nothing measured, the metric counts as missing.
             Goal::Utilization { target } => {
-                let base = sample
-                    .map_or(f64::from(serving), |s| serving_during(history, s.at, after(s.at, m.period), serving));
+                let base = sample.map_or(f64::from(serving), |s| {
+                    serving_during(history, s.at, after(s.at, m.period), serving, saturates(m, v))
+                });
                 (current > 0 && base > 0.0).then(|| base * v / target)
             }
             Goal::PerInstance { target_per_instance } => Some(v.max(0.0) / target_per_instance),
@@ -508,13 +553,43 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
             (Some(_), Goal::PerInstance { .. }) if current > 0 => wanted.map(|w| w / cur),
             _ => None,
         };
-        let is_saturated = matches!((value, m.ceiling), (Some(v), Some(c)) if v >= c);
+        let is_saturated = value.is_some_and(|v| saturates(m, v));
+        // The rise over the last `lead`, extrapolated from the middle of the newest period to
+        // `lead` after now: what this metric will want when an instance started now serves.
+        let rise = match (wanted, sample) {
+            (Some(w), Some(s)) if !lead.is_zero() => {
+                let middle = after(s.at, m.period / 2);
+                let to = after(now, lead);
+                let earlier = history
+                    .latest(&m.id, crate::duration::before(s.at, lead), policy.history.max_age)
+                    .filter(|e| e.at < s.at && e.value >= 0.0);
+                earlier.and_then(|e| {
+                    let then = match m.goal {
+                        Goal::Utilization { target } => {
+                            serving_during(history, e.at, after(e.at, m.period), serving, saturates(m, e.value))
+                                * e.value
+                                / target
+                        }
+                        Goal::PerInstance { target_per_instance } => e.value / target_per_instance,
+                    };
+                    let span = s.at.duration_since(e.at).as_secs_f64();
+                    let ahead_secs = to.duration_since(middle).as_secs_f64();
+                    ahead = ahead.max(Duration::from_secs_f64(ahead_secs.max(0.0)));
+                    let r = (w - then) / span * ahead_secs;
+                    r.is_finite().then_some(r)
+                })
+            }
+            _ => None,
+        }
+        .unwrap_or(0.0);
         match wanted {
             Some(w) => {
                 sum_w += m.weight;
                 sum_wanted += m.weight * w;
+                sum_rise += m.weight * rise;
                 if is_saturated && w > sat_wanted {
                     sat_wanted = w;
+                    sat_rise = rise;
                     saturated = Some((m.id.clone(), ratio.unwrap_or(f64::NAN)));
                 }
             }
@@ -522,7 +597,7 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
         }
         let measured_on = match (usable, m.goal, sample) {
             (Some(_), Goal::Utilization { .. }, Some(s)) => {
-                Some(serving_during(history, s.at, after(s.at, m.period), serving))
+                Some(serving_during(history, s.at, after(s.at, m.period), serving, saturates(m, s.value)))
             }
             _ => None,
         };
@@ -552,7 +627,9 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
         (None, true) => Some(sat_wanted),
         (None, false) => None,
     };
-    Score { readings, missing, wanted, saturated }
+    let rise = if saturated.is_some() { sat_rise } else if sum_w > 0.0 { sum_rise / sum_w } else { 0.0 };
+    let rise = (rise > 0.0 && wanted.is_some()).then_some((rise, ahead));
+    Score { readings, missing, wanted, saturated, rise }
 }
 
 /// The composite rule's proposal: one `max_step` up after `periods` consecutive periods above
@@ -704,9 +781,26 @@ pub fn decide_with(
         {
             bounds.push(Bound::CooldownUp { remaining_secs: left });
         } else {
+            // Sized for the load when the new instances serve, not for the load measured.
+            let mut target = proposal;
+            if let (Some(measured), Some((rise, ahead))) =
+                (s.wanted.filter(|_| from_composite.is_none() && !from_missing_rule), s.rise)
+            {
+                let expected = measured + rise;
+                let capacity = ceil_u32(expected).max(proposal);
+                if capacity > proposal {
+                    target = capacity;
+                    bounds.push(Bound::Anticipated {
+                        measured,
+                        expected,
+                        ahead_secs: ahead.as_secs(),
+                        capacity,
+                    });
+                }
+            }
             let limit = scaling.scale_up.max_step.limit(current);
-            desired = proposal.min(current.saturating_add(limit));
-            if desired < proposal {
+            desired = target.min(current.saturating_add(limit));
+            if desired < target {
                 bounds.push(Bound::StepUp { limit });
             }
         }
