@@ -13,8 +13,7 @@
 //! Variant keys change the policy under test (every trace the same): `confirmations`,
 //! `fast_threshold` (`none` for off), `up_cooldown`, `up_step` (percent), `down_stabilization`,
 //! `down_cooldown`, `down_step` (percent), `confirmed_stabilization` (seconds, `none` for off),
-//! `lead` (seconds: size a scale-up for the load expected that far ahead, `0` for off). The baseline is the policy files
-//! as shipped.
+//! `tolerance`, `interval` (seconds). The baseline is the policy files as shipped.
 //!
 //! Printed per trace and variant: the mean over the sweep of the equal-cost ratio against each
 //! reference (points outside the reference's range left out), the policy's and HPA's reversals
@@ -118,8 +117,8 @@ fn apply(p: &mut Policy, key: &str, v: &str) -> Result<(), String> {
         "confirmed_stabilization" => {
             down.confirmed_stabilization = if v == "none" { None } else { Some(secs(v)?) };
         }
-        "lead" => up.lead = secs(v)?,
         "tolerance" => p.scaling.tolerance = num(v)?,
+        "interval" => p.interval = secs(v)?,
         _ => return Err(format!("unknown variant key {key:?}")),
     }
     Ok(())
@@ -134,8 +133,12 @@ fn load(spec: &Spec) -> Result<(Trace, DemandUnit), String> {
         Unit::CpuFleet(n) => DemandUnit::CpuFleet(n),
         Unit::Scaled(step) => {
             // The 99th percentile of the file's values, as the script computes it.
-            let mut vals: Vec<f64> =
-                text.lines().skip(1).filter_map(|l| l.split(',').nth(1)).filter_map(|x| x.trim().parse().ok()).collect();
+            let mut vals: Vec<f64> = text
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split(',').nth(1))
+                .filter_map(|x| x.trim().parse().ok())
+                .collect();
             vals.sort_by(f64::total_cmp);
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
             let p99 = vals[((0.99 * vals.len() as f64) as usize).min(vals.len() - 1)];
@@ -191,72 +194,69 @@ fn run() -> Result<(), String> {
     let t0 = Instant::now();
     let specs: Vec<Spec> =
         specs(traces).into_iter().filter(|s| only.as_ref().is_none_or(|o| s.name.contains(o.as_str()))).collect();
-    let sweep_arg = format!(
-        "cpu.target={}",
-        targets.iter().map(|t| format!("{t}")).collect::<Vec<_>>().join(",")
-    );
+    let sweep_arg = format!("cpu.target={}", targets.iter().map(|t| format!("{t}")).collect::<Vec<_>>().join(","));
     // results[trace][variant]
     let one = |spec: &Spec| -> Result<Vec<Row>, String> {
-                    let (trace, unit) = load(spec)?;
-                    let text = std::fs::read_to_string(spec.policy).map_err(|e| format!("{}: {e}", spec.policy))?;
-                    let base = parse_policy(spec.policy, &text).policy.ok_or(format!("{}: invalid", spec.policy))?;
-                    let scenario = Scenario {
-                        demand: unit,
-                        boot_delay: Duration::from_secs(90),
-                        metric_lag: Duration::from_secs(60),
-                        initial: None,
-                        target: None,
-                    };
-                    let sw = frontier::parse_sweep(&base, &sweep_arg).map_err(|e| e.to_string())?;
-                    // The references once per target (they do not depend on the variant).
-                    let mut refs: Vec<(f64, Figures, Figures)> = Vec::new();
-                    for &v in &sw.values {
-                        let p = frontier::swept_policy(&base, &sw, v)?;
-                        let mut s = scenario.clone();
-                        s.target = Some(v);
-                        let prep = prepare(&p, &trace, s).map_err(|e| e.to_string())?;
-                        let h = prep.run_reference(Strategy::Hpa, &mut |_| {}).figures;
-                        let t = prep.run_reference(Strategy::TargetTracking, &mut |_| {}).figures;
-                        refs.push((v, h, t));
-                    }
-                    let mut rows = Vec::new();
-                    for (_, kvs) in &variants {
-                        let mut pol = base.clone();
-                        for (k, v) in kvs {
-                            apply(&mut pol, k, v)?;
-                        }
-                        let mut runs = Vec::new();
-                        for (v, h, t) in &refs {
-                            let p = frontier::swept_policy(&pol, &sw, *v)?;
-                            let mut s = scenario.clone();
-                            s.target = Some(*v);
-                            let prep = prepare(&p, &trace, s).map_err(|e| e.to_string())?;
-                            let f = prep.run_policy(&mut |_| {}).0.figures;
-                            debug_assert_eq!(SWEPT[0], Strategy::Policy);
-                            runs.push((*v, vec![f, h.clone(), t.clone()]));
-                        }
-                        let fr = Frontier::new(&pol.name, &spec.name, &sw, &runs, Some(55.0));
-                        let ratio = |r: Strategy| {
-                            let xs: Vec<f64> = fr
-                                .comparisons
-                                .iter()
-                                .filter(|c| c.reference == r)
-                                .filter_map(|c| c.ratio)
-                                .filter(|x| x.is_finite())
-                                .collect();
-                            mean(&xs)
-                        };
-                        let at55 = |s: Strategy| fr.points.iter().find(|p| p.strategy == s && p.value == 55.0);
-                        rows.push(Row {
-                            hpa: ratio(Strategy::Hpa),
-                            tt: ratio(Strategy::TargetTracking),
-                            rev: at55(Strategy::Policy).map_or(0, |p| p.reversals),
-                            hpa_rev: at55(Strategy::Hpa).map_or(0, |p| p.reversals),
-                            hours: at55(Strategy::Policy).map_or(0.0, |p| p.instance_hours),
-                            under: at55(Strategy::Policy).map_or(0.0, |p| p.under_provisioned_minutes),
-                        });
-                    }
-                    Ok(rows)
+        let (trace, unit) = load(spec)?;
+        let text = std::fs::read_to_string(spec.policy).map_err(|e| format!("{}: {e}", spec.policy))?;
+        let base = parse_policy(spec.policy, &text).policy.ok_or(format!("{}: invalid", spec.policy))?;
+        let scenario = Scenario {
+            demand: unit,
+            boot_delay: Duration::from_secs(90),
+            metric_lag: Duration::from_secs(60),
+            initial: None,
+            target: None,
+        };
+        let sw = frontier::parse_sweep(&base, &sweep_arg).map_err(|e| e.to_string())?;
+        // The references once per target (they do not depend on the variant).
+        let mut refs: Vec<(f64, Figures, Figures)> = Vec::new();
+        for &v in &sw.values {
+            let p = frontier::swept_policy(&base, &sw, v)?;
+            let mut s = scenario.clone();
+            s.target = Some(v);
+            let prep = prepare(&p, &trace, s).map_err(|e| e.to_string())?;
+            let h = prep.run_reference(Strategy::Hpa, &mut |_| {}).figures;
+            let t = prep.run_reference(Strategy::TargetTracking, &mut |_| {}).figures;
+            refs.push((v, h, t));
+        }
+        let mut rows = Vec::new();
+        for (_, kvs) in &variants {
+            let mut pol = base.clone();
+            for (k, v) in kvs {
+                apply(&mut pol, k, v)?;
+            }
+            let mut runs = Vec::new();
+            for (v, h, t) in &refs {
+                let p = frontier::swept_policy(&pol, &sw, *v)?;
+                let mut s = scenario.clone();
+                s.target = Some(*v);
+                let prep = prepare(&p, &trace, s).map_err(|e| e.to_string())?;
+                let f = prep.run_policy(&mut |_| {}).0.figures;
+                debug_assert_eq!(SWEPT[0], Strategy::Policy);
+                runs.push((*v, vec![f, h.clone(), t.clone()]));
+            }
+            let fr = Frontier::new(&pol.name, &spec.name, &sw, &runs, Some(55.0));
+            let ratio = |r: Strategy| {
+                let xs: Vec<f64> = fr
+                    .comparisons
+                    .iter()
+                    .filter(|c| c.reference == r)
+                    .filter_map(|c| c.ratio)
+                    .filter(|x| x.is_finite())
+                    .collect();
+                mean(&xs)
+            };
+            let at55 = |s: Strategy| fr.points.iter().find(|p| p.strategy == s && p.value == 55.0);
+            rows.push(Row {
+                hpa: ratio(Strategy::Hpa),
+                tt: ratio(Strategy::TargetTracking),
+                rev: at55(Strategy::Policy).map_or(0, |p| p.reversals),
+                hpa_rev: at55(Strategy::Hpa).map_or(0, |p| p.reversals),
+                hours: at55(Strategy::Policy).map_or(0.0, |p| p.instance_hours),
+                under: at55(Strategy::Policy).map_or(0.0, |p| p.under_provisioned_minutes),
+            });
+        }
+        Ok(rows)
     };
     // Two workers (a shared 2-core machine), traces handed out in turn.
     let next = std::sync::atomic::AtomicUsize::new(0);

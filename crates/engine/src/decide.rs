@@ -98,14 +98,6 @@ pub enum Bound {
     CooldownUp {
         remaining_secs: u64,
     },
-    /// `scale_up.lead`: the scale-up is sized for the load expected when its instances serve,
-    /// the rise over the last `lead` extrapolated `ahead_secs` past the newest datapoint.
-    Anticipated {
-        measured: f64,
-        expected: f64,
-        ahead_secs: u64,
-        capacity: u32,
-    },
     StepUp {
         limit: u32,
     },
@@ -355,11 +347,6 @@ impl fmt::Display for Bound {
                 write!(f, "score {score:.3} >= fast threshold {threshold}: scale up without confirmation")
             }
             Bound::CooldownUp { remaining_secs } => write!(f, "scale-up cooldown: {} left", secs(remaining_secs)),
-            Bound::Anticipated { measured, expected, ahead_secs, capacity } => write!(
-                f,
-                "load rising: sized for {expected:.1} instances expected {} ahead (measured {measured:.1}) -> {capacity}",
-                secs(ahead_secs)
-            ),
             Bound::StepUp { limit } => write!(f, "scale-up step limited to +{limit}"),
             Bound::MissingData { metrics, rule } => {
                 write!(f, "no data for {}: missing-data rule {rule:?}", metrics.join(", "))
@@ -454,9 +441,6 @@ struct Score {
     /// Capacity the metrics want, as a real number; `None` when no metric had data.
     wanted: Option<f64>,
     saturated: Option<(String, f64)>,
-    /// With `scale_up.lead`: how much more capacity the metrics will want once a started
-    /// instance serves (blended like `wanted`; positive only), and how far ahead that is.
-    rise: Option<(f64, Duration)>,
 }
 
 /// Instances in service while a datapoint's period ran, as the average utilisation it reports
@@ -523,8 +507,6 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
     let (mut sum_w, mut sum_wanted) = (0.0, 0.0);
     let mut saturated: Option<(String, f64)> = None;
     let mut sat_wanted = f64::NEG_INFINITY;
-    let lead = policy.scaling.scale_up.lead;
-    let (mut sum_rise, mut sat_rise, mut ahead) = (0.0, 0.0, Duration::ZERO);
     for m in &policy.metrics {
         let sample = history.latest(&m.id, now, policy.history.max_age);
         let value = sample.map(|s| s.value);
@@ -554,42 +536,12 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
             _ => None,
         };
         let is_saturated = value.is_some_and(|v| saturates(m, v));
-        // The rise over the last `lead`, extrapolated from the middle of the newest period to
-        // `lead` after now: what this metric will want when an instance started now serves.
-        let rise = match (wanted, sample) {
-            (Some(w), Some(s)) if !lead.is_zero() => {
-                let middle = after(s.at, m.period / 2);
-                let to = after(now, lead);
-                let earlier = history
-                    .latest(&m.id, crate::duration::before(s.at, lead), policy.history.max_age)
-                    .filter(|e| e.at < s.at && e.value >= 0.0);
-                earlier.and_then(|e| {
-                    let then = match m.goal {
-                        Goal::Utilization { target } => {
-                            serving_during(history, e.at, after(e.at, m.period), serving, saturates(m, e.value))
-                                * e.value
-                                / target
-                        }
-                        Goal::PerInstance { target_per_instance } => e.value / target_per_instance,
-                    };
-                    let span = s.at.duration_since(e.at).as_secs_f64();
-                    let ahead_secs = to.duration_since(middle).as_secs_f64();
-                    ahead = ahead.max(Duration::from_secs_f64(ahead_secs.max(0.0)));
-                    let r = (w - then) / span * ahead_secs;
-                    r.is_finite().then_some(r)
-                })
-            }
-            _ => None,
-        }
-        .unwrap_or(0.0);
         match wanted {
             Some(w) => {
                 sum_w += m.weight;
                 sum_wanted += m.weight * w;
-                sum_rise += m.weight * rise;
                 if is_saturated && w > sat_wanted {
                     sat_wanted = w;
-                    sat_rise = rise;
                     saturated = Some((m.id.clone(), ratio.unwrap_or(f64::NAN)));
                 }
             }
@@ -627,9 +579,7 @@ fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: 
         (None, true) => Some(sat_wanted),
         (None, false) => None,
     };
-    let rise = if saturated.is_some() { sat_rise } else if sum_w > 0.0 { sum_rise / sum_w } else { 0.0 };
-    let rise = (rise > 0.0 && wanted.is_some()).then_some((rise, ahead));
-    Score { readings, missing, wanted, saturated, rise }
+    Score { readings, missing, wanted, saturated }
 }
 
 /// The composite rule's proposal: one `max_step` up after `periods` consecutive periods above
@@ -781,26 +731,9 @@ pub fn decide_with(
         {
             bounds.push(Bound::CooldownUp { remaining_secs: left });
         } else {
-            // Sized for the load when the new instances serve, not for the load measured.
-            let mut target = proposal;
-            if let (Some(measured), Some((rise, ahead))) =
-                (s.wanted.filter(|_| from_composite.is_none() && !from_missing_rule), s.rise)
-            {
-                let expected = measured + rise;
-                let capacity = ceil_u32(expected).max(proposal);
-                if capacity > proposal {
-                    target = capacity;
-                    bounds.push(Bound::Anticipated {
-                        measured,
-                        expected,
-                        ahead_secs: ahead.as_secs(),
-                        capacity,
-                    });
-                }
-            }
             let limit = scaling.scale_up.max_step.limit(current);
-            desired = target.min(current.saturating_add(limit));
-            if desired < target {
+            desired = proposal.min(current.saturating_add(limit));
+            if desired < proposal {
                 bounds.push(Bound::StepUp { limit });
             }
         }

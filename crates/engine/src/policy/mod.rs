@@ -221,10 +221,6 @@ pub struct ScaleUp {
     /// No further scale-up within this time of the last one.
     pub cooldown: Duration,
     pub max_step: Step,
-    /// Size a scale-up for the load expected this long ahead (the time a started instance
-    /// takes to serve): the rise between the two newest datapoints, extrapolated from the
-    /// newest one's middle to `lead` after now. Zero: size for the load as measured.
-    pub lead: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]

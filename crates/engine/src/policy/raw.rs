@@ -150,7 +150,6 @@ pub(super) struct RawScaleUp {
     pub fast_threshold: Option<S<f64>>,
     pub cooldown: Option<S<Text>>,
     pub max_step: Option<S<Text>>,
-    pub lead: Option<S<Text>>,
 }
 
 #[derive(Debug, Deserialize)]

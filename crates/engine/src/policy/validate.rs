@@ -902,7 +902,6 @@ fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
     let (up_cooldown, up_cd_loc) =
         ctx.duration(&up.and_then(|u| u.cooldown.clone()), "scaling.scale_up.cooldown", Duration::from_secs(120));
     let up_step = ctx.step(&up.and_then(|u| u.max_step.clone()), "scaling.scale_up.max_step", Step::Percent(100.0));
-    let (lead, lead_loc) = ctx.duration(&up.and_then(|u| u.lead.clone()), "scaling.scale_up.lead", Duration::ZERO);
 
     let down = s.and_then(|s| s.scale_down.as_ref()).map(|d| &d.value);
     let (stabilization, stab_loc) = ctx.duration(
@@ -955,7 +954,6 @@ fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
     };
     for (d, loc, field) in [
         (up_cooldown, up_cd_loc, "scaling.scale_up.cooldown"),
-        (lead, lead_loc, "scaling.scale_up.lead"),
         (stabilization, stab_loc, "scaling.scale_down.stabilization"),
         (down_cooldown, down_cd_loc, "scaling.scale_down.cooldown"),
     ] {
@@ -966,7 +964,7 @@ fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
     (
         Scaling {
             tolerance,
-            scale_up: ScaleUp { confirmations, fast_threshold, cooldown: up_cooldown, max_step: up_step, lead },
+            scale_up: ScaleUp { confirmations, fast_threshold, cooldown: up_cooldown, max_step: up_step },
             scale_down: ScaleDown {
                 stabilization,
                 cooldown: down_cooldown,
