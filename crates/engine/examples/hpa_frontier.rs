@@ -13,7 +13,7 @@
 //! Variant keys change the policy under test (every trace the same): `confirmations`,
 //! `fast_threshold` (`none` for off), `up_cooldown`, `up_step` (percent), `down_stabilization`,
 //! `down_cooldown`, `down_step` (percent), `confirmed_stabilization` (seconds, `none` for off),
-//! `tolerance`, `interval` (seconds). The baseline is the policy files as shipped.
+//! `tolerance`, `interval` and every metric's `period` (seconds). The baseline is the policy files as shipped.
 //!
 //! Printed per trace and variant: the mean over the sweep of the equal-cost ratio against each
 //! reference (points outside the reference's range left out), the policy's and HPA's reversals
@@ -119,6 +119,11 @@ fn apply(p: &mut Policy, key: &str, v: &str) -> Result<(), String> {
         }
         "tolerance" => p.scaling.tolerance = num(v)?,
         "interval" => p.interval = secs(v)?,
+        "period" => {
+            for m in &mut p.metrics {
+                m.period = secs(v)?;
+            }
+        }
         _ => return Err(format!("unknown variant key {key:?}")),
     }
     Ok(())
