@@ -28,7 +28,9 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 use vmscaler_engine::policy::{PoolTarget, Severity};
-use vmscaler_engine::{Action, Decision, FUTURE_TOLERANCE, Fleet, MemberState, Policy, PoolHistory, decide_with};
+use vmscaler_engine::{
+    Achieved, Action, Decision, FUTURE_TOLERANCE, Fleet, MemberState, Policy, PoolCycle, PoolHistory,
+};
 
 use crate::alerts::AlertInbox;
 use crate::aws::Aws;
@@ -38,6 +40,7 @@ use crate::aws::lease::Fence;
 use crate::aws::metrics::{PoolMetrics, PoolQuery, apply_member_cpu, fetch_metrics};
 use crate::clock::later;
 use crate::config::Config;
+use crate::formats::HandoverV1;
 use crate::lease::{LeaseGuard, Leases};
 use crate::prometheus::{PromClient, PromPool};
 use crate::state::{DecisionEntry, Intent, PoolState, StateError, StateStore};
@@ -257,7 +260,7 @@ impl Daemon {
 
     /// A pool's history as the next evaluation will see it.
     pub fn history(&self, name: &str) -> Option<&PoolHistory> {
-        self.pools.get(name).map(|p| &p.state.history)
+        self.pools.get(name).map(|p| p.state.cycle.history())
     }
 
     /// When the soonest pool is due.
@@ -305,7 +308,7 @@ impl Daemon {
             let pool = match old.remove(&name) {
                 Some(mut p) => {
                     let due_by = later(now, policy.interval);
-                    if p.file != file || !same_policy(&p.policy, &policy) {
+                    if p.file != file || p.policy != policy {
                         report.updated.push(name.clone());
                     }
                     p.next_due = p.next_due.min(due_by);
@@ -396,13 +399,13 @@ impl Daemon {
         let mut problems = Vec::new();
         let state = match self.store.load(name, now) {
             Ok(Some(mut s)) => {
-                if let Some(msg) = discard_future(&mut s.history, now) {
+                if let Some(msg) = discard_future(&mut s.cycle, now) {
                     problems.push(("future", msg));
                 }
                 info!(
                     policy = %name,
-                    samples = s.history.samples.values().map(std::collections::VecDeque::len).sum::<usize>(),
-                    records = s.history.records.len(),
+                    samples = s.cycle.history().samples().values().map(std::collections::VecDeque::len).sum::<usize>(),
+                    records = s.cycle.history().records().len(),
                     saved_at = %s.saved_at,
                     "state restored"
                 );
@@ -429,7 +432,7 @@ impl Daemon {
         // Due when its time has come, or when its last evaluation is after `now`: the wall clock
         // stepped back, and waiting for it to catch up would stall the pool (the engine holds the
         // cooldowns of decisions in the clock's future).
-        let stepped_back = |p: &Pool| p.state.history.records.back().is_some_and(|r| r.at > now);
+        let stepped_back = |p: &Pool| p.state.cycle.last_evaluated().is_some_and(|at| at > now);
         let due: Vec<String> =
             self.pools.iter().filter(|(_, p)| p.next_due <= now || stepped_back(p)).map(|(n, _)| n.clone()).collect();
         // Pools with a drain to check (or a member to register) that are not due anyway.
@@ -581,7 +584,7 @@ impl Daemon {
                 outcomes = %outcomes.join("; "),
                 "an earlier evaluation did not finish acting (a crash, or its budget ran out): reconciled with the fleet"
             );
-            pool.state.history.push_record(intent.record);
+            pool.state.cycle.replay(intent.record);
             let mut entry = intent.entry;
             entry.outcomes = outcomes;
             pool.state.decisions.push_back(entry.clone());
@@ -595,7 +598,7 @@ impl Daemon {
             // First evaluation under this lease: the previous holder's cooldowns apply here too.
             pool.inherited_token = Some(g.token());
             if let Some(text) = g.inherited() {
-                match leases::inherit(&mut pool.state.history, text) {
+                match HandoverV1::parse(text).map(|records| pool.state.cycle.merge(records)) {
                     Ok(0) => {}
                     Ok(n) => info!(records = n, token = g.token(), "scaling records inherited from the lease"),
                     Err(e) => warn!(error = %e, "the lease's handover is unreadable: ignored"),
@@ -606,7 +609,7 @@ impl Daemon {
         if let Some(m) = metrics {
             for (id, samples) in m.samples {
                 for s in samples {
-                    pool.state.history.push_sample(&id, s);
+                    pool.state.cycle.observe(&id, s);
                 }
             }
             apply_member_cpu(&mut fleet, &m.member_cpu);
@@ -627,33 +630,22 @@ impl Daemon {
         };
         // Records dated beyond now + tolerance (left by a clock that was ahead) would hold
         // cooldowns for as long as the clock was ahead: discarded, and the pool's health says so.
-        if let Some(msg) = discard_future(&mut pool.state.history, now) {
+        if let Some(msg) = discard_future(&mut pool.state.cycle, now) {
             pool.notices.insert("future", (msg, later(now, pool.policy.history.window)));
         }
         let dry_run = pool.dry_run(global_dry_run);
         if !dry_run {
             // Live: what a dry run decided was never done and starts no cooldown.
-            let n = pool.state.history.end_dry_run();
+            let n = pool.state.cycle.end_dry_run();
             if n > 0 {
                 info!(records = n, "live after a dry run: the dry-run decisions start no cooldown");
             }
         }
-        // The forecast (`predictive:`) refits once an hour; it is kept in the state file.
-        match &pool.policy.predictive {
-            Some(spec) => {
-                pool.state.forecast.get_or_insert_with(vmscaler_engine::Forecaster::new).refresh(spec, now);
-            }
-            None => pool.state.forecast = None,
-        }
-        let decision =
-            decide_with(&pool.policy, &pool.state.history, &fleet, pool.state.forecast.as_ref(), &alert_floors, now);
-        if let (Some(f), Some((measured, demand))) = (pool.state.forecast.as_mut(), decision.demand()) {
-            f.observe(measured, demand);
-        }
+        // The forecast (`predictive:`) refits once an hour inside the cycle; it is kept in the
+        // state file.
+        let decision = pool.state.cycle.evaluate_with(&pool.policy, &fleet, &alert_floors, now);
         // Paused by an operator: decided and reported, not acted on (no cooldown starts).
         let paused = self.ops.pause_of(name, now);
-        // The decision's record as decided; what was achieved is applied after acting.
-        let decided = decision.record(pool.policy.scaling.tolerance);
         let outcomes = if decision.actions.is_empty() || paused.is_some() {
             vec![]
         } else if dry_run && pool.policy.drains() {
@@ -664,15 +656,15 @@ impl Daemon {
         } else {
             // Write-ahead: the intent is durable before the first mutating call, or nothing
             // is done (a crash mid-action must not forget the change and its cooldown).
-            pool.state.intent = Some(Intent {
-                record: decided,
+            pool.state.intent = pool.state.cycle.pending().map(|decided| Intent {
+                record: *decided,
                 actions: decision.actions.clone(),
                 entry: entry_for(&decision, &[], false),
             });
             pool.state.saved_at = now;
             if let Some(g) = guard {
                 // Written with the fence, so the next holder keeps this action's cooldown.
-                g.leave_for_next(leases::handover_text(&pool.state.history, decided));
+                g.leave_for_next(HandoverV1::text(&pool.state.cycle.handover()));
             }
             match self.store.save(&pool.state) {
                 Ok(()) => {
@@ -716,11 +708,17 @@ impl Daemon {
                 }
             }
         };
-        let mut record = decided;
-        record.dry_run = dry_run;
-        if !dry_run && record.scaled.is_some() {
-            achieved(&mut record, &outcomes);
-        }
+        // What the actions achieved; an intent still pending carries this evaluation's record
+        // (reconciled next time).
+        let done = if pool.state.intent.is_some() {
+            Achieved::Unknown
+        } else if dry_run {
+            Achieved::DryRun
+        } else if decision.actions.is_empty() {
+            Achieved::AsDecided
+        } else {
+            achieved(decision.current, &outcomes)
+        };
         // Drains under way move on; members outside their target groups are registered.
         let mut outcomes = outcomes;
         let started = outcomes.iter().any(|o| matches!(o, Outcome::Started { .. }));
@@ -731,11 +729,7 @@ impl Daemon {
         };
         outcomes.extend(finished.outcomes);
         pool.drain_due = drain::needs_check(&lb, &pool.state, started).then(|| later(now, drain::DRAIN_CHECK));
-        // An intent still pending carries this evaluation's record (reconciled next time).
-        if pool.state.intent.is_none() {
-            pool.state.history.push_record(record);
-        }
-        pool.state.history.prune(now, pool.policy.history.window);
+        pool.state.cycle.complete(done);
         let mut entry = entry_for(&decision, &outcomes, dry_run);
         if let Some(p) = paused.as_ref().filter(|_| !decision.actions.is_empty()) {
             entry.outcomes.push(format!("not acted on: {}", p.describe()));
@@ -894,10 +888,10 @@ impl Daemon {
     }
 }
 
-/// Drops records and samples dated beyond `now` + [`FUTURE_TOLERANCE`] from `history`; says
-/// what it dropped (logged at error level: the clock was, or is, wrong).
-fn discard_future(history: &mut PoolHistory, now: Timestamp) -> Option<String> {
-    let d = history.discard_future(now, FUTURE_TOLERANCE);
+/// Drops records and samples dated beyond `now` + [`FUTURE_TOLERANCE`] from a pool's history;
+/// says what it dropped (logged at error level: the clock was, or is, wrong).
+fn discard_future(cycle: &mut PoolCycle, now: Timestamp) -> Option<String> {
+    let d = cycle.discard_future(now, FUTURE_TOLERANCE);
     if d.is_empty() {
         return None;
     }
@@ -987,12 +981,6 @@ fn merge_prometheus(metrics: &mut BTreeMap<String, PoolMetrics>, prometheus: BTr
     }
 }
 
-/// Whether two versions of a policy would evaluate alike (compared through their debug form,
-/// since the policy model carries no equality).
-fn same_policy(a: &Policy, b: &Policy) -> bool {
-    format!("{a:?}") == format!("{b:?}")
-}
-
 /// How far back to read metrics for a pool: its freshness limit plus two of its periods,
 /// so one missed tick does not lose a datapoint.
 fn lookback(policy: &Policy) -> Duration {
@@ -1000,9 +988,10 @@ fn lookback(policy: &Policy) -> Duration {
     policy.history.max_age.max(policy.interval) + period * 2
 }
 
-/// Makes a record say what really happened when actions failed: the capacity reached, and no
-/// cooldown when nothing changed. A dry run records the plan as decided.
-fn achieved(record: &mut vmscaler_engine::EvalRecord, outcomes: &[Outcome]) {
+/// What the actions of a decision made at capacity `current` really achieved, from their
+/// outcomes: the capacity reached (a group's new desired capacity, or `current` plus the starts
+/// minus the stops that worked). The pool's cycle records no cooldown when nothing changed.
+pub fn achieved(current: u32, outcomes: &[Outcome]) -> Achieved {
     let mut set_desired = None;
     let (mut started, mut stopped) = (0u32, 0u32);
     for o in outcomes {
@@ -1014,11 +1003,7 @@ fn achieved(record: &mut vmscaler_engine::EvalRecord, outcomes: &[Outcome]) {
             _ => {}
         }
     }
-    let reached = set_desired.unwrap_or_else(|| record.current.saturating_add(started).saturating_sub(stopped));
-    record.desired = reached;
-    if reached == record.current {
-        record.scaled = None;
-    }
+    Achieved::Capacity(set_desired.unwrap_or_else(|| current.saturating_add(started).saturating_sub(stopped)))
 }
 
 /// What an interrupted [`Intent`] did, as far as the fleet described after the restart shows:
@@ -1136,23 +1121,19 @@ mod tests {
     }
 
     #[test]
-    fn records_say_what_really_happened() {
+    fn outcomes_say_what_capacity_was_reached() {
         let started = |id: &str| Outcome::Started { id: id.into() };
-        // Two of three starts worked: the record says 4, and the cooldown starts.
-        let mut r = record(2, 5, Some(Direction::Up));
-        achieved(&mut r, &[started("a"), started("b"), Outcome::InsufficientCapacity { id: "c".into() }]);
-        assert_eq!((r.desired, r.scaled), (4, Some(Direction::Up)));
-        // Nothing worked: no change recorded, no cooldown.
-        let mut r = record(2, 4, Some(Direction::Up));
-        achieved(&mut r, &[Outcome::Failed { what: "start".into(), error: "boom".into() }]);
-        assert_eq!((r.desired, r.scaled), (2, None));
-        // Stops and a group's desired capacity.
-        let mut r = record(5, 3, Some(Direction::Down));
-        achieved(&mut r, &[Outcome::Stopped { id: "x".into() }]);
-        assert_eq!((r.desired, r.scaled), (4, Some(Direction::Down)));
-        let mut r = record(2, 6, Some(Direction::Up));
-        achieved(&mut r, &[Outcome::DesiredSet { group: "g".into(), desired: 6 }]);
-        assert_eq!((r.desired, r.scaled), (6, Some(Direction::Up)));
+        // Two of three starts worked: 4 reached.
+        let a = achieved(2, &[started("a"), started("b"), Outcome::InsufficientCapacity { id: "c".into() }]);
+        assert_eq!(a, Achieved::Capacity(4));
+        // Nothing worked: the capacity it started from (the cycle records no cooldown).
+        assert_eq!(
+            achieved(2, &[Outcome::Failed { what: "start".into(), error: "boom".into() }]),
+            Achieved::Capacity(2)
+        );
+        // Stops, drains and a group's desired capacity.
+        assert_eq!(achieved(5, &[Outcome::Stopped { id: "x".into() }]), Achieved::Capacity(4));
+        assert_eq!(achieved(2, &[Outcome::DesiredSet { group: "g".into(), desired: 6 }]), Achieved::Capacity(6));
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub use validate::{
 };
 
 /// A validated scaling policy for one pool.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub name: String,
     pub pool: PoolTarget,
@@ -96,7 +96,7 @@ pub struct Tag {
 }
 
 /// One CloudWatch metric and how it counts toward the score.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MetricSpec {
     /// Short name used in reasons, history and the CloudWatch query id.
     pub id: String,
@@ -204,7 +204,7 @@ impl Aggregation {
 }
 
 /// Anti-flapping settings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scaling {
     /// No change while the score is within `1 ± tolerance`.
     pub tolerance: f64,
@@ -212,7 +212,7 @@ pub struct Scaling {
     pub scale_down: ScaleDown,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScaleUp {
     /// Consecutive evaluations (this one included) the score must stay above the band.
     pub confirmations: u32,
@@ -223,7 +223,7 @@ pub struct ScaleUp {
     pub max_step: Step,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScaleDown {
     /// Scale down only to the highest proposal seen over this window.
     pub stabilization: Duration,
@@ -269,7 +269,7 @@ impl Step {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct History {
     /// How long metric samples and evaluation records are kept.
     pub window: Duration,
@@ -291,7 +291,7 @@ pub enum MissingData {
 }
 
 /// A scheduled capacity floor.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PrewarmRule {
     pub name: String,
     pub when: PrewarmWhen,
@@ -311,48 +311,14 @@ pub struct PrewarmRule {
     pub release_after: Option<Duration>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PrewarmWhen {
     /// A one-off window with full dates, resolved to instants at validation.
     Once { start: Timestamp, end: Timestamp },
-    /// A recurring window: each match of `cron` in the rule's zone starts one.
-    Cron { cron: Box<croner::Cron>, pattern: String, duration: Duration, cache: OccurrenceCache },
-}
-
-/// Remembers the two cron occurrences around the last instant asked about, so evaluating
-/// every minute (or replaying a year in a backtest) searches the pattern once per occurrence
-/// instead of once per evaluation. Cloning gives an empty cache.
-#[derive(Debug, Default)]
-pub struct OccurrenceCache(std::sync::Mutex<Option<(Timestamp, Option<Timestamp>)>>);
-
-impl Clone for OccurrenceCache {
-    fn clone(&self) -> Self {
-        OccurrenceCache::default()
-    }
-}
-
-impl OccurrenceCache {
-    /// `(latest occurrence <= t, first occurrence > t)`, from the cache when `t` falls between
-    /// the remembered pair, else from `search` (which must return exactly that pair).
-    pub fn around(
-        &self,
-        t: Timestamp,
-        search: impl FnOnce() -> (Option<Timestamp>, Option<Timestamp>),
-    ) -> (Option<Timestamp>, Option<Timestamp>) {
-        let mut guard = match self.0.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some((prev, next)) = *guard
-            && prev <= t
-            && next.is_none_or(|n| t < n)
-        {
-            return (Some(prev), next);
-        }
-        let (prev, next) = search();
-        *guard = prev.map(|p| (p, next));
-        (prev, next)
-    }
+    /// A recurring window: each match of `cron` in the rule's zone starts one. (The occurrences
+    /// an evaluation finds are remembered outside the model, in
+    /// [`crate::schedule::ScheduleCache`].)
+    Cron { cron: Box<croner::Cron>, pattern: String, duration: Duration },
 }
 
 /// The `predictive:` block: a capacity floor learned from the pool's own recurring load
@@ -406,7 +372,7 @@ impl Default for Predictive {
 }
 
 /// Scale-in preferences.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScaleIn {
     pub order: ScaleInOrder,
     /// Members carrying this tag are never stopped.
@@ -463,7 +429,7 @@ pub enum ScaleInOrder {
     LowestCpu,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScaleOut {
     pub order: ScaleOutOrder,
 }

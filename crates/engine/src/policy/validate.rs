@@ -1064,12 +1064,7 @@ fn convert_prewarm(
                         {
                             ctx.warn(c.referenced, &f("cron"), w);
                         }
-                        Some(PrewarmWhen::Cron {
-                            cron: Box::new(cron),
-                            pattern: c.value.0.trim().to_owned(),
-                            duration,
-                            cache: OccurrenceCache::default(),
-                        })
+                        Some(PrewarmWhen::Cron { cron: Box::new(cron), pattern: c.value.0.trim().to_owned(), duration })
                     }
                     Err(e) => {
                         ctx.err(c.referenced, &f("cron"), super::checks::cron_error(c.value.0.trim(), &e));
