@@ -25,6 +25,33 @@ pub use validate::{
     Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy, parse_policy_at, pools_overlap, yaml_message,
 };
 
+// Defaults for what a policy file leaves out (the README's policy reference lists the same).
+
+/// `interval`.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// `metrics[].period`.
+pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
+/// `scaling.tolerance`.
+pub const DEFAULT_TOLERANCE: f64 = 0.1;
+/// `scaling.scale_up.confirmations`.
+pub const DEFAULT_CONFIRMATIONS: u32 = 2;
+/// `scaling.scale_up.cooldown`.
+pub const DEFAULT_UP_COOLDOWN: Duration = Duration::from_secs(120);
+/// `scaling.scale_up.max_step`.
+pub const DEFAULT_UP_STEP: Step = Step::Percent(100.0);
+/// `scaling.scale_down.stabilization`.
+pub const DEFAULT_STABILIZATION: Duration = Duration::from_secs(600);
+/// `scaling.scale_down.cooldown`.
+pub const DEFAULT_DOWN_COOLDOWN: Duration = Duration::from_secs(300);
+/// `scaling.scale_down.max_step`.
+pub const DEFAULT_DOWN_STEP: Step = Step::Percent(10.0);
+/// `scaling.scale_down.acceleration`.
+pub const DEFAULT_ACCELERATION: f64 = 2.0;
+/// `history.max_age`.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+/// `history.window` is at least this (and at least the stabilisation window and 4 intervals).
+pub const DEFAULT_MIN_HISTORY_WINDOW: Duration = Duration::from_secs(1800);
+
 /// A validated scaling policy for one pool.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
