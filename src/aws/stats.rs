@@ -358,7 +358,11 @@ mod tests {
         assert_eq!(Operation::from_sdk("Auto Scaling", "SetDesiredCapacity"), Some(Operation::SetDesiredCapacity));
         assert_eq!(Operation::from_sdk("EC2", "RunInstances"), None, "not a call the daemon makes");
         assert_eq!(Operation::from_sdk("DynamoDB", "StartInstances"), None);
-        assert_eq!(Operation::ALL.len(), 12);
+        assert_eq!(
+            Operation::from_sdk("Elastic Load Balancing v2", "DeregisterTargets"),
+            Some(Operation::DeregisterTargets)
+        );
+        assert_eq!(Operation::ALL.len(), 17);
         assert_eq!(Operation::SetDesiredCapacity.iam_action(), "autoscaling:SetDesiredCapacity");
     }
 

@@ -52,31 +52,27 @@ impl Daemon {
         let recheck = leases.ttl() / 3;
         let mut kept = Vec::new();
         let mut guards = BTreeMap::new();
-        let mut b = self.board.lock();
-        if let Some(lb) = b.lease.as_mut() {
+        if let Some(lb) = self.board.lock().lease.as_mut() {
             lb.counters = leases.counters();
         }
         for name in due {
             let Some(pool) = self.pools.get_mut(&name) else { continue };
-            let pb = b.pools.entry(name.clone()).or_default();
-            pb.policy = name.clone();
             match leases.begin(&name, now) {
                 Ok(guard) => {
-                    pb.lease = Some(leases.status(&name));
+                    pool.lease = Some(leases.status(&name));
                     kept.push(name.clone());
-                    guards.insert(name, guard);
+                    guards.insert(name.clone(), guard);
                 }
                 Err(status) => {
                     debug!(policy = %name, holder = ?status.holder, "not this daemon's lease: not evaluated");
                     pool.next_due = crate::clock::later(now, recheck);
                     // Its health is for the daemon that evaluates it to report.
                     pool.failures = 0;
-                    pb.consecutive_failures = 0;
-                    pb.last_error = None;
-                    pb.next_evaluation = Some(pool.next_due);
-                    pb.lease = Some(status);
+                    pool.last_error = None;
+                    pool.lease = Some(status);
                 }
             }
+            self.publish_pool(&name);
         }
         (kept, guards)
     }
