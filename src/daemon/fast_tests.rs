@@ -227,3 +227,35 @@ async fn one_error_policy_backs_off_a_throttled_pool_and_says_what_to_check() {
     let board = d.board().snapshot();
     assert_eq!((board.pools["web"].consecutive_failures, board.pools["web"].last_error.clone()), (0, None));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_that_outlasts_the_budget_keeps_the_intent_and_its_cooldown() {
+    // tokio's clock is paused: the 20 s budget and the 5-minute answer pass without waiting.
+    let s = Scratch::new("budget");
+    s.write("web.yaml", WEB);
+    let cloud = web_cloud(2, 6, Some(100.0));
+    cloud.delay_answers(Some(Duration::from_secs(300)));
+    let mut d = s.daemon(&cloud, t0());
+    let wall = crate::clock::monotonic();
+    let r = d.tick(t0()).await;
+    assert!(wall.elapsed() < Duration::from_secs(5), "the budget was waited out in real time");
+    let e = &r.decisions[0];
+    assert!(e.outcomes.iter().any(|o| o.contains("outcome unknown")), "{e:?}");
+    let store = StateStore::open(&s.0.join("state")).expect("store");
+    let state = store.load("web", t0()).expect("load").expect("state");
+    assert!(state.intent.is_some(), "kept as an intent for the next evaluation");
+    assert_eq!(cloud.capacity("web"), Some(3), "the first start took effect unheard");
+    // The next evaluations reconcile it with the fleet and hold its 10-minute cooldown: no
+    // second step although the load is still high.
+    cloud.delay_answers(None);
+    for m in 1..10 {
+        let r = d.tick(at(m)).await;
+        assert!(r.decisions[0].outcomes.iter().all(|o| !o.starts_with("started")), "minute {m}: {r:?}");
+    }
+    assert_eq!(cloud.mutations().len(), 1, "{:?}", cloud.mutations());
+    let h = d.history("web").expect("history");
+    assert_eq!(h.records().iter().filter(|r| r.scaled == Some(vmscaler_engine::Direction::Up)).count(), 1);
+    // After the cooldown the pool steps again.
+    d.tick(at(11)).await;
+    assert!(cloud.capacity("web").is_some_and(|c| c > 3), "{:?}", cloud.mutations());
+}

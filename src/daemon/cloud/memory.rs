@@ -41,6 +41,8 @@ struct Inner {
     pools: BTreeMap<String, SimPool>,
     log: Vec<String>,
     before_mutation: Option<BeforeMutation>,
+    /// How long a mutating call's answer takes once the change is made.
+    answer_delay: Option<Duration>,
 }
 
 /// The in-memory cloud (see the module documentation). Cheap to share behind an `Arc`.
@@ -109,6 +111,12 @@ impl MemoryCloud {
         self.lock().before_mutation = Some(hook);
     }
 
+    /// Makes every mutating call take effect at once but answer only `delay` later (tokio's
+    /// clock: with a paused clock a test waits no wall time), as a lost or slow answer would.
+    pub fn delay_answers(&self, delay: Option<Duration>) {
+        self.lock().answer_delay = delay;
+    }
+
     /// Instances billed (started) in `policy`'s pool.
     pub fn capacity(&self, policy: &str) -> Option<u32> {
         self.lock().pools.get(policy).map(|p| p.pool.billed)
@@ -170,12 +178,19 @@ impl MemoryCloud {
         if let Some(h) = hook {
             h(policy);
         }
-        let mut inner = self.lock();
-        inner.log.push(what.clone());
-        match inner.pools.get_mut(policy) {
-            Some(p) => change(p),
-            None => Outcome::Failed { what, error: "no such pool".to_owned() },
+        let (outcome, delay) = {
+            let mut inner = self.lock();
+            inner.log.push(what.clone());
+            let outcome = match inner.pools.get_mut(policy) {
+                Some(p) => change(p),
+                None => Outcome::Failed { what, error: "no such pool".to_owned() },
+            };
+            (outcome, inner.answer_delay)
+        };
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
         }
+        outcome
     }
 }
 
