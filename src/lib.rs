@@ -2,6 +2,9 @@
 //!
 //! All I/O lives in this crate: files, AWS calls, HTTP, signals and the clock.
 
+// Public items no other crate can reach are dead API or should say `pub(crate)`.
+#![warn(unreachable_pub)]
+
 pub mod activity;
 pub mod alerts;
 pub mod aws;

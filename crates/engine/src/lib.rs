@@ -5,6 +5,9 @@
 //! awaits, or reads a clock: `now` is always an argument, files arrive as text, and outputs
 //! are data that the caller acts on.
 
+// Public items no other crate can reach are dead API or should say `pub(crate)`.
+#![warn(unreachable_pub)]
+
 pub mod backtest;
 pub mod calendar;
 mod composite;
