@@ -16,6 +16,7 @@
 
 pub mod board;
 pub mod drain;
+pub mod forecast;
 mod leases;
 pub mod runloop;
 pub mod watch;
@@ -68,6 +69,10 @@ struct Pool {
     notices: BTreeMap<&'static str, (String, Timestamp)>,
     /// The last save of the pool's state failed.
     save_failing: Option<String>,
+    /// Whether the forecast's past load still has to be read from CloudWatch, and what the
+    /// last read did (`predictive:` pools).
+    history_fetch: forecast::HistoryFetch,
+    forecast_history: Option<forecast::HistoryBoard>,
 }
 
 impl Pool {
@@ -309,6 +314,7 @@ impl Daemon {
                         report.updated.push(name.clone());
                     }
                     p.next_due = p.next_due.min(due_by);
+                    p.history_fetch.on_policy_change(&p.policy, &policy);
                     p.policy = policy;
                     p.file = file;
                     p
@@ -330,6 +336,8 @@ impl Daemon {
                         left_alone: Vec::new(),
                         notices,
                         save_failing: None,
+                        history_fetch: forecast::HistoryFetch::default(),
+                        forecast_history: None,
                     }
                 }
             };
@@ -505,9 +513,13 @@ impl Daemon {
             }
         };
         let prometheus = fetch_prometheus(self.prometheus.as_ref(), &queries, now, self.cfg.metric_offset);
-        let (mut metrics, prometheus) = tokio::join!(cloudwatch, prometheus);
+        // The forecast's past load, for pools whose model has none yet (beside the tick's reads).
+        let past_plans = self.plan_past(due, &fleets, now);
+        let past = forecast::read(&self.aws, &past_plans);
+        let (mut metrics, prometheus, past) = tokio::join!(cloudwatch, prometheus, past);
         merge_prometheus(&mut metrics, prometheus);
         drop(queries);
+        self.fold_past(&past_plans, past, now);
         for name in due {
             let fleet = fleets.remove(name).map(|r| r.map(|d| self.note_left_alone(name, d)));
             let pool_metrics = metrics.remove(name);
@@ -799,6 +811,9 @@ impl Daemon {
                 .map(|(rule, at)| board::NextFloorBoard { rule, at });
             pb.warnings = warnings;
             pb.alert_floors = held_alerts;
+            pb.forecast = pool.policy.predictive.as_ref().zip(pool.state.forecast.as_ref()).map(|(spec, f)| {
+                forecast::board(spec, pool.policy.max, f, &decision, pool.forecast_history.clone(), now)
+            });
             pb.metrics = decision
                 .readings
                 .iter()
