@@ -180,6 +180,8 @@ fn esc(s: &str) -> String {
 
 /// The chart: observed demand (mean and max per hour) over the last 48 hours, the forecast
 /// (median and upper quantile) and the floor over the next 24, a line at `now`.
+// Chart coordinates: hours since the epoch and capacities, far inside f64's exact range.
+#[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
 pub fn svg(policy: &str, f: &ForecastBoard, now: Timestamp) -> String {
     const W: f64 = 960.0;
     const H: f64 = 360.0;
@@ -340,7 +342,7 @@ mod tests {
         let text = render("web", &board(), &tz);
         assert!(text.contains("learned 96 of the 72 hours needed; quantile p75; daily profile"), "{text}");
         assert!(text.contains("within max_error 80.0%"), "{text}");
-        assert!(text.contains("2026-11-20 10:00     2026-11-20 18:00 CST       11.50    12.00     12"), "{text}");
+        assert!(text.contains("    2026-11-20 10:00  2026-11-20 18:00 CST      11.50    12.00     12\n"), "{text}");
     }
 
     #[test]

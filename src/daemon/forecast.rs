@@ -331,24 +331,25 @@ pub async fn read(aws: &crate::aws::Aws, plans: &[PastPlan]) -> Vec<Result<PastR
 
 impl super::Daemon {
     /// The reads of past load this tick makes: the due pools whose model still needs one and
-    /// whose fleet was read, within the per-tick series bound. Pools with nothing worth reading
-    /// are marked done here.
+    /// whose fleet was read, within the per-tick series bound; and the pools with nothing worth
+    /// reading (done without a read).
     pub(super) fn plan_past(
-        &mut self,
+        &self,
         due: &[String],
         fleets: &BTreeMap<String, anyhow::Result<crate::aws::fleet::Described>>,
         now: Timestamp,
-    ) -> Vec<PastPlan> {
+    ) -> (Vec<PastPlan>, Vec<String>) {
         let offset = self.cfg.metric_offset;
         let mut plans = Vec::new();
+        let mut nothing = Vec::new();
         for name in due {
-            let Some(pool) = self.pools.get_mut(name) else { continue };
+            let Some(pool) = self.pools.get(name) else { continue };
             if pool.policy.predictive.is_none() || !pool.history_fetch.due(now) {
                 continue;
             }
             let Some(Ok(described)) = fleets.get(name) else { continue };
             let Some(window) = window(&pool.policy, pool.state.forecast.as_ref(), now, offset) else {
-                pool.history_fetch = HistoryFetch::Done;
+                nothing.push(name.clone());
                 continue;
             };
             let instance_ids = match &described.fleet {
@@ -364,12 +365,22 @@ impl super::Daemon {
         let chosen: Vec<String> =
             choose(plans.iter().map(|p| (p.policy.name.as_str(), p.series()))).into_iter().map(str::to_owned).collect();
         plans.retain(|p| chosen.contains(&p.policy.name));
-        plans
+        (plans, nothing)
     }
 
     /// Folds the past load read this tick into each pool's model; a failed read degrades the
     /// pool's health and is retried after [`RETRY_AFTER`].
-    pub(super) fn fold_past(&mut self, plans: &[PastPlan], answers: Vec<Result<PastRead, String>>, now: Timestamp) {
+    pub(super) fn fold_past(
+        &mut self,
+        (plans, nothing): (Vec<PastPlan>, Vec<String>),
+        answers: Vec<Result<PastRead, String>>,
+        now: Timestamp,
+    ) {
+        for name in nothing {
+            if let Some(pool) = self.pools.get_mut(&name) {
+                pool.history_fetch = HistoryFetch::Done;
+            }
+        }
         for (plan, answer) in plans.iter().zip(answers) {
             let name = &plan.policy.name;
             let Some(pool) = self.pools.get_mut(name) else { continue };

@@ -515,11 +515,11 @@ impl Daemon {
         let prometheus = fetch_prometheus(self.prometheus.as_ref(), &queries, now, self.cfg.metric_offset);
         // The forecast's past load, for pools whose model has none yet (beside the tick's reads).
         let past_plans = self.plan_past(due, &fleets, now);
-        let past = forecast::read(&self.aws, &past_plans);
+        let past = forecast::read(&self.aws, &past_plans.0);
         let (mut metrics, prometheus, past) = tokio::join!(cloudwatch, prometheus, past);
         merge_prometheus(&mut metrics, prometheus);
         drop(queries);
-        self.fold_past(&past_plans, past, now);
+        self.fold_past(past_plans, past, now);
         for name in due {
             let fleet = fleets.remove(name).map(|r| r.map(|d| self.note_left_alone(name, d)));
             let pool_metrics = metrics.remove(name);
