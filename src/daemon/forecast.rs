@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use vmscaler_engine::forecast::{Fit, Unavailable, past_demand};
+use vmscaler_engine::forecast::{Fit, Unavailable};
 use vmscaler_engine::policy::{Predictive, PredictiveMode};
 use vmscaler_engine::{Decision, Forecaster, Policy};
 
@@ -92,7 +92,7 @@ pub fn window(policy: &Policy, forecaster: Option<&Forecaster>, now: Timestamp, 
 /// What the last read of past load did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HistoryBoard {
-    /// `pending`, `loaded`, `failed` or `not_needed`.
+    /// `loaded` or `failed`.
     pub state: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<Timestamp>,
@@ -107,12 +107,6 @@ pub struct HistoryBoard {
     pub problems: Vec<String>,
 }
 
-impl HistoryBoard {
-    pub fn pending() -> HistoryBoard {
-        HistoryBoard { state: "pending".to_owned(), ..HistoryBoard::default() }
-    }
-}
-
 /// Folds one pool's past load into its model. Returns what the board shows and, when the read
 /// failed (no demand could be learned and something went wrong), the message for the pool's
 /// health.
@@ -123,13 +117,13 @@ pub fn apply(
     window: (Timestamp, Timestamp),
     now: Timestamp,
 ) -> (HistoryBoard, Option<String>) {
-    let (demand, no_size) = past_demand(policy, &read.load);
-    let slots = forecaster.backfill(&demand);
+    let learned = forecaster.learn_past(policy, &read.load, now);
+    let slots = learned.slots;
     let mut problems = read.errors.clone();
-    if no_size > 0 && !demand.is_empty() {
-        problems.push(format!("{no_size} period(s) left out: the pool's size then is unknown"));
+    if learned.no_size > 0 && learned.periods > 0 {
+        problems.push(format!("{} period(s) left out: the pool's size then is unknown", learned.no_size));
     }
-    let failed = demand.is_empty() && !read.errors.is_empty();
+    let failed = learned.periods == 0 && !read.errors.is_empty();
     let board = HistoryBoard {
         state: if failed { "failed" } else { "loaded" }.to_owned(),
         at: Some(now),
@@ -384,7 +378,9 @@ impl super::Daemon {
         for (plan, answer) in plans.iter().zip(answers) {
             let name = &plan.policy.name;
             let Some(pool) = self.pools.get_mut(name) else { continue };
-            let Some(spec) = pool.policy.predictive.clone() else { continue };
+            if pool.policy.predictive.is_none() {
+                continue;
+            }
             let forecaster = pool.state.forecast.get_or_insert_with(Forecaster::new);
             let (board, problem) = match answer {
                 Ok(read) => apply(&pool.policy, forecaster, &read, plan.window, now),
@@ -400,7 +396,6 @@ impl super::Daemon {
                     (board, Some(format!("forecast history not read: {e}")))
                 }
             };
-            forecaster.refresh(&spec, now);
             match &problem {
                 Some(msg) => {
                     tracing::warn!(policy = %name, error = %msg, retry_in = ?RETRY_AFTER, "forecast history not read: the model learns from live data meanwhile");

@@ -97,6 +97,16 @@ pub fn past_demand(policy: &Policy, past: &PastLoad) -> (Vec<(Timestamp, f64)>, 
 }
 
 impl Forecaster {
+    /// Learns a pool's past load: [`past_demand`], [`Forecaster::backfill`], and a refit at
+    /// `now` (for a policy with `predictive:`; without one, nothing).
+    pub fn learn_past(&mut self, policy: &Policy, past: &PastLoad, now: Timestamp) -> Backfilled {
+        let Some(spec) = &policy.predictive else { return Backfilled::default() };
+        let (demand, no_size) = past_demand(policy, past);
+        let slots = self.backfill(&demand);
+        self.refresh(spec, now);
+        Backfilled { periods: demand.len(), slots, no_size }
+    }
+
     /// Adds past demand (from [`past_demand`]) to the slots that have no data yet, keeping at
     /// most the usual span of history, and drops the fitted model so that the next
     /// [`Forecaster::refresh`] refits at once. Returns the number of slots filled.
