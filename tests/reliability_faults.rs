@@ -531,7 +531,7 @@ async fn a_hung_pool_spends_its_budget_and_does_not_starve_the_next() {
     let h = r.decisions.iter().find(|e| e.policy == "hung").expect("decision");
     assert!(h.outcomes.is_empty(), "nothing started within the cooldown: {h:?}");
     let history = d.history("hung").expect("history");
-    assert_eq!(history.records.iter().filter(|r| r.scaled.is_some()).count(), 1, "{:?}", history.records);
+    assert_eq!(history.records().iter().filter(|r| r.scaled.is_some()).count(), 1, "{:?}", history.records());
     let listed = d.board().snapshot().pools["hung"].decisions.clone();
     assert!(listed.iter().any(|e| e.outcomes.iter().any(|o| o.contains("unconfirmed"))), "{listed:#?}");
     for minute in 2..6 {

@@ -22,7 +22,6 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use vmscaler_engine::policy::{PoolTarget, Tag};
 use vmscaler_engine::{Fleet, GroupState, Member, MemberState, Policy};
 
-use super::stats::{CallCounter, Operation};
 use super::{Aws, to_timestamp};
 
 /// EC2's limit on values in one filter.
@@ -195,8 +194,6 @@ async fn list_instances(aws: &Aws, key: &str, values: &[&str]) -> Result<Vec<Ins
             .filters(state_filter.clone())
             .max_results(1000)
             .set_next_token(token.take())
-            .customize()
-            .interceptor(CallCounter::new(aws.stats_arc(), Operation::DescribeInstances))
             .send()
             .await
             .map_err(|e| format!("DescribeInstances failed: {}", DisplayErrorContext(&e)))?;
@@ -292,8 +289,6 @@ async fn list_groups(aws: &Aws, names: &[&str]) -> Result<Vec<AutoScalingGroup>,
             .set_auto_scaling_group_names(Some(names.iter().map(|n| (*n).to_owned()).collect()))
             .max_records(100)
             .set_next_token(token.take())
-            .customize()
-            .interceptor(CallCounter::new(aws.stats_arc(), Operation::DescribeAutoScalingGroups))
             .send()
             .await
             .map_err(|e| format!("DescribeAutoScalingGroups failed: {}", DisplayErrorContext(&e)))?;
@@ -312,8 +307,6 @@ async fn activity_in_progress(aws: &Aws, group: &str) -> Result<bool, String> {
         .describe_scaling_activities()
         .auto_scaling_group_name(group)
         .max_records(20)
-        .customize()
-        .interceptor(CallCounter::new(aws.stats_arc(), Operation::DescribeScalingActivities))
         .send()
         .await
         .map_err(|e| format!("DescribeScalingActivities failed: {}", DisplayErrorContext(&e)))?;

@@ -112,12 +112,12 @@ pub struct HistoryBoard {
 /// health.
 pub fn apply(
     policy: &Policy,
-    forecaster: &mut Forecaster,
+    cycle: &mut vmscaler_engine::PoolCycle,
     read: &PastRead,
     window: (Timestamp, Timestamp),
     now: Timestamp,
 ) -> (HistoryBoard, Option<String>) {
-    let learned = forecaster.learn_past(policy, &read.load, now);
+    let learned = cycle.learn_past(policy, &read.load, now);
     let slots = learned.slots;
     let mut problems = read.errors.clone();
     if learned.no_size > 0 && learned.periods > 0 {
@@ -295,7 +295,7 @@ impl PastPlan {
 
 /// Reads the past load of `plans` (pools with the same window together), within
 /// [`HISTORY_BUDGET`]; one answer per plan, in order.
-pub async fn read(aws: &crate::aws::Aws, plans: &[PastPlan]) -> Vec<Result<PastRead, String>> {
+pub async fn read(cloud: &dyn super::cloud::Cloud, plans: &[PastPlan]) -> Vec<Result<PastRead, String>> {
     let work = async {
         let mut answers: BTreeMap<String, PastRead> = BTreeMap::new();
         let mut windows: Vec<(Timestamp, Timestamp)> = plans.iter().map(|p| p.window).collect();
@@ -307,7 +307,7 @@ pub async fn read(aws: &crate::aws::Aws, plans: &[PastPlan]) -> Vec<Result<PastR
                 .filter(|p| p.window == w)
                 .map(|p| crate::aws::metrics::PoolQuery { policy: &p.policy, instance_ids: p.instance_ids.clone() })
                 .collect();
-            answers.extend(crate::aws::metrics::history::fetch_history(aws, &queries, w.0, w.1).await);
+            answers.extend(cloud.fetch_history(&queries, w.0, w.1).await);
         }
         answers
     };
@@ -342,7 +342,7 @@ impl super::Daemon {
                 continue;
             }
             let Some(Ok(described)) = fleets.get(name) else { continue };
-            let Some(window) = window(&pool.policy, pool.state.forecast.as_ref(), now, offset) else {
+            let Some(window) = window(&pool.policy, pool.state.cycle.forecaster(), now, offset) else {
                 nothing.push(name.clone());
                 continue;
             };
@@ -381,9 +381,8 @@ impl super::Daemon {
             if pool.policy.predictive.is_none() {
                 continue;
             }
-            let forecaster = pool.state.forecast.get_or_insert_with(Forecaster::new);
             let (board, problem) = match answer {
-                Ok(read) => apply(&pool.policy, forecaster, &read, plan.window, now),
+                Ok(read) => apply(&pool.policy, &mut pool.state.cycle, &read, plan.window, now),
                 Err(e) => {
                     let board = HistoryBoard {
                         state: "failed".to_owned(),

@@ -28,7 +28,7 @@ use crate::fleet::{Fleet, Member, MemberState};
 use crate::forecast::{Forecaster, Unavailable};
 use crate::history::{Direction, EvalRecord, PoolHistory};
 use crate::policy::{Adopt, Goal, MissingData, Policy, PredictiveMode, ScaleInOrder, ScaleOutOrder};
-use crate::schedule::{self, Floor};
+use crate::schedule::{self, Floor, ScheduleCache};
 
 /// What one evaluation decided, and why. Data only: the caller carries out `actions`.
 #[must_use = "a decision does nothing until its actions are carried out"]
@@ -637,6 +637,19 @@ pub fn decide_with(
     alerts: &[AlertFloor],
     now: Timestamp,
 ) -> Decision {
+    decide_in(policy, history, fleet, forecaster, alerts, now, &ScheduleCache::default())
+}
+
+/// [`decide_with`], remembering cron occurrences in `cache` (see [`crate::cycle::PoolCycle`]).
+pub(crate) fn decide_in(
+    policy: &Policy,
+    history: &PoolHistory,
+    fleet: &Fleet,
+    forecaster: Option<&Forecaster>,
+    alerts: &[AlertFloor],
+    now: Timestamp,
+    cache: &ScheduleCache,
+) -> Decision {
     let current = fleet.current();
     let scaling = &policy.scaling;
     let tol = scaling.tolerance;
@@ -764,7 +777,7 @@ pub fn decide_with(
     }
 
     // 5. Floor, policy bounds, group bounds.
-    let (floor, released) = schedule::holding_floor(policy, history, proposal, now);
+    let (floor, released) = schedule::holding_floor(policy, history, proposal, now, cache);
     for r in released {
         bounds.push(Bound::FloorReleased { rule: r.rule, capacity: r.capacity, since: r.since });
     }
@@ -868,7 +881,7 @@ pub fn decide_with(
     let (actions, shortfall) = plan_actions(policy, fleet, current, &mut desired, &mut bounds);
 
     let mut next = after(now, policy.interval);
-    if let Some(t) = schedule::next_activation(policy, now) {
+    if let Some(t) = schedule::next_activation_in(policy, now, cache) {
         next = next.min(t);
     }
     Decision {

@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::cycle::{Achieved, PoolCycle};
 use crate::duration::{after as after_, before as before_};
 use crate::fleet::GroupState;
 use crate::history::Sample;
@@ -65,17 +66,16 @@ fn fleet(running: u32, stopped: u32) -> Fleet {
 /// Drives `decide` once a minute with `cpu(minute, current)` as the metric, carrying out the
 /// actions on an in-memory fleet at once. Returns every decision.
 fn run(p: &Policy, mut f: Fleet, minutes: i64, cpu: impl Fn(i64, u32) -> Option<f64>) -> Vec<Decision> {
-    let mut h = PoolHistory::default();
+    let mut c = PoolCycle::new();
     let mut out = Vec::new();
     for m in 0..minutes {
         let now = at(m);
         if let Some(v) = cpu(m, f.current()) {
-            h.push_sample("cpu", Sample { at: now, value: v });
+            c.observe("cpu", Sample { at: now, value: v });
         }
-        let d = decide(p, &h, &f, now);
+        let d = c.evaluate(p, &f, now);
         apply(&mut f, &d);
-        h.push_record(d.record(p.scaling.tolerance));
-        h.prune(now, p.history.window);
+        c.complete(Achieved::AsDecided);
         out.push(d);
     }
     out
@@ -609,21 +609,23 @@ proptest! {
         load in prop::collection::vec(prop::option::of(0.0f64..150.0), 60),
     ) {
         let mut f = fleet(start, 40);
-        let mut h = PoolHistory::default();
+        let mut c = PoolCycle::new();
+        let schedule = crate::schedule::ScheduleCache::default();
         for (m, v) in load.iter().enumerate() {
             let now = at(i64::try_from(m).unwrap());
             if let Some(v) = v {
-                h.push_sample("cpu", Sample { at: now, value: *v });
+                c.observe("cpu", Sample { at: now, value: *v });
             }
-            let d = decide(&p, &h, &f, now);
-            // Same inputs, same decision.
-            prop_assert_eq!(&d, &decide(&p, &h, &f, now));
+            let h = c.history().clone();
+            let d = c.evaluate(&p, &f, now);
+            // Same inputs, same decision (the cycle's schedule cache changes nothing).
+            prop_assert_eq!(&d, &crate::decide::decide_in(&p, &h, &f, None, &[], now, &schedule));
             // Within [min, max] and at least the active floor (capped at max) while it holds,
             // unless members simply are not there to start. A floor with release_after holds
             // while ramping, through its lead and the event's first release_after, and then
             // only while this evaluation or one in the last release_after (since the event's
             // start) proposed at least the floor; otherwise the decision says it was released.
-            let active = crate::schedule::active_floor(&p, now);
+            let active = crate::schedule::active_floor_in(&p, now, &schedule);
             let holds = active.as_ref().is_none_or(|fl| {
                 let cap = fl.capacity.min(p.max);
                 match p.prewarm[0].release_after {
@@ -666,8 +668,7 @@ proptest! {
                 prop_assert_eq!(d.desired, p.max);
             }
             apply(&mut f, &d);
-            h.push_record(d.record(p.scaling.tolerance));
-            h.prune(now, p.history.window);
+            c.complete(Achieved::AsDecided);
         }
     }
 

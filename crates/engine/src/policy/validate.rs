@@ -358,7 +358,7 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
         ctx.err(v.referenced, "max", format!("{up} is below min {lo}"));
     }
 
-    let (interval, interval_loc) = ctx.duration(&raw.interval, "interval", Duration::from_secs(60));
+    let (interval, interval_loc) = ctx.duration(&raw.interval, "interval", DEFAULT_INTERVAL);
     if raw.interval.is_some() && !(MIN_INTERVAL..=MAX_INTERVAL).contains(&interval) {
         ctx.err(
             interval_loc,
@@ -386,10 +386,10 @@ fn convert(ctx: &mut Ctx<'_>, raw: &RawPolicy, root: Location) -> Option<Policy>
     let (scaling, stabilization_loc) = convert_scaling(ctx, raw);
 
     let hist = raw.history.as_ref().map(|h| &h.value);
-    let default_window = scaling.scale_down.stabilization.max(Duration::from_secs(1800)).max(interval * 4);
+    let default_window = scaling.scale_down.stabilization.max(DEFAULT_MIN_HISTORY_WINDOW).max(interval * 4);
     let (window, window_loc) = ctx.duration(&hist.and_then(|h| h.window.clone()), "history.window", default_window);
     let (max_age, max_age_loc) =
-        ctx.duration(&hist.and_then(|h| h.max_age.clone()), "history.max_age", Duration::from_secs(300));
+        ctx.duration(&hist.and_then(|h| h.max_age.clone()), "history.max_age", DEFAULT_MAX_AGE);
     if window > MAX_WINDOW {
         ctx.err(window_loc, "history.window", format!("{} is longer than {}", Human(window), Human(MAX_WINDOW)));
     }
@@ -700,7 +700,7 @@ fn convert_metric(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&st
         ],
         Statistic::Average,
     );
-    let (period, period_loc) = ctx.duration(&m.period, &f("period"), Duration::from_secs(60));
+    let (period, period_loc) = ctx.duration(&m.period, &f("period"), DEFAULT_PERIOD);
     let secs = period.as_secs();
     let high_res = [1, 5, 10, 30].contains(&secs);
     if prometheus {
@@ -874,17 +874,17 @@ fn convert_source(ctx: &mut Ctx<'_>, m: &RawMetric, at: Location, f: &dyn Fn(&st
 fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
     let s = raw.scaling.as_ref().map(|s| &s.value);
     let tolerance = match s.and_then(|s| s.tolerance.as_ref()) {
-        None => 0.1,
+        None => DEFAULT_TOLERANCE,
         Some(t) if t.value.is_finite() && (0.0..0.5).contains(&t.value) => t.value,
         Some(t) => {
             ctx.err(t.referenced, "scaling.tolerance", format!("{} is out of range (allowed 0 to below 0.5)", t.value));
-            0.1
+            DEFAULT_TOLERANCE
         }
     };
     let up = s.and_then(|s| s.scale_up.as_ref()).map(|u| &u.value);
     let confirmations = match up.and_then(|u| u.confirmations.as_ref()) {
-        None => 2,
-        Some(c) => ctx.count(c, "scaling.scale_up.confirmations", 1, 60).unwrap_or(2),
+        None => DEFAULT_CONFIRMATIONS,
+        Some(c) => ctx.count(c, "scaling.scale_up.confirmations", 1, 60).unwrap_or(DEFAULT_CONFIRMATIONS),
     };
     let fast_threshold = up.and_then(|u| u.fast_threshold.as_ref()).and_then(|f| {
         let v = f.value;
@@ -900,21 +900,20 @@ fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
         }
     });
     let (up_cooldown, up_cd_loc) =
-        ctx.duration(&up.and_then(|u| u.cooldown.clone()), "scaling.scale_up.cooldown", Duration::from_secs(120));
-    let up_step = ctx.step(&up.and_then(|u| u.max_step.clone()), "scaling.scale_up.max_step", Step::Percent(100.0));
+        ctx.duration(&up.and_then(|u| u.cooldown.clone()), "scaling.scale_up.cooldown", DEFAULT_UP_COOLDOWN);
+    let up_step = ctx.step(&up.and_then(|u| u.max_step.clone()), "scaling.scale_up.max_step", DEFAULT_UP_STEP);
 
     let down = s.and_then(|s| s.scale_down.as_ref()).map(|d| &d.value);
     let (stabilization, stab_loc) = ctx.duration(
         &down.and_then(|d| d.stabilization.clone()),
         "scaling.scale_down.stabilization",
-        Duration::from_secs(600),
+        DEFAULT_STABILIZATION,
     );
     let (down_cooldown, down_cd_loc) =
-        ctx.duration(&down.and_then(|d| d.cooldown.clone()), "scaling.scale_down.cooldown", Duration::from_secs(300));
-    let down_step =
-        ctx.step(&down.and_then(|d| d.max_step.clone()), "scaling.scale_down.max_step", Step::Percent(10.0));
+        ctx.duration(&down.and_then(|d| d.cooldown.clone()), "scaling.scale_down.cooldown", DEFAULT_DOWN_COOLDOWN);
+    let down_step = ctx.step(&down.and_then(|d| d.max_step.clone()), "scaling.scale_down.max_step", DEFAULT_DOWN_STEP);
     let acceleration = match down.and_then(|d| d.acceleration.as_ref()) {
-        None => 2.0,
+        None => DEFAULT_ACCELERATION,
         Some(a) if a.value.is_finite() && (1.0..=10.0).contains(&a.value) => a.value,
         Some(a) => {
             ctx.err(
@@ -922,7 +921,7 @@ fn convert_scaling(ctx: &mut Ctx<'_>, raw: &RawPolicy) -> (Scaling, Location) {
                 "scaling.scale_down.acceleration",
                 format!("{} is out of range (allowed 1 to 10)", a.value),
             );
-            2.0
+            DEFAULT_ACCELERATION
         }
     };
     let confirmed_stabilization = match down.and_then(|d| d.confirmed_stabilization.clone()) {
@@ -1064,12 +1063,7 @@ fn convert_prewarm(
                         {
                             ctx.warn(c.referenced, &f("cron"), w);
                         }
-                        Some(PrewarmWhen::Cron {
-                            cron: Box::new(cron),
-                            pattern: c.value.0.trim().to_owned(),
-                            duration,
-                            cache: OccurrenceCache::default(),
-                        })
+                        Some(PrewarmWhen::Cron { cron: Box::new(cron), pattern: c.value.0.trim().to_owned(), duration })
                     }
                     Err(e) => {
                         ctx.err(c.referenced, &f("cron"), super::checks::cron_error(c.value.0.trim(), &e));
