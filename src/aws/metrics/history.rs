@@ -270,9 +270,10 @@ fn assemble(
             Role::GroupSize => {
                 for (at, v) in points {
                     if v >= 0.0 {
-                        // In range: a count of instances.
+                        // In range: a count of instances, at most u32::MAX.
                         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                        read.load.serving.insert(at, v.round().min(f64::from(u32::MAX)) as u32);
+                        let n = v.round().min(f64::from(u32::MAX)) as u32;
+                        read.load.serving.insert(at, n);
                     }
                 }
             }
