@@ -195,7 +195,7 @@ async fn a_history_that_cannot_be_read_degrades_is_retried_and_never_stops_the_e
     assert_eq!(h.state, "failed", "retried only after {:?}", vmscaler::daemon::forecast::RETRY_AFTER);
     d.tick(t0 + 31.minutes()).await;
     let pb = d.board().snapshot().pools["web"].clone();
-    let f = pb.forecast.expect("forecast");
+    let f = pb.forecast.clone().expect("forecast");
     assert_eq!(f.history.as_ref().map(|h| h.state.as_str()), Some("loaded"), "{f:?}");
     assert_eq!(f.state, "ready", "{f:?}");
     assert!(!pb.reasons().iter().any(|r| r.starts_with("forecast history")), "{:?}", pb.reasons());

@@ -50,7 +50,7 @@ enum Role {
     /// The group's in-service count.
     GroupSize,
     /// One member's CPU sample count (a tagged pool's size).
-    MemberPresent { instance: String },
+    MemberPresent,
 }
 
 struct Planned {
@@ -120,7 +120,7 @@ fn plan(pools: &[PoolQuery<'_>]) -> Vec<Planned> {
                     let dims = [("InstanceId".to_owned(), id.clone())];
                     let query =
                         build_query(String::new(), "AWS/EC2", "CPUUtilization", dims, period, Statistic::SampleCount);
-                    out.push(Planned { pool: p, role: Role::MemberPresent { instance: id.clone() }, query });
+                    out.push(Planned { pool: p, role: Role::MemberPresent, query });
                 }
             }
         }
@@ -277,7 +277,7 @@ fn assemble(
                     }
                 }
             }
-            Role::MemberPresent { .. } => {
+            Role::MemberPresent => {
                 let counts = present.entry(s.pool).or_default();
                 for (at, v) in points {
                     if v > 0.0 {
