@@ -62,7 +62,9 @@ async fn history_from_cloudwatch_raises_the_floor_before_a_daily_peak_and_foreca
     put_history(&moto, &active, t0, peak, until).await;
     put_history(&moto, &report, t0, peak, until).await;
     let s = Scratch::new("forecast");
-    let predictive = |mode: &str| format!("{FAST_SCALING}predictive: {{ mode: {mode}, lead: 10m }}\n");
+    // Four days of history (moto buckets every period of the window in Python: 14 days of
+    // empty periods would take it longer than the daemon waits).
+    let predictive = |mode: &str| format!("{FAST_SCALING}predictive: {{ mode: {mode}, lead: 10m, history: 4d }}\n");
     s.write_policy("active.yaml", &tagged_policy("active", &predictive("active")));
     s.write_policy("report.yaml", &tagged_policy("report", &predictive("forecast_only")));
     let clock = Arc::new(TestClock::default());
@@ -74,7 +76,9 @@ async fn history_from_cloudwatch_raises_the_floor_before_a_daily_peak_and_foreca
     tokio::spawn(vmscaler::http::serve(listener, d.board(), Arc::clone(&clock) as Arc<dyn Clock>, rx));
 
     // The first tick reads the history: the model is ready at once, not in 72 hours.
+    let started = vmscaler::clock::monotonic();
     d.tick(t0).await;
+    eprintln!("first tick, history read included: {:?}", started.elapsed());
     let board = d.board().snapshot();
     for name in ["active", "report"] {
         let f = board.pools[name].forecast.as_ref().expect("a forecast on the board");
@@ -100,7 +104,10 @@ async fn history_from_cloudwatch_raises_the_floor_before_a_daily_peak_and_foreca
         for e in &r.decisions {
             if e.policy == "active" && e.desired == 6 && raised_at.is_none() {
                 raised_at = Some(now);
-                assert!(e.reasons.iter().any(|r| r.starts_with("forecast floor 6") && r.ends_with(": raised")), "{e:?}");
+                assert!(
+                    e.reasons.iter().any(|r| r.starts_with("forecast floor 6") && r.ends_with(": raised")),
+                    "{e:?}"
+                );
             }
             if e.policy == "report" {
                 assert_eq!(e.desired, 2, "forecast_only never acts: {e:?}");
@@ -151,6 +158,7 @@ async fn history_from_cloudwatch_raises_the_floor_before_a_daily_peak_and_foreca
     assert_eq!(v["forecast"]["mode"], "active", "{v}");
     assert_eq!(v["forecast"]["floor"], 6, "{v}");
     assert_eq!(v["forecast"]["history"]["state"], "loaded", "{v}");
+    eprintln!("{text}");
     assert!(text.starts_with("report: forecast (forecast_only): floor 6, not applied (forecast_only)"), "{text}");
     assert!(text.contains("next 24 hours:"), "{text}");
     assert!(status.contains("forecast (active): floor 6, "), "{status}");
@@ -175,10 +183,9 @@ async fn a_history_that_cannot_be_read_degrades_is_retried_and_never_stops_the_e
     };
     let proxy = FaultProxy::start(&moto.endpoint, faults).await;
     let s = Scratch::new("forecast-fail");
-    s.write_policy("web.yaml", &tagged_policy("web", "predictive: {}\n"));
-    let mut cfg = s.config(&moto);
-    cfg.endpoint_url = Some(proxy.endpoint.clone());
-    let mut d = daemon(&moto, cfg, t0).await;
+    s.write_policy("web.yaml", &tagged_policy("web", "predictive: { history: 4d }\n"));
+    let aws = crate::reliability_faults::aws_through(&proxy.endpoint).await;
+    let (mut d, _) = vmscaler::daemon::Daemon::new(s.config(&moto), aws, t0).expect("daemon starts");
     let r = d.tick(t0).await;
     assert_eq!(r.evaluated, ["web"], "evaluated whatever the history read did");
     let pb = d.board().snapshot().pools["web"].clone();

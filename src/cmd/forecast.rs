@@ -137,7 +137,12 @@ pub fn render(policy: &str, f: &ForecastBoard, tz: &TimeZone) -> String {
     match f.error {
         Some(e) => {
             let gate = if e <= f.max_error { "within" } else { "above" };
-            let _ = writeln!(o, "  error (WAPE, last 3 days, out of sample) {}: {gate} max_error {}", pct(e), pct(f.max_error));
+            let _ = writeln!(
+                o,
+                "  error (WAPE, last 3 days, out of sample) {}: {gate} max_error {}",
+                pct(e),
+                pct(f.max_error)
+            );
         }
         None => {
             let _ = writeln!(o, "  error: not measured yet (max_error {})", pct(f.max_error));
@@ -257,10 +262,21 @@ pub fn svg(policy: &str, f: &ForecastBoard, now: Timestamp) -> String {
         format!("<polyline fill=\"none\" {style} points=\"{}\"/>\n", p.join(" "))
     };
     // Hourly values drawn as steps over their hour.
-    let steps = |pts: Vec<(f64, f64)>| -> Vec<(f64, f64)> { pts.into_iter().flat_map(|(x, y)| [(x, y), (x + 1.0, y)]).collect() };
-    o.push_str(&poly(steps(f.recent.iter().map(|h| (hour(h.at), h.max)).collect()), r##"stroke="#9ecae1" stroke-width="1""##));
-    o.push_str(&poly(steps(f.recent.iter().map(|h| (hour(h.at), h.mean)).collect()), r##"stroke="#1f77b4" stroke-width="2""##));
-    o.push_str(&poly(steps(f.next.iter().map(|h| (hour(h.at), h.upper)).collect()), r##"stroke="#fdae6b" stroke-width="1.5""##));
+    let steps = |pts: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
+        pts.into_iter().flat_map(|(x, y)| [(x, y), (x + 1.0, y)]).collect()
+    };
+    o.push_str(&poly(
+        steps(f.recent.iter().map(|h| (hour(h.at), h.max)).collect()),
+        r##"stroke="#9ecae1" stroke-width="1""##,
+    ));
+    o.push_str(&poly(
+        steps(f.recent.iter().map(|h| (hour(h.at), h.mean)).collect()),
+        r##"stroke="#1f77b4" stroke-width="2""##,
+    ));
+    o.push_str(&poly(
+        steps(f.next.iter().map(|h| (hour(h.at), h.upper)).collect()),
+        r##"stroke="#fdae6b" stroke-width="1.5""##,
+    ));
     o.push_str(&poly(
         steps(f.next.iter().map(|h| (hour(h.at), h.forecast)).collect()),
         r##"stroke="#ff7f0e" stroke-width="2" stroke-dasharray="6,3""##,

@@ -354,9 +354,9 @@ impl Board {
                 &mut enc,
                 name,
                 help,
-                self.pools
-                    .values()
-                    .filter_map(|p| p.forecast.as_ref().and_then(get).map(|v| (vec![("policy", p.policy.as_str())], v))),
+                self.pools.values().filter_map(|p| {
+                    p.forecast.as_ref().and_then(get).map(|v| (vec![("policy", p.policy.as_str())], v))
+                }),
             )?;
         }
         let metric_gauges: [(&str, &str, MetricGauge); 4] = [

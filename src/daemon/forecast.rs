@@ -23,7 +23,7 @@ use vmscaler_engine::{Decision, Forecaster, Policy};
 use crate::aws::metrics::history::{PastRead, history_period};
 
 /// The longest a tick waits for past load (it is read beside the tick's own metrics).
-pub const HISTORY_BUDGET: Duration = Duration::from_secs(20);
+pub const HISTORY_BUDGET: Duration = Duration::from_secs(30);
 /// At most this many series of past load are read in one tick; other pools wait their turn.
 pub const HISTORY_SERIES_PER_TICK: usize = 2_000;
 /// A failed read is tried again this much later.
@@ -73,7 +73,12 @@ impl HistoryFetch {
 /// The time to read for a pool at `now`, `None` when there is nothing worth reading: the past
 /// `history` (at most 63 days) up to the last complete period before `now - offset`, or only
 /// the time since the model's newest slot when the model already covers that span (a restart).
-pub fn window(policy: &Policy, forecaster: Option<&Forecaster>, now: Timestamp, offset: Duration) -> Option<(Timestamp, Timestamp)> {
+pub fn window(
+    policy: &Policy,
+    forecaster: Option<&Forecaster>,
+    now: Timestamp,
+    offset: Duration,
+) -> Option<(Timestamp, Timestamp)> {
     let spec = policy.predictive.as_ref()?;
     let period = history_period(policy);
     let step = i64::try_from(period.as_secs()).unwrap_or(300).max(1);

@@ -17,9 +17,9 @@
 pub mod board;
 pub mod cloud;
 pub mod drain;
-pub mod forecast;
 #[cfg(test)]
 mod fast_tests;
+pub mod forecast;
 mod leases;
 pub mod runloop;
 pub mod watch;
@@ -1035,9 +1035,12 @@ fn view(
             .map(|(rule, at)| board::NextFloorBoard { rule, at }),
         warnings: pool_warnings(pool, decision, fleet),
         alert_floors: alerts.map(|a| a.held(&pool.policy.name)).unwrap_or_default(),
-        forecast: pool.policy.predictive.as_ref().zip(pool.state.cycle.forecaster()).map(|(spec, f)| {
-            forecast::board(spec, pool.policy.max, f, decision, pool.forecast_history.clone(), now)
-        }),
+        forecast: pool
+            .policy
+            .predictive
+            .as_ref()
+            .zip(pool.state.cycle.forecaster())
+            .map(|(spec, f)| forecast::board(spec, pool.policy.max, f, decision, pool.forecast_history.clone(), now)),
         metrics: decision
             .readings
             .iter()

@@ -89,9 +89,8 @@ fn plan(pools: &[PoolQuery<'_>]) -> Vec<Planned> {
                 Some(_) => {
                     size_from_members |= matches!(m.goal, Goal::Utilization { .. });
                     for id in &q.instance_ids {
-                        let dims = dims()
-                            .filter(|(k, _)| k != "InstanceId")
-                            .chain([("InstanceId".to_owned(), id.clone())]);
+                        let dims =
+                            dims().filter(|(k, _)| k != "InstanceId").chain([("InstanceId".to_owned(), id.clone())]);
                         let query = build_query(String::new(), &m.namespace, &m.name, dims, period, m.statistic);
                         out.push(Planned { pool: p, role: Role::Member { metric: i }, query });
                     }
@@ -332,7 +331,9 @@ fn assemble(
                         "no GroupInServiceInstances data for {g:?}: enable group metrics collection so the past \
                          utilisation can be turned into demand"
                     ),
-                    PoolTarget::Tagged(_) => "no member reported CPUUtilization: the pool's past size is unknown".to_owned(),
+                    PoolTarget::Tagged(_) => {
+                        "no member reported CPUUtilization: the pool's past size is unknown".to_owned()
+                    }
                 });
             }
         }
