@@ -23,6 +23,7 @@ use vmscaler_engine::{Decision, Fleet, Policy};
 
 use crate::aws::Aws;
 use crate::aws::actuate::{self, Outcome};
+use crate::aws::error::FleetError;
 use crate::aws::fleet::{Described, describe_owned};
 use crate::aws::lease::Fence;
 use crate::aws::metrics::history::{PastRead, fetch_history};
@@ -38,11 +39,11 @@ pub trait Cloud: Send + Sync {
     /// The fleets of `policies`, by policy name; a pool that could not be read has its error.
     /// An instance that belongs to an Auto Scaling group or that more than one of `claims`
     /// matches is left out and listed as left alone.
-    fn describe_fleets<'a>(
+    fn fleets<'a>(
         &'a self,
         policies: &'a [&'a Policy],
         claims: &'a [&'a PoolTarget],
-    ) -> CloudFuture<'a, BTreeMap<String, anyhow::Result<Described>>>;
+    ) -> CloudFuture<'a, BTreeMap<String, Result<Described, FleetError>>>;
 
     /// Metric datapoints of `pools` up to `now - offset`, `lookback` back, by policy name.
     fn fetch_metrics<'a>(
@@ -86,11 +87,11 @@ pub trait Cloud: Send + Sync {
 }
 
 impl Cloud for Aws {
-    fn describe_fleets<'a>(
+    fn fleets<'a>(
         &'a self,
         policies: &'a [&'a Policy],
         claims: &'a [&'a PoolTarget],
-    ) -> CloudFuture<'a, BTreeMap<String, anyhow::Result<Described>>> {
+    ) -> CloudFuture<'a, BTreeMap<String, Result<Described, FleetError>>> {
         Box::pin(describe_owned(self, policies, claims))
     }
 

@@ -692,7 +692,7 @@ impl super::Daemon {
         let Some(aws) = cloud.load_balancers() else { return };
         let policies: Vec<&Policy> = names.iter().filter_map(|n| self.pools.get(n)).map(|p| &p.policy).collect();
         let claims: Vec<&vmscaler_engine::policy::PoolTarget> = self.pools.values().map(|p| &p.policy.pool).collect();
-        let mut fleets = cloud.describe_fleets(&policies, &claims).await;
+        let mut fleets = cloud.fleets(&policies, &claims).await;
         drop((policies, claims));
         for name in names {
             let dry_run = self.cfg.dry_run;

@@ -103,7 +103,7 @@ async fn fence_before_action() {
     // call is made at all (checked before each one), and the outcome says why.
     let cloud = web_cloud(2, 6, Some(100.0));
     let policy = vmscaler_engine::policy::parse_policy("web.yaml", WEB).policy.expect("policy");
-    let fleets = cloud.describe_fleets(&[&policy], &[&policy.pool]).await;
+    let fleets = cloud.fleets(&[&policy], &[&policy.pool]).await;
     let fleet = &fleets["web"].as_ref().expect("fleet").fleet;
     let mut cycle = vmscaler_engine::PoolCycle::new();
     cycle.observe("cpu", vmscaler_engine::Sample { at: t0(), value: 100.0 });
@@ -184,4 +184,46 @@ async fn a_cooldown_survives_a_restart() {
     // Once it has run out, the pool scales up again.
     let r = d.tick(at(11)).await;
     assert!(r.decisions[0].desired > 4, "{r:?}");
+}
+
+#[tokio::test]
+async fn one_error_policy_backs_off_a_throttled_pool_and_says_what_to_check() {
+    use crate::aws::error::ApiError;
+    let s = Scratch::new("errors");
+    s.write("web.yaml", WEB);
+    let cloud = web_cloud(2, 6, Some(100.0));
+    let mut d = s.daemon(&cloud, t0());
+    let throttled = ApiError::Throttled { code: "RequestLimitExceeded".into(), detail: "slow down".into() };
+    cloud.set_unreadable("web", Some(throttled));
+    // Each degraded evaluation waits longer: 1, 2, 4, 8, then 8 intervals (1 minute each).
+    let mut now = t0();
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        let r = d.tick(now).await;
+        assert!(r.decisions.is_empty(), "no decision without a fleet");
+        let next = d.next_due().expect("due");
+        waits.push(next.duration_since(now).as_mins());
+        now = next;
+    }
+    assert_eq!(waits, [1, 2, 4, 8, 8]);
+    let board = d.board().snapshot();
+    let pb = &board.pools["web"];
+    assert_eq!(pb.consecutive_failures, 5);
+    assert!(pb.last_error.as_deref().is_some_and(|e| e.contains("throttled: backing off")), "{pb:?}");
+    assert!(cloud.mutations().is_empty());
+
+    // Denied: the next interval, and the message says where to look.
+    let denied = ApiError::Denied { code: "UnauthorizedOperation".into(), detail: "no".into() };
+    cloud.set_unreadable("web", Some(denied));
+    d.tick(now).await;
+    assert_eq!(d.next_due().expect("due").duration_since(now).as_mins(), 1);
+    let board = d.board().snapshot();
+    assert!(board.pools["web"].last_error.as_deref().is_some_and(|e| e.contains("vmscaler iam-policy")), "{board:?}");
+
+    // Readable again: recovered, the failures reset, the pool scales up.
+    cloud.set_unreadable("web", None);
+    let r = d.tick(d.next_due().expect("due")).await;
+    assert_eq!(r.decisions[0].desired, 4, "{r:?}");
+    let board = d.board().snapshot();
+    assert_eq!((board.pools["web"].consecutive_failures, board.pools["web"].last_error.clone()), (0, None));
 }

@@ -1,7 +1,7 @@
 //! The long-running daemon: evaluates every policy on its own interval against the real fleet.
 //!
 //! [`Daemon::tick`] is one turn of the loop at a given `now`: the pools that are due are
-//! described together (one `describe_fleets` call), their metrics fetched together (one
+//! described together (one `Cloud::fleets` call), their metrics fetched together (one
 //! `fetch_metrics` call), and each pool is then evaluated in its own tracing span: samples into
 //! its [`PoolHistory`], [`decide`], act (or dry-run), record, prune, persist. The loop in
 //! [`runloop`] calls `tick` with the clock's time; tests call it directly with a time of their
@@ -39,6 +39,7 @@ use vmscaler_engine::{
 use crate::alerts::AlertInbox;
 use crate::aws::Aws;
 use crate::aws::actuate::Outcome;
+use crate::aws::error::{ErrorClass, FleetError};
 use crate::aws::fleet::Described;
 use crate::aws::lease::Fence;
 use crate::aws::metrics::{PoolMetrics, PoolQuery, apply_member_cpu};
@@ -507,7 +508,7 @@ impl Daemon {
         // is left alone by both.
         let claims: Vec<&PoolTarget> = self.pools.values().map(|p| &p.policy.pool).collect();
         let cloud = Arc::clone(&self.cloud);
-        let mut fleets = cloud.describe_fleets(&policies, &claims).await;
+        let mut fleets = cloud.fleets(&policies, &claims).await;
         for (name, fleet) in fleets.iter_mut() {
             // Draining members serve nothing: their metrics stay out of per-instance averages.
             if let (Ok(d), Some(p)) = (fleet, self.pools.get(name)) {
@@ -579,14 +580,23 @@ impl Daemon {
         &mut self,
         name: &str,
         now: Timestamp,
-        fleet: Option<anyhow::Result<Fleet>>,
+        fleet: Option<Result<Fleet, FleetError>>,
         metrics: Option<PoolMetrics>,
         guard: Option<&LeaseGuard>,
     ) -> Option<DecisionEntry> {
         let mut fleet = match fleet {
             Some(Ok(f)) => f,
-            Some(Err(e)) => return self.fail(name, now, format!("cannot read the fleet: {e:#}"), false),
-            None => return self.fail(name, now, "the fleet adapter returned nothing for this pool".to_owned(), false),
+            Some(Err(e)) => {
+                return self.fail(name, now, Problem::new(e.class(), format!("cannot read the fleet: {e}")), false);
+            }
+            None => {
+                return self.fail(
+                    name,
+                    now,
+                    Problem::transient("the fleet adapter returned nothing for this pool"),
+                    false,
+                );
+            }
         };
         let alert_floors = self.alerts.as_ref().map(|a| a.floors(name, now)).unwrap_or_default();
         let (cloud, paused) = (Arc::clone(&self.cloud), self.ops.pause_of(name, now));
@@ -604,7 +614,7 @@ impl Daemon {
                 // Without the load balancer's view nothing is stopped, started or registered.
                 pool.drain_due = pool.drain_due.map(|_| later(now, drain::DRAIN_CHECK));
                 let _ = self.store.save(&pool.state);
-                return self.fail(name, now, format!("target groups: {e}"), false);
+                return self.fail(name, now, Problem::transient(format!("target groups: {e}")), false);
             }
         };
         prepare_history(pool, dry_run, now);
@@ -634,8 +644,8 @@ impl Daemon {
         crate::activity::log_evaluation(&self.ops.activity, &decision, &entry, previous.as_ref());
         let failed = outcomes.iter().filter(|o| matches!(o, Outcome::Failed { .. } | Outcome::Unknown { .. })).count();
         match metric_error {
-            Some(msg) => self.fail(name, now, msg, true),
-            None if failed > 0 => self.fail(name, now, format!("{failed} action(s) failed"), true),
+            Some(msg) => self.fail(name, now, Problem::transient(msg), true),
+            None if failed > 0 => self.fail(name, now, Problem::transient(format!("{failed} action(s) failed")), true),
             None => self.recover(name, now),
         };
         Some(entry)
@@ -694,18 +704,23 @@ impl Daemon {
         self.board.lock().pools.insert(name.to_owned(), pb);
     }
 
-    /// Counts a degraded evaluation (`decided`: a decision was still made, on partial data);
-    /// logs the 1st, 2nd, 4th, 8th... in a row at warn level, the others at debug level.
-    /// Returns no decision, for an evaluation that stops here.
-    fn fail(&mut self, name: &str, now: Timestamp, msg: String, decided: bool) -> Option<DecisionEntry> {
-        let msg = crate::aws::credentials::shorten(msg);
+    /// Counts a degraded evaluation (`decided`: a decision was still made, on partial data),
+    /// applying the one error policy ([`error_policy`]): when the pool is tried again, and what
+    /// its health and the board say. Logs the 1st, 2nd, 4th, 8th... in a row at warn level
+    /// (denied: error level), the others at debug level. Returns no decision, for an
+    /// evaluation that stops here.
+    fn fail(&mut self, name: &str, now: Timestamp, problem: Problem, decided: bool) -> Option<DecisionEntry> {
         let pool = self.pools.get_mut(name)?;
         pool.failures = pool.failures.saturating_add(1);
         let n = pool.failures;
-        if pool.next_due <= now {
-            pool.next_due = later(now, pool.policy.interval);
+        let (retry_in, msg) = error_policy(&problem, pool.policy.interval, n);
+        let msg = crate::aws::credentials::shorten(msg);
+        if pool.next_due <= now || problem.class == ErrorClass::Throttled {
+            pool.next_due = later(now, retry_in).max(pool.next_due);
         }
-        if n.is_power_of_two() {
+        if problem.class == ErrorClass::Denied && n.is_power_of_two() {
+            error!(policy = %name, consecutive_failures = n, error = %msg, "evaluation degraded: access denied");
+        } else if n.is_power_of_two() {
             warn!(policy = %name, consecutive_failures = n, error = %msg, "evaluation degraded");
         } else {
             debug!(policy = %name, consecutive_failures = n, error = %msg, "evaluation degraded");
@@ -750,6 +765,55 @@ impl Daemon {
         let mut b = self.board.lock();
         b.api = api;
         b.last_tick = Some(now);
+    }
+}
+
+/// A problem in one evaluation: what it means ([`ErrorClass`]) and what was seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Problem {
+    class: ErrorClass,
+    message: String,
+}
+
+impl Problem {
+    fn new(class: ErrorClass, message: String) -> Problem {
+        Problem { class, message }
+    }
+
+    fn transient(message: impl Into<String>) -> Problem {
+        Problem { class: ErrorClass::Transient, message: message.into() }
+    }
+}
+
+/// The most a throttled pool's evaluations are spaced out, in intervals.
+const MAX_BACKOFF_INTERVALS: u32 = 8;
+
+/// The daemon's one error policy: for a pool's `failures`-th degraded evaluation in a row, when
+/// to try again and what to report (its health, the board, the log). Throttling backs off
+/// (1, 2, 4, then 8 intervals: asking again at once only deepens it); access denied and
+/// not found say what to check; anything else is tried again at the next interval.
+fn error_policy(problem: &Problem, interval: Duration, failures: u32) -> (Duration, String) {
+    let msg = &problem.message;
+    match problem.class {
+        ErrorClass::Throttled => {
+            let factor = 1u32 << failures.saturating_sub(1).min(MAX_BACKOFF_INTERVALS.trailing_zeros());
+            let wait = interval.saturating_mul(factor);
+            (
+                wait,
+                format!(
+                    "{msg} (throttled: backing off, next evaluation in {})",
+                    vmscaler_engine::duration::Human(wait)
+                ),
+            )
+        }
+        ErrorClass::Denied => (
+            interval,
+            format!("{msg} (access denied: `vmscaler iam-policy` prints the permissions the daemon's role needs)"),
+        ),
+        ErrorClass::NotFound => {
+            (interval, format!("{msg} (not found: check the pool's tag or group name, the region and the endpoint)"))
+        }
+        ErrorClass::Transient => (interval, msg.clone()),
     }
 }
 

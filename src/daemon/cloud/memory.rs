@@ -18,6 +18,7 @@ use vmscaler_engine::{Action, Decision, Fleet, GroupState, Member, MemberState, 
 
 use super::{Cloud, CloudFuture};
 use crate::aws::actuate::Outcome;
+use crate::aws::error::{ApiError, FleetError};
 use crate::aws::fleet::Described;
 use crate::aws::lease::Fence;
 use crate::aws::metrics::{PoolMetrics, PoolQuery};
@@ -32,7 +33,7 @@ struct SimPool {
     /// `Some` for an Auto Scaling group: its name and bounds.
     group: Option<(String, u32, u32)>,
     metrics: BTreeMap<String, f64>,
-    unreadable: Option<String>,
+    unreadable: Option<ApiError>,
 }
 
 #[derive(Default)]
@@ -97,9 +98,9 @@ impl MemoryCloud {
     }
 
     /// Makes describing `policy`'s fleet fail with `error` (`None`: works again).
-    pub fn set_unreadable(&self, policy: &str, error: Option<&str>) {
+    pub fn set_unreadable(&self, policy: &str, error: Option<ApiError>) {
         if let Some(p) = self.lock().pools.get_mut(policy) {
-            p.unreadable = error.map(str::to_owned);
+            p.unreadable = error;
         }
     }
 
@@ -179,22 +180,22 @@ impl MemoryCloud {
 }
 
 impl Cloud for MemoryCloud {
-    fn describe_fleets<'a>(
+    fn fleets<'a>(
         &'a self,
         policies: &'a [&'a Policy],
         _claims: &'a [&'a PoolTarget],
-    ) -> CloudFuture<'a, BTreeMap<String, anyhow::Result<Described>>> {
+    ) -> CloudFuture<'a, BTreeMap<String, Result<Described, FleetError>>> {
         let mut inner = self.lock();
         let mut out = BTreeMap::new();
         for p in policies {
             inner.log.push(format!("describe {}", p.name));
             let fleet = match inner.pools.get(&p.name) {
                 Some(sp) => match &sp.unreadable {
-                    Some(e) => Err(anyhow::anyhow!("{e}")),
+                    Some(e) => Err(FleetError::Call { operation: "DescribeInstances", error: e.clone() }),
                     // Every simulated instance is its pool's own: none is left alone.
                     None => Ok(Described { fleet: MemoryCloud::fleet(&p.name, sp), left_alone: Vec::new() }),
                 },
-                None => Err(anyhow::anyhow!("no pool {:?} in the in-memory cloud", p.name)),
+                None => Err(FleetError::GroupNotFound(format!("{} (not in the in-memory cloud)", p.name))),
             };
             out.insert(p.name.clone(), fleet);
         }
