@@ -335,7 +335,7 @@ impl super::Daemon {
     pub(super) fn plan_past(
         &self,
         due: &[String],
-        fleets: &BTreeMap<String, anyhow::Result<crate::aws::fleet::Described>>,
+        fleets: &BTreeMap<String, Result<crate::aws::fleet::Described, crate::aws::error::FleetError>>,
         now: Timestamp,
     ) -> (Vec<PastPlan>, Vec<String>) {
         let offset = self.cfg.metric_offset;
