@@ -44,6 +44,8 @@ pub enum Command {
     Backtest(cmd::backtest::Args),
     /// Record a pool's metrics and size from CloudWatch as a trace for `backtest`.
     Record(cmd::record::Args),
+    /// A pool's forecast model (`predictive:`) as the daemon has it: learning, error, the next 24 hours.
+    Forecast(cmd::forecast::Args),
     /// Print the least-privilege IAM policy (JSON) the daemon needs for a policy set.
     IamPolicy(cmd::iam_policy::Args),
     /// Write shell completions and man pages (used by packaging).
@@ -65,6 +67,7 @@ impl Command {
             Command::Resume(args) => cmd::pause::resume(args),
             Command::Backtest(args) => cmd::backtest::run(args),
             Command::Record(args) => cmd::record::run(args),
+            Command::Forecast(args) => cmd::forecast::run(args),
             Command::IamPolicy(args) => cmd::iam_policy::run(args),
             Command::Dist(args) => cmd::dist::run(args),
         }

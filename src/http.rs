@@ -9,6 +9,9 @@
 //! - `GET /metrics`: Prometheus text format;
 //! - `GET /v1/decisions[?policy=NAME][&limit=N]`: every pool's last figures and recent decisions
 //!   with their reasons, JSON ([`DecisionsView`]); `vmscaler status` reads this.
+//! - `GET /v1/forecast[?policy=NAME]`: each `predictive:` pool's forecast (state, floor, error,
+//!   the next 24 hours' floor, the last 48 hours' demand), JSON ([`ForecastResponse`]);
+//!   `vmscaler forecast` reads this.
 //!
 //! Read-only: nothing here changes the daemon, so no endpoint needs authentication beyond the
 //! listen address.
@@ -129,6 +132,7 @@ pub fn router(board: Arc<SharedBoard>, clock: Arc<dyn Clock>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/v1/decisions", get(decisions))
+        .route("/v1/forecast", get(forecast))
         .with_state(AppState { board, clock });
     match ops {
         Some(o) => r.merge(o),
@@ -242,6 +246,36 @@ async fn decisions(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Respon
         pools,
     })
     .into_response()
+}
+
+/// `/v1/forecast` body: the pools with a `predictive:` block, by policy name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ForecastResponse {
+    pub now: Timestamp,
+    pub pools: crate::daemon::forecast::ForecastView,
+}
+
+async fn forecast(State(s): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let q = match DecisionsQuery::parse(raw.as_deref()) {
+        Ok(q) => q,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let b = s.board.lock();
+    let pools: crate::daemon::forecast::ForecastView = b
+        .pools
+        .values()
+        .filter(|p| q.policy.as_deref().is_none_or(|n| n == p.policy))
+        .filter_map(|p| p.forecast.clone().map(|f| (p.policy.clone(), f)))
+        .collect();
+    if let Some(name) = q.policy.as_ref().filter(|_| pools.is_empty()) {
+        let why = if b.pools.contains_key(name) {
+            "has no forecast (no `predictive:` block, or not evaluated yet)"
+        } else {
+            "is not loaded"
+        };
+        return (StatusCode::NOT_FOUND, format!("policy {name:?} {why}\n")).into_response();
+    }
+    Json(ForecastResponse { now: s.clock.now(), pools }).into_response()
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ fn limits() -> ApiLimits {
 }
 
 /// The adapters talking to `endpoint` (the proxy) with [`limits`] and [`FastSleep`].
-async fn aws_through(endpoint: &str) -> Aws {
+pub async fn aws_through(endpoint: &str) -> Aws {
     let config = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .endpoint_url(endpoint)

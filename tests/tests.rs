@@ -9,6 +9,7 @@ mod aws_metrics;
 mod backtest_cli;
 mod backtest_record;
 mod cli;
+mod daemon_forecast;
 mod daemon_loop;
 mod daemon_process;
 mod daemon_systemd;

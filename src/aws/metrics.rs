@@ -22,6 +22,8 @@ use vmscaler_engine::{Fleet, Policy, Sample};
 
 use super::{Aws, to_datetime, to_timestamp};
 
+pub mod history;
+
 /// The API's limit on queries per `GetMetricData` call.
 pub const MAX_SERIES_PER_CALL: usize = 500;
 /// `GetMetricData` calls in flight at once.

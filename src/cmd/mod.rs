@@ -2,6 +2,7 @@
 
 pub mod backtest;
 pub mod dist;
+pub mod forecast;
 pub mod history;
 pub mod iam_policy;
 pub mod pause;

@@ -167,6 +167,9 @@ pub fn render(health: &Health, view: &DecisionsView) -> String {
         if let Some(pause) = &p.paused {
             let _ = writeln!(o, "  PAUSED: evaluated, not acted on ({})", pause.describe());
         }
+        if let Some(f) = &p.forecast {
+            let _ = writeln!(o, "  {}", super::forecast::status_line(f));
+        }
         if let Some(n) = &p.next_floor {
             let _ =
                 writeln!(o, "  next pre-warm {:?} starts rising at {}", n.rule, n.at.strftime("%Y-%m-%d %H:%M:%SZ"));

@@ -65,6 +65,9 @@ pub struct PoolBoard {
     /// Floors held by firing Alertmanager alerts (the highest one applies, capped at `max`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alert_floors: Vec<crate::alerts::HeldAlert>,
+    /// The forecast (`predictive:`): its state, floor, error and the next hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<super::forecast::ForecastBoard>,
     /// Each metric as last read: value, ratio, capacity wanted, when sampled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics: Vec<MetricBoard>,
@@ -323,6 +326,39 @@ impl Board {
                 })
             }),
         )?;
+        let forecast_gauges: [(&str, &str, ForecastGauge); 5] = [
+            (
+                "vmscaler_forecast_floor_capacity",
+                "Capacity floor the forecast set at the last evaluation (capped at max), applied or not.",
+                |f| f.floor.map(f64::from),
+            ),
+            ("vmscaler_forecast_applied", "1 when the forecast floor raised the last decision.", |f| {
+                Some(f64::from(u8::from(f.applied)))
+            }),
+            (
+                "vmscaler_forecast_demand_capacity",
+                "Median forecast demand (capacity units) for the current hour.",
+                |f| f.next.first().map(|h| h.forecast),
+            ),
+            (
+                "vmscaler_forecast_error_ratio",
+                "The forecast's out-of-sample error (WAPE, 1 = 100 %) over its last days.",
+                |f| f.error,
+            ),
+            ("vmscaler_forecast_learned_hours", "Hours of demand the forecast has learned from.", |f| {
+                Some(f64::from(f.hours_learned))
+            }),
+        ];
+        for (name, help, get) in forecast_gauges {
+            gauge_family(
+                &mut enc,
+                name,
+                help,
+                self.pools.values().filter_map(|p| {
+                    p.forecast.as_ref().and_then(get).map(|v| (vec![("policy", p.policy.as_str())], v))
+                }),
+            )?;
+        }
         let metric_gauges: [(&str, &str, MetricGauge); 4] = [
             ("vmscaler_metric_value", "Last value of each policy metric used by the last evaluation.", |_, m| m.value),
             (
@@ -480,6 +516,8 @@ impl Board {
 
 /// Reads one per-pool gauge; `None` leaves the pool out.
 type PoolGauge = fn(&PoolBoard) -> Option<f64>;
+/// Reads one forecast gauge of a pool; `None` leaves the pool out.
+type ForecastGauge = fn(&super::forecast::ForecastBoard) -> Option<f64>;
 /// Reads one per-metric gauge; `None` leaves the metric out.
 type MetricGauge = fn(&PoolBoard, &MetricBoard) -> Option<f64>;
 type Labels<'a> = Vec<(&'a str, &'a str)>;

@@ -26,6 +26,7 @@ use crate::aws::actuate::{self, Outcome};
 use crate::aws::error::FleetError;
 use crate::aws::fleet::{Described, describe_owned};
 use crate::aws::lease::Fence;
+use crate::aws::metrics::history::{PastRead, fetch_history};
 use crate::aws::metrics::{PoolMetrics, PoolQuery, fetch_metrics};
 use crate::aws::stats::OpStats;
 
@@ -52,6 +53,19 @@ pub trait Cloud: Send + Sync {
         offset: Duration,
         lookback: Duration,
     ) -> CloudFuture<'a, BTreeMap<String, PoolMetrics>>;
+
+    /// The past load of `pools` over `[from, end)`, for the forecast (`predictive:`): see
+    /// [`crate::aws::metrics::history`]. A cloud with no past (the default) has nothing to give.
+    fn fetch_history<'a>(
+        &'a self,
+        pools: &'a [PoolQuery<'a>],
+        from: Timestamp,
+        end: Timestamp,
+    ) -> CloudFuture<'a, BTreeMap<String, PastRead>> {
+        let _ = (from, end);
+        let out = pools.iter().map(|q| (q.policy.name.clone(), PastRead::default())).collect();
+        Box::pin(async move { out })
+    }
 
     /// Carries out `decision` on `fleet` (dry-run checked when `dry_run`), checking `fence`
     /// right before every mutating call; one outcome per instance or group.
@@ -89,6 +103,15 @@ impl Cloud for Aws {
         lookback: Duration,
     ) -> CloudFuture<'a, BTreeMap<String, PoolMetrics>> {
         Box::pin(fetch_metrics(self, pools, now, offset, lookback))
+    }
+
+    fn fetch_history<'a>(
+        &'a self,
+        pools: &'a [PoolQuery<'a>],
+        from: Timestamp,
+        end: Timestamp,
+    ) -> CloudFuture<'a, BTreeMap<String, PastRead>> {
+        Box::pin(fetch_history(self, pools, from, end))
     }
 
     fn act<'a>(

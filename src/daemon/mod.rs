@@ -19,6 +19,7 @@ pub mod cloud;
 pub mod drain;
 #[cfg(test)]
 mod fast_tests;
+pub mod forecast;
 mod leases;
 pub mod runloop;
 pub mod watch;
@@ -83,6 +84,10 @@ struct Pool {
     lease: Option<crate::lease::LeaseStatus>,
     /// What the last evaluation showed (the board's view, see `Daemon::publish_pool`).
     view: PoolView,
+    /// Whether the forecast's past load still has to be read from CloudWatch, and what the
+    /// last read did (`predictive:` pools).
+    history_fetch: forecast::HistoryFetch,
+    forecast_history: Option<forecast::HistoryBoard>,
 }
 
 impl Pool {
@@ -330,6 +335,7 @@ impl Daemon {
                         report.updated.push(name.clone());
                     }
                     p.next_due = p.next_due.min(due_by);
+                    p.history_fetch.on_policy_change(&p.policy, &policy);
                     p.policy = policy;
                     p.file = file;
                     p
@@ -354,6 +360,8 @@ impl Daemon {
                         last_error: None,
                         lease: None,
                         view: PoolView::default(),
+                        history_fetch: forecast::HistoryFetch::default(),
+                        forecast_history: None,
                     }
                 }
             };
@@ -523,9 +531,13 @@ impl Daemon {
             }
         };
         let prometheus = fetch_prometheus(self.prometheus.as_ref(), &queries, now, self.cfg.metric_offset);
-        let (mut metrics, prometheus) = tokio::join!(cloudwatch, prometheus);
+        // The forecast's past load, for pools whose model has none yet (beside the tick's reads).
+        let past_plans = self.plan_past(due, &fleets, now);
+        let past = forecast::read(&*cloud, &past_plans.0);
+        let (mut metrics, prometheus, past) = tokio::join!(cloudwatch, prometheus, past);
         merge_prometheus(&mut metrics, prometheus);
         drop(queries);
+        self.fold_past(past_plans, past, now);
         for name in due {
             let fleet = fleets.remove(name).map(|r| r.map(|d| self.note_left_alone(name, d)));
             let pool_metrics = metrics.remove(name);
@@ -685,6 +697,7 @@ impl Daemon {
             next_floor: v.next_floor.clone(),
             warnings: v.warnings.clone(),
             alert_floors: v.alert_floors.clone(),
+            forecast: v.forecast.clone(),
             metrics: v.metrics.clone(),
             last_evaluation_seconds: v.last_evaluation_seconds,
         };
@@ -819,6 +832,7 @@ struct PoolView {
     next_floor: Option<board::NextFloorBoard>,
     warnings: Vec<String>,
     alert_floors: Vec<crate::alerts::HeldAlert>,
+    forecast: Option<forecast::ForecastBoard>,
     metrics: Vec<MetricBoard>,
 }
 
@@ -1085,6 +1099,12 @@ fn view(
             .map(|(rule, at)| board::NextFloorBoard { rule, at }),
         warnings: pool_warnings(pool, decision, fleet),
         alert_floors: alerts.map(|a| a.held(&pool.policy.name)).unwrap_or_default(),
+        forecast: pool
+            .policy
+            .predictive
+            .as_ref()
+            .zip(pool.state.cycle.forecaster())
+            .map(|(spec, f)| forecast::board(spec, pool.policy.max, f, decision, pool.forecast_history.clone(), now)),
         metrics: decision
             .readings
             .iter()

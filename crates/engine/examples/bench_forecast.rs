@@ -7,7 +7,9 @@
 //! Each pool gets its own load (a daily cycle with its own phase and size, a weekly dip, noise
 //! and an occasional burst). Prints the time to observe every minute, to fit every pool once
 //! (what the daemon does each hour, spread over the hour), the state size in JSON and the
-//! process's resident memory (Linux `/proc/self/status`).
+//! process's resident memory (Linux `/proc/self/status`); then the start-up backfill: `days`
+//! of 5-minute CPU history and pool sizes turned into demand through `decide`
+//! (`forecast::past_demand`) and folded into a fresh model, for up to 100 pools.
 
 #![allow(clippy::disallowed_methods)] // measuring elapsed time is the point of a benchmark
 
@@ -92,4 +94,47 @@ fn main() {
     );
     let json: usize = fcs.iter().map(|f| serde_json::to_string(f).map_or(0, |s| s.len())).sum();
     println!("state: {:.1} KiB of JSON per pool", json as f64 / pools as f64 / 1024.0);
+    backfill(pools.min(100), days, start, now);
+}
+
+/// What the daemon does at start for a pool with no model: past metrics to demand, backfilled.
+fn backfill(pools: usize, days: i64, start: i64, now: Timestamp) {
+    use vmscaler_engine::Sample;
+    use vmscaler_engine::forecast::{PastLoad, past_demand};
+    let text = "name: b\npool: {auto_scaling_group: g}\nmin: 1\nmax: 100\nmetrics:\n  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}\npredictive: {mode: active}\n";
+    let Some(policy) = vmscaler_engine::policy::parse_policy("b.yaml", text).policy else { return };
+    let periods = days * 288;
+    let loads: Vec<PastLoad> = (0..pools)
+        .map(|p| {
+            let mut past = PastLoad { period: std::time::Duration::from_secs(300), ..PastLoad::default() };
+            let mut cpu = Vec::with_capacity(usize::try_from(periods).unwrap_or(0));
+            for k in 0..periods {
+                let at = Timestamp::from_second(start + k * 300).unwrap_or(Timestamp::UNIX_EPOCH);
+                #[allow(clippy::cast_precision_loss)]
+                let hour = (k % 288) as f64 / 12.0;
+                #[allow(clippy::cast_precision_loss)]
+                let v = 40.0 + 30.0 * (std::f64::consts::TAU * (hour - (p % 24) as f64) / 24.0).sin();
+                cpu.push(Sample { at, value: v });
+                past.serving.insert(at, 4 + u32::try_from(k % 7).unwrap_or(0));
+            }
+            past.samples.insert("cpu".into(), cpu);
+            past
+        })
+        .collect();
+    let spec = Predictive::default();
+    let t = Instant::now();
+    let mut slots = 0;
+    for load in &loads {
+        let (demand, _) = past_demand(&policy, load);
+        let mut f = Forecaster::new();
+        slots += f.backfill(&demand);
+        f.refresh(&spec, now);
+    }
+    let took = t.elapsed();
+    println!(
+        "backfill: {pools} pools x {periods} periods through decide, then fitted: {:.2} s ({:.1} ms per pool, {:.1} us per period; {slots} slots)",
+        took.as_secs_f64(),
+        took.as_secs_f64() * 1000.0 / pools as f64,
+        took.as_secs_f64() * 1e6 / (pools as f64 * periods as f64)
+    );
 }

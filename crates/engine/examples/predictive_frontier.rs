@@ -59,7 +59,8 @@ fn main() {
 fn with_target(p: &Policy, target: f64, predictive: Option<&Predictive>) -> Policy {
     let mut p = p.clone();
     for m in &mut p.metrics {
-        if let Goal::Utilization { .. } = m.goal {
+        // CPU targets only: a request-rate metric (`RequestCountPerTarget`) keeps its own.
+        if let (Goal::Utilization { .. }, false) = (m.goal, m.name.contains("RequestCount")) {
             m.goal = Goal::Utilization { target };
         }
     }

@@ -28,7 +28,7 @@ use jiff::Timestamp;
 
 use crate::decide::{AlertFloor, Decision, decide_in};
 use crate::fleet::Fleet;
-use crate::forecast::Forecaster;
+use crate::forecast::{Backfilled, Forecaster, PastLoad};
 use crate::history::{Direction, Discarded, EvalRecord, PoolHistory, Sample};
 use crate::policy::Policy;
 use crate::schedule::ScheduleCache;
@@ -87,6 +87,17 @@ impl PoolCycle {
     /// The forecast model, for a policy with `predictive:` that has been evaluated.
     pub fn forecaster(&self) -> Option<&Forecaster> {
         self.forecaster.as_ref()
+    }
+
+    /// Learns a pool's past load, read in bulk (the daemon reads it from CloudWatch when the
+    /// model has none), into its forecast model, for a policy with `predictive:`: demand from
+    /// `decide` itself per past period ([`crate::forecast::past_demand`]), into the slots the
+    /// model lacks, and a refit at `now`.
+    pub fn learn_past(&mut self, policy: &Policy, past: &PastLoad, now: Timestamp) -> Backfilled {
+        if policy.predictive.is_none() {
+            return Backfilled::default();
+        }
+        self.forecaster.get_or_insert_with(Forecaster::new).learn_past(policy, past, now)
     }
 
     /// When the newest recorded evaluation was made.

@@ -34,6 +34,12 @@ use serde::{Deserialize, Serialize};
 use crate::decide::ceil_u32;
 use crate::policy::Predictive;
 
+mod backfill;
+mod view;
+
+pub use backfill::{Backfilled, PastLoad, past_demand};
+pub use view::{HourObserved, HourOutlook};
+
 /// Resolution of the model: one slot is 5 minutes.
 pub const SLOT_SECS: i64 = 300;
 const SLOTS_PER_DAY: i64 = 288;
