@@ -10,7 +10,7 @@
 //! - `GET /v1/decisions[?policy=NAME][&limit=N]`: every pool's last figures and recent decisions
 //!   with their reasons, JSON ([`DecisionsView`]); `vmscaler status` reads this.
 //! - `GET /v1/forecast[?policy=NAME]`: each `predictive:` pool's forecast (state, floor, error,
-//!   the next 24 hours' floor, the last 48 hours' demand), JSON ([`ForecastResponse`]);
+//!   the next 48 hours' floor, the last 48 hours' demand), JSON ([`ForecastResponse`]);
 //!   `vmscaler forecast` reads this.
 //!
 //! Read-only: nothing here changes the daemon, so no endpoint needs authentication beyond the

@@ -89,7 +89,7 @@ async fn history_from_cloudwatch_raises_the_floor_before_a_daily_peak_and_foreca
         assert!(f.hours_learned >= 95, "{f:?}");
         assert!(f.error.is_some_and(|e| e < 0.1), "a clean daily pattern forecasts well: {f:?}");
         let peak_hour = f.next.iter().find(|h| h.at <= peak && peak < h.at + 1.hour()).expect("the peak's hour");
-        assert_eq!(peak_hour.floor, 6, "{name}: the next 24 hours show the peak: {:?}", f.next);
+        assert_eq!(peak_hour.floor, 6, "{name}: the next 48 hours show the peak: {:?}", f.next);
         assert!(!board.pools[name].degraded(), "{name}: {:?}", board.pools[name].reasons());
     }
     assert_eq!(running(&moto.instance_states().await, &active), 2, "no floor before the peak's lead");
@@ -160,7 +160,7 @@ async fn history_from_cloudwatch_raises_the_floor_before_a_daily_peak_and_foreca
     assert_eq!(v["forecast"]["history"]["state"], "loaded", "{v}");
     eprintln!("{text}");
     assert!(text.starts_with("report: forecast (forecast_only): floor 6, not applied (forecast_only)"), "{text}");
-    assert!(text.contains("next 24 hours:"), "{text}");
+    assert!(text.contains("next 48 hours:"), "{text}");
     assert!(status.contains("forecast (active): floor 6, "), "{status}");
     let chart = std::fs::read_to_string(&svg).expect("svg written");
     assert!(chart.starts_with("<svg") && chart.matches("<polyline").count() == 5, "{chart}");

@@ -1,7 +1,7 @@
 //! `vmscaler forecast POLICY [--svg FILE] [--output json]`: a pool's forecast model as the
 //! running daemon has it: learning progress, error against its gate, the floor at the last
-//! evaluation, the next 24 hours' floor hour by hour (UTC and local time), and where its history
-//! came from. `--svg` draws the last 48 hours' demand, the next 24 hours' forecast and floor.
+//! evaluation, the next 48 hours' floor hour by hour (UTC and local time), and where its history
+//! came from. `--svg` draws the last 48 hours' demand, the next 48 hours' forecast and floor.
 //!
 //! Reads the daemon's `/v1/forecast` (see [`crate::http`]). Not here: the model (the engine's
 //! `forecast`), or computing anything: this only shows what the daemon computed.
@@ -26,7 +26,7 @@ pub struct Args {
     /// The daemon's HTTP address.
     #[arg(long, value_name = "URL", env = "VMSCALER_URL", default_value = "http://127.0.0.1:9464")]
     pub url: String,
-    /// Also write a chart of the last 48 hours' demand and the next 24 hours' forecast (SVG).
+    /// Also write a chart of the last 48 hours' demand and the next 48 hours' forecast (SVG).
     #[arg(long, value_name = "FILE")]
     pub svg: Option<PathBuf>,
     /// Time zone for the local-time column (default: the system's).
@@ -113,7 +113,7 @@ pub fn status_line(f: &ForecastBoard) -> String {
         let _ = write!(o, "; error {} (max {})", pct(e), pct(f.max_error));
     }
     if let Some(peak) = f.next.iter().max_by_key(|h| h.floor) {
-        let _ = write!(o, "; next 24 h peak floor {} at {}", peak.floor, peak.at.strftime("%H:%MZ"));
+        let _ = write!(o, "; next 48 h peak floor {} at {}", peak.floor, peak.at.strftime("%H:%MZ"));
     }
     if let Some(h) = f.history.as_ref().filter(|h| h.state != "loaded") {
         let _ = write!(o, "; history {}", h.state);
@@ -184,7 +184,7 @@ fn esc(s: &str) -> String {
 }
 
 /// The chart: observed demand (mean and max per hour) over the last 48 hours, the forecast
-/// (median and upper quantile) and the floor over the next 24, a line at `now`.
+/// (median and upper quantile) and the floor over the next 48, a line at `now`.
 // Chart coordinates: hours since the epoch and capacities, far inside f64's exact range.
 #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)]
 pub fn svg(policy: &str, f: &ForecastBoard, now: Timestamp) -> String {
@@ -197,7 +197,7 @@ pub fn svg(policy: &str, f: &ForecastBoard, now: Timestamp) -> String {
     let hour = |t: Timestamp| t.as_second() as f64 / 3600.0;
     let xs: Vec<f64> = f.recent.iter().map(|h| hour(h.at)).chain(f.next.iter().map(|h| hour(h.at) + 1.0)).collect();
     let x0 = xs.iter().copied().fold(hour(now) - 48.0, f64::min);
-    let x1 = xs.iter().copied().fold(hour(now) + 24.0, f64::max);
+    let x1 = xs.iter().copied().fold(hour(now) + 48.0, f64::max);
     let top = f
         .recent
         .iter()
@@ -342,7 +342,7 @@ mod tests {
     fn status_line_says_floor_error_and_next_peak() {
         assert_eq!(
             status_line(&board()),
-            "forecast (active): floor 12, raised the decision; error 14.2% (max 80.0%); next 24 h peak floor 12 at 10:00Z"
+            "forecast (active): floor 12, raised the decision; error 14.2% (max 80.0%); next 48 h peak floor 12 at 10:00Z"
         );
         let learning = ForecastBoard {
             mode: "forecast_only".into(),

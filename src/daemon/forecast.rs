@@ -31,7 +31,7 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(30 * 60);
 /// CloudWatch keeps 5-minute datapoints this long.
 pub const CLOUDWATCH_5M_RETENTION: Duration = Duration::from_secs(63 * 86_400);
 /// Hours of forecast the board shows.
-pub const HOURS_AHEAD: u32 = 24;
+pub const HOURS_AHEAD: u32 = 48;
 /// Observed demand the board shows, for charts.
 pub const SHOWN_BEHIND: Duration = Duration::from_secs(48 * 3600);
 
