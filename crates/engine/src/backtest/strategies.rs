@@ -329,8 +329,17 @@ pub fn oracle_into(points: &[(i64, f64)], end_ms: i64, boot_ms: i64, limits: &Li
     if points.is_empty() {
         return;
     }
-    let need: Vec<(i64, u32)> = points.iter().map(|&(t, d)| (t, limits.clamp(ceil_u32(d)))).collect();
+    // Only where the need changes: the same step function in fewer pieces (a trace's demand
+    // changes at every point, its whole-instance need far less often).
+    let mut need: Vec<(i64, u32)> = Vec::new();
+    for &(t, d) in points {
+        let n = limits.clamp(ceil_u32(d));
+        if need.last().is_none_or(|l| l.1 != n) {
+            need.push((t, n));
+        }
+    }
     let billed = window_extreme(&need, end_ms, boot_ms, true);
+    drop(need);
     let serving = window_extreme(&billed, end_ms, boot_ms, false);
     // Merge the three step functions.
     let (mut i, mut j, mut k) = (0, 0, 0);
