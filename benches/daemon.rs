@@ -28,7 +28,8 @@ use vmscaler::aws::fleet::describe_fleets;
 use vmscaler::aws::metrics::{PoolQuery, apply_member_cpu, fetch_metrics};
 use vmscaler::aws::stats::{ApiStats, Operation};
 use vmscaler::clock::{Clock, SystemClock, monotonic};
-use vmscaler_engine::{Policy, PoolHistory, decide};
+use vmscaler::daemon::achieved;
+use vmscaler_engine::{Policy, PoolCycle};
 
 use support::Moto;
 use support::policy::parse;
@@ -176,7 +177,7 @@ async fn main() {
         ..vmscaler::aws::ApiLimits::default()
     };
     let aws = vmscaler::aws::Aws::from_sdk_config_with(&moto.sdk_config().await, limits);
-    let mut histories: BTreeMap<String, PoolHistory> = BTreeMap::new();
+    let mut cycles: BTreeMap<String, PoolCycle> = BTreeMap::new();
     let refs: Vec<&Policy> = policies.iter().collect();
     println!(
         "cycle  GetMetricData  DescribeInstances  DescribeASGs  DescribeActivities  Start  Stop  SetDesired  actions  cpu_ms  wall_ms  peak_rss_MiB"
@@ -198,21 +199,20 @@ async fn main() {
                 failures += 1;
                 continue;
             };
-            let history = histories.entry(p.name.clone()).or_default();
+            let cycle = cycles.entry(p.name.clone()).or_default();
             if let Some(m) = metrics.get(&p.name) {
                 apply_member_cpu(fleet, &m.member_cpu);
                 for (id, samples) in &m.samples {
                     for s in samples {
-                        history.push_sample(id, *s);
+                        cycle.observe(id, *s);
                     }
                 }
             }
-            let decision = decide(p, history, fleet, now);
+            let decision = cycle.evaluate(p, fleet, now);
             let outcomes = apply(&aws, p, fleet, &decision, false).await;
             actions += outcomes.iter().filter(|o| o.is_change()).count();
             failures += outcomes.iter().filter(|o| matches!(o, Outcome::Failed { .. })).count();
-            history.push_record(decision.record(p.scaling.tolerance));
-            history.prune(now, p.history.window);
+            cycle.complete(achieved(decision.current, &outcomes));
         }
 
         let cpu = cpu_time().saturating_sub(cpu0);

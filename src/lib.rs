@@ -10,6 +10,7 @@ pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
+pub mod formats;
 pub mod http;
 pub mod lease;
 pub mod ops;

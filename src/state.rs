@@ -8,7 +8,10 @@
 //! directory, a socket) is set aside the same way without being opened, so it cannot block
 //! start-up. A state directory deleted under the running daemon is recreated by the next save.
 //!
-//! Not here: deciding what to keep (the daemon prunes the history before saving) or reading
+//! The file's format is [`crate::formats::StateFileV1`], converted to and from the
+//! in-memory [`PoolState`] here: the engine's types are never written as they are.
+//!
+//! Not here: deciding what to keep (the pool's `PoolCycle` prunes its history) or reading
 //! the clock (callers pass `now`).
 
 use std::collections::{BTreeMap, VecDeque};
@@ -18,10 +21,11 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use vmscaler_engine::{Action, EvalRecord, PoolHistory};
+use vmscaler_engine::{Action, EvalRecord, PoolCycle};
 
 /// Version of the state file format; files of another version are set aside like corrupt ones.
-pub const STATE_VERSION: u32 = 1;
+pub use crate::formats::STATE_VERSION;
+use crate::formats::{StateFileV1, StateProbe};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -57,28 +61,22 @@ pub struct DecisionEntry {
     pub next_evaluation: Timestamp,
 }
 
-/// Everything persisted for one pool.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Everything persisted for one pool (written as [`StateFileV1`]).
+#[derive(Debug, Clone)]
 pub struct PoolState {
-    pub version: u32,
     pub policy: String,
     pub saved_at: Timestamp,
-    pub history: PoolHistory,
+    /// The pool's history and forecast model, and the only way to advance them.
+    pub cycle: PoolCycle,
     /// Oldest first.
     pub decisions: VecDeque<DecisionEntry>,
     /// A decision whose actions were being carried out: written before the first mutating
     /// call, cleared once the outcome is recorded. Found at the pool's next evaluation (after
     /// a crash, or actions that outlasted the budget), it is reconciled with the fleet as
     /// described then (see [`Intent`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<Intent>,
-    /// The pool's demand in 5-minute slots and its fitted forecast model (`predictive:`), so a
-    /// restart keeps what was learned instead of starting again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub forecast: Option<vmscaler_engine::Forecaster>,
     /// Members taken out of their load balancer target groups on the way to being stopped,
     /// by instance id (see `crate::daemon::drain`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub draining: BTreeMap<String, Drain>,
 }
 
@@ -99,7 +97,7 @@ pub struct Drain {
 /// as confirmed or unconfirmed by the fleet; what did not happen is decided again once the
 /// cooldown is over (a request from the stopped run may still be in flight). So an action is
 /// never repeated, and never lost for good.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Intent {
     /// The decision's record as decided (`desired`, `scaled`), before any outcome.
     pub record: EvalRecord,
@@ -112,14 +110,12 @@ pub struct Intent {
 impl PoolState {
     pub fn new(policy: &str, now: Timestamp) -> PoolState {
         PoolState {
-            version: STATE_VERSION,
             policy: policy.to_owned(),
             saved_at: now,
-            history: PoolHistory::default(),
+            cycle: PoolCycle::new(),
             decisions: VecDeque::new(),
             intent: None,
             draining: BTreeMap::new(),
-            forecast: None,
         }
     }
 }
@@ -182,10 +178,13 @@ impl StateStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(StateError::Read { path, source }),
         };
-        let reason = match serde_json::from_slice::<PoolState>(&bytes) {
-            Ok(s) if s.version == STATE_VERSION && s.policy == policy => return Ok(Some(s)),
-            Ok(s) if s.version != STATE_VERSION => format!("unknown version {}", s.version),
-            Ok(s) => format!("belongs to policy {:?}", s.policy),
+        let reason = match serde_json::from_slice::<StateProbe>(&bytes) {
+            Ok(p) if p.version != STATE_VERSION => format!("unknown version {}", p.version),
+            Ok(p) if p.policy != policy => format!("belongs to policy {:?}", p.policy),
+            Ok(_) => match serde_json::from_slice::<StateFileV1>(&bytes) {
+                Ok(file) => return Ok(Some(file.into())),
+                Err(e) => e.to_string(),
+            },
             Err(e) => e.to_string(),
         };
         Err(set_aside(path, reason, now))
@@ -194,7 +193,7 @@ impl StateStore {
     /// Writes `state` atomically: temporary file, fsync, rename over the old file, fsync dir.
     pub fn save(&self, state: &PoolState) -> Result<(), StateError> {
         let path = self.path_for(&state.policy);
-        let bytes = serde_json::to_vec(state)
+        let bytes = serde_json::to_vec(&StateFileV1::from(state))
             .map_err(|e| StateError::Write { path: path.clone(), source: std::io::Error::other(e) })?;
         let tmp = self.temp_path_for(&state.policy);
         // A FIFO in the temporary file's place would block the write: remove it first.
@@ -282,12 +281,12 @@ mod tests {
         let store = StateStore::open(&d).expect("open");
         assert!(store.load("web pool/1", ts(100)).expect("load").is_none());
         let mut st = PoolState::new("web pool/1", ts(100));
-        st.history.push_sample("cpu", Sample { at: ts(90), value: 42.0 });
+        st.cycle.observe("cpu", Sample { at: ts(90), value: 42.0 });
         store.save(&st).expect("save");
-        st.history.push_sample("cpu", Sample { at: ts(95), value: 43.0 });
+        st.cycle.observe("cpu", Sample { at: ts(95), value: 43.0 });
         store.save(&st).expect("save again");
         let back = store.load("web pool/1", ts(200)).expect("load").expect("some");
-        assert_eq!(back, st);
+        assert_eq!(StateFileV1::from(&back), StateFileV1::from(&st));
         let names: Vec<String> = fs::read_dir(store.dir())
             .expect("rd")
             .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
@@ -337,6 +336,31 @@ mod tests {
         assert!(!path.exists());
         assert!(store.dir().join("web.json.corrupt-1234").exists());
         assert!(store.load("web", ts(1235)).expect("fresh").is_none());
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_state_file_of_the_first_release_loads_with_its_cooldowns_and_intent() {
+        use vmscaler_engine::Direction;
+        // Written by the release before the format types existed (engine types serialized as
+        // they were), through its own StateStore::save.
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/state/v1/web.json");
+        let d = tmpdir("fixture");
+        let store = StateStore::open(&d).expect("open");
+        fs::copy(&fixture, store.path_for("web")).expect("copy");
+        let st = store.load("web", ts(0)).expect("load").expect("some");
+        let h = st.cycle.history();
+        let at = |r: Option<&EvalRecord>| r.map(|r| r.at.to_string());
+        assert_eq!(at(h.last_scaled(Direction::Up)), Some("2026-11-30T11:58:00Z".into()), "scale-up cooldown kept");
+        assert_eq!(at(h.last_scaled(Direction::Down)), Some("2026-11-30T11:20:00Z".into()), "scale-down cooldown kept");
+        assert_eq!((h.records().len(), h.samples()["cpu"].len(), h.samples()["queue"].len()), (4, 5, 1));
+        let intent = st.intent.as_ref().expect("the intent");
+        assert_eq!((intent.record.desired, intent.record.scaled), (9, Some(Direction::Up)));
+        assert_eq!(intent.actions[1], Action::SetDesiredCapacity { group: "web-asg".into(), desired: 9 });
+        assert_eq!(st.decisions.len(), 1);
+        // Saved again, it is the same file, byte for byte: version 1 is still what is written.
+        store.save(&st).expect("save");
+        assert_eq!(fs::read(store.path_for("web")).expect("read"), fs::read(&fixture).expect("fixture"));
         let _ = fs::remove_dir_all(&d);
     }
 }

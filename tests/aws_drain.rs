@@ -143,7 +143,7 @@ async fn scale_in_deregisters_first_and_stops_only_once_drained() {
     let others: Vec<String> = pool.running.iter().filter(|m| **m != id).cloned().collect();
     assert_eq!(health(&moto, &arn, &others).await, ["healthy", "healthy"], "only the chosen member left");
     // The draining member is neither capacity nor chosen again.
-    assert_eq!(d.history("web").and_then(|h| h.records.back()).map(|r| (r.current, r.desired)), Some((3, 2)));
+    assert_eq!(d.history("web").and_then(|h| h.records().back()).map(|r| (r.current, r.desired)), Some((3, 2)));
 
     // The drain check 5 s later (not a decision): moto shows it drained, so it stops.
     let r = d.tick(at + 5.seconds()).await;
@@ -236,14 +236,14 @@ async fn a_member_counts_as_serving_only_once_healthy_and_started_members_are_re
     let mut d = daemon_through(&proxy, cfg, t0).await;
     let r = d.tick(t0).await;
     let e = &r.decisions[0];
-    let last = d.history("web").and_then(|h| h.records.back()).cloned().expect("record");
+    let last = d.history("web").and_then(|h| h.records().back()).cloned().expect("record");
     assert_eq!((last.current, last.serving), (3, 2), "the member outside the group is capacity, not serving");
     assert!(e.outcomes.contains(&format!("registered {outsider} in target group web")), "{:?}", e.outcomes);
     assert_eq!(health(&moto, &arn, std::slice::from_ref(&outsider)).await, ["healthy"]);
     // Next evaluation: healthy there, so serving.
     put_cpu(&moto, &pool.running, t0 + 60.seconds(), 1, 50.0).await;
     d.tick(t0 + 60.seconds()).await;
-    let last = d.history("web").and_then(|h| h.records.back()).cloned().expect("record");
+    let last = d.history("web").and_then(|h| h.records().back()).cloned().expect("record");
     assert_eq!((last.current, last.serving), (3, 3));
 
     // A scale-out: started members are registered after StartInstances.
@@ -377,8 +377,8 @@ scale_in: {{ order: newest, drain_timeout: 10m }}
 }
 
 fn read_state(state_dir: &Path) -> PoolState {
-    let path = StateStore::open(state_dir).expect("state dir").path_for("web");
-    serde_json::from_slice(&std::fs::read(&path).expect("state file")).expect("state parses")
+    let store = StateStore::open(state_dir).expect("state dir");
+    store.load("web", jiff::Timestamp::UNIX_EPOCH).expect("state parses").expect("state file")
 }
 
 /// Runs `vmscaler run` until its first DeregisterTargets has reached moto, SIGKILLs it while
@@ -564,7 +564,7 @@ async fn ip_target_groups_take_the_members_private_addresses() {
     let mut d = daemon_through(&proxy, cfg, t0).await;
     // All three are healthy by address: serving 3 (by instance id they would look unregistered).
     d.tick(t0).await;
-    let last = d.history("web").and_then(|h| h.records.back()).cloned().expect("record");
+    let last = d.history("web").and_then(|h| h.records().back()).cloned().expect("record");
     assert_eq!((last.current, last.serving), (3, 3));
     assert!(proxy.arrivals("RegisterTargets").is_empty(), "registered members registered again");
     let (at, id, _) = tick_until_a_drain(&moto, &mut d, &pool.running, t0 + 60.seconds()).await;

@@ -184,7 +184,7 @@ async fn low_load_stops_after_stabilisation_and_never_a_protected_member() {
     let states = moto.instance_states().await;
     assert_eq!(states_of(&states, &pool.running), ["stopped", "stopped"]);
     let h = d.history("web").expect("history");
-    let downs: Vec<_> = h.records.iter().filter(|r| r.scaled == Some(vmscaler_engine::Direction::Down)).collect();
+    let downs: Vec<_> = h.records().iter().filter(|r| r.scaled == Some(vmscaler_engine::Direction::Down)).collect();
     assert_eq!(downs.len(), 2, "two separate scale-ins: {downs:?}");
     assert!(downs[1].at.duration_since(downs[0].at) >= jiff::SignedDuration::from_secs(90), "cooldown respected");
     let board = d.board().snapshot();
@@ -393,8 +393,8 @@ async fn restart_keeps_the_cooldown_and_the_window() {
     put_cpu(&moto, &running, t0 + 60.seconds(), 1, 100.0).await;
     let mut d = daemon(&moto, s.config(&moto), t0 + 60.seconds()).await;
     let restored = d.history("web").expect("history");
-    assert_eq!(restored.records.len(), 1, "the record of the first run is back");
-    assert!(!restored.samples.is_empty(), "and so are the samples");
+    assert_eq!(restored.records().len(), 1, "the record of the first run is back");
+    assert!(!restored.samples().is_empty(), "and so are the samples");
     let e = only_decision(&d.tick(t0 + 60.seconds()).await).clone();
     assert_eq!((e.current, e.desired), (2, 2), "{e:?}");
     // The freshest complete datapoint (metric_offset 1m) was measured on the one instance in
@@ -436,7 +436,7 @@ async fn corrupt_state_is_set_aside_not_fatal() {
 }
 
 fn valid_state(p: &Path) -> bool {
-    std::fs::read(p).ok().and_then(|b| serde_json::from_slice::<vmscaler::state::PoolState>(&b).ok()).is_some()
+    std::fs::read(p).ok().and_then(|b| serde_json::from_slice::<vmscaler::formats::StateFileV1>(&b).ok()).is_some()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

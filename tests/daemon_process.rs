@@ -254,3 +254,33 @@ fn sigterm_finishes_the_evaluation_under_way_then_exits_0() {
     let stopping = text.find("stopping").expect("stopping logged");
     assert!(decided < stopping, "decision before shutdown:\n{text}");
 }
+
+/// A listen address already in use is the configuration's to fix: exit 78 (EX_CONFIG, so
+/// systemd does not restart in a loop), naming the address, before any pool is evaluated.
+#[test]
+fn a_listen_port_in_use_exits_78_with_the_address() {
+    let moto = Moto::start();
+    let s = Scratch::new("proc-port");
+    s.write_policy("web.yaml", &tagged_policy("web", FAST_SCALING));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let config = s.root.join("vmscaler.yaml");
+    std::fs::write(&config, format!("policy_dir: policies\nstate_dir: state\nlisten: {addr}\nregion: us-east-1\n"))
+        .expect("config");
+    let log = s.root.join("daemon.log");
+    let mut child = moto.spawn_daemon(&config, &log);
+    let mut waited = Duration::ZERO;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(waited < Duration::from_secs(60), "still running with its port taken");
+        std::thread::sleep(Duration::from_millis(50));
+        waited += Duration::from_millis(50);
+    };
+    let err = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(status.code(), Some(78), "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(!s.state().join("pools/web.json").exists(), "a pool was evaluated before the daemon gave up");
+    drop(taken);
+}

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use jiff::{Timestamp, ToSpan};
 use vmscaler::clock::{Clock, SystemClock};
+use vmscaler::formats::StateFileV1;
 use vmscaler::state::{PoolState, StateStore};
 
 use crate::daemon_loop::Scratch;
@@ -158,7 +159,7 @@ fn inspect_state(state_dir: &Path, policy: &str, kills: &mut KillLog) -> Result<
         }
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    let state: PoolState =
+    let state: StateFileV1 =
         serde_json::from_slice(&bytes).map_err(|e| format!("{} does not parse after a kill: {e}", path.display()))?;
     if state.intent.is_some() {
         kills.with_intent += 1;
@@ -285,7 +286,7 @@ async fn sigkill_at_random_points_changes_nothing_but_the_timing() {
     let crash_all: Vec<String> = crash_pool.running.iter().chain(&crash_pool.stopped).cloned().collect();
     let state = StateStore::open(&crashy.state()).expect("store").load("crashy", SystemClock.now()).expect("state");
     let state = state.expect("crashy has state");
-    let scaled = |d| state.history.records.iter().filter(|r| r.scaled == Some(d)).count();
+    let scaled = |d| state.cycle.history().records().iter().filter(|r| r.scaled == Some(d)).count();
     let up_records = scaled(vmscaler_engine::Direction::Up);
     let down_records = scaled(vmscaler_engine::Direction::Down);
     let gap = |t: &[Transition], op| shortest_gap(t, op).map_or("-".to_owned(), |d| format!("{:.2}s", d.as_secs_f64()));
@@ -337,7 +338,12 @@ async fn sigkill_at_random_points_changes_nothing_but_the_timing() {
         }
     }
     // Every action the cloud saw has its record (cooldowns start from records).
-    assert_eq!((up_records, down_records), (crash_started.len(), crash_stopped.len()), "{:#?}", state.history.records);
+    assert_eq!(
+        (up_records, down_records),
+        (crash_started.len(), crash_stopped.len()),
+        "{:#?}",
+        state.cycle.history().records()
+    );
     assert!(state.intent.is_none(), "an intent left after a clean stop: {:?}", state.intent);
 }
 
@@ -357,8 +363,8 @@ fn state_writer_child() {
     loop {
         now += 1.second();
         state.saved_at = now;
-        state.history.push_sample("cpu", vmscaler_engine::Sample { at: now, value: 50.0 });
-        state.history.prune(now, Duration::from_secs(3600));
+        state.cycle.observe("cpu", vmscaler_engine::Sample { at: now, value: 50.0 });
+        state.cycle.prune(now, Duration::from_secs(3600));
         store.save(&state).expect("save");
     }
 }
@@ -386,7 +392,7 @@ fn sigkill_during_state_writes_never_tears_the_file() {
         // Parse the file as the daemon would at start-up; a corrupt one would be moved aside.
         let bytes = std::fs::read(store.path_for("pool"));
         if let Ok(bytes) = bytes {
-            let state: PoolState = serde_json::from_slice(&bytes)
+            let state: StateFileV1 = serde_json::from_slice(&bytes)
                 .unwrap_or_else(|e| panic!("state torn after kill {kills}: {e}: {}", String::from_utf8_lossy(&bytes)));
             assert!(last_saved.is_none_or(|t| state.saved_at >= t), "state went back in time after kill {kills}");
             last_saved = Some(state.saved_at);

@@ -255,7 +255,20 @@ async fn run_scenario(faults: bool, ticks: i64) -> Run {
             .await
             .unwrap_or_else(|_| panic!("tick {tick} did not return within 30 s"));
         max_tick = max_tick.max(at.elapsed());
-        assert_eq!(r.evaluated.len(), POOLS, "every pool is due every minute (tick {tick})");
+        // Every pool is due every minute, except one backing off after AWS throttled it (the
+        // daemon's error policy spaces a throttled pool's evaluations out).
+        if r.evaluated.len() < POOLS {
+            let board = d.board().snapshot();
+            let late: Vec<&String> = board
+                .pools
+                .iter()
+                .filter(|(n, p)| {
+                    !r.evaluated.contains(n) && !p.last_error.as_deref().is_some_and(|e| e.contains("throttled"))
+                })
+                .map(|(n, _)| n)
+                .collect();
+            assert!(late.is_empty(), "not evaluated at tick {tick} and not throttled: {late:?}");
+        }
         evaluations += r.evaluated.len();
     }
     let rss_end_kib = rss_kib();
@@ -531,7 +544,7 @@ async fn a_hung_pool_spends_its_budget_and_does_not_starve_the_next() {
     let h = r.decisions.iter().find(|e| e.policy == "hung").expect("decision");
     assert!(h.outcomes.is_empty(), "nothing started within the cooldown: {h:?}");
     let history = d.history("hung").expect("history");
-    assert_eq!(history.records.iter().filter(|r| r.scaled.is_some()).count(), 1, "{:?}", history.records);
+    assert_eq!(history.records().iter().filter(|r| r.scaled.is_some()).count(), 1, "{:?}", history.records());
     let listed = d.board().snapshot().pools["hung"].decisions.clone();
     assert!(listed.iter().any(|e| e.outcomes.iter().any(|o| o.contains("unconfirmed"))), "{listed:#?}");
     for minute in 2..6 {

@@ -191,7 +191,7 @@ async fn an_unanswered_start_keeps_its_cooldown() {
     }
     assert_eq!(running(&moto.instance_states().await, &all), 4, "no second step within the cooldown");
     let h = d.history("web").expect("history");
-    assert_eq!(h.records.iter().filter(|r| r.scaled == Some(Direction::Up)).count(), 1, "{:?}", h.records);
+    assert_eq!(h.records().iter().filter(|r| r.scaled == Some(Direction::Up)).count(), 1, "{:?}", h.records());
     let listed = d.board().snapshot().pools["web"].decisions.clone();
     assert!(listed.iter().any(|e| e.outcomes.iter().any(|o| o.contains("confirmed by the fleet"))), "{listed:#?}");
     // After the cooldown the next step is made.
@@ -228,8 +228,8 @@ async fn a_clock_ten_years_ahead_then_back_does_not_freeze_the_pool() {
     put_cpu(&moto, &all, t0 + 1.minutes(), 5, 100.0).await;
     let (mut d, _) = Daemon::new(s.config(&moto), moto.aws().await, t0).expect("daemon restarts");
     let h = d.history("web").expect("history");
-    assert_eq!(h.records.len(), 1, "only the scale-up is kept: {h:?}");
-    assert_eq!(h.records[0].at, t0, "re-dated to now");
+    assert_eq!(h.records().len(), 1, "only the scale-up is kept: {h:?}");
+    assert_eq!(h.records()[0].at, t0, "re-dated to now");
     let r = d.tick(t0).await;
     let e = &r.decisions[0];
     assert!(e.reasons.iter().any(|x| x.contains("scale-up cooldown: 10m left")), "{:?}", e.reasons);
@@ -260,7 +260,7 @@ async fn dry_run_cooldowns_do_not_carry_into_live() {
         let r = d.tick(t0).await;
         assert!(r.decisions[0].dry_run && r.decisions[0].desired == 4, "{:?}", r.decisions[0]);
         let h = d.history("web").expect("history");
-        assert!(h.records.back().is_some_and(|r| r.dry_run && r.scaled == Some(Direction::Up)), "{h:?}");
+        assert!(h.records().back().is_some_and(|r| r.dry_run && r.scaled == Some(Direction::Up)), "{h:?}");
     }
     let (mut d, _) = Daemon::new(s.config(&moto), moto.aws().await, t0 + 1.minutes()).expect("live");
     let r = d.tick(t0 + 1.minutes()).await;

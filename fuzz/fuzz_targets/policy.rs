@@ -1,5 +1,5 @@
 //! Fuzzes the policy parser: any text, valid UTF-8 or not, must give a report, never a panic.
-//! A text that validates is then evaluated by `decide` against a few fleets, histories and
+//! A text that validates is then evaluated through a `PoolCycle` against a few fleets, histories and
 //! instants (epoch, now-ish, far future), so values validation accepts cannot make the engine
 //! panic (overflowing durations, huge capacities, odd pre-warm rules).
 #![no_main]
@@ -7,7 +7,7 @@
 use jiff::Timestamp;
 use libfuzzer_sys::fuzz_target;
 use vmscaler_engine::policy::parse_policy;
-use vmscaler_engine::{Fleet, GroupState, Member, MemberState, PoolHistory, Sample, decide};
+use vmscaler_engine::{Achieved, Fleet, GroupState, Member, MemberState, PoolCycle, Sample};
 
 fn fleets() -> Vec<Fleet> {
     let member = |i: u32, state| Member {
@@ -44,21 +44,21 @@ fuzz_target!(|data: &[u8]| {
     let Some(policy) = report.policy else { return };
     let instants = [Timestamp::UNIX_EPOCH, Timestamp::constant(1_795_000_000, 0), Timestamp::MAX, Timestamp::MIN];
     for now in instants {
-        let mut history = PoolHistory::default();
+        let mut observed = PoolCycle::new();
         for m in &policy.metrics {
             for (back, value) in [(120, 10.0), (60, 95.0), (0, 1e308)] {
                 if let Ok(at) = now.checked_sub(jiff::SignedDuration::from_secs(back)) {
-                    history.push_sample(&m.id, Sample { at, value });
+                    observed.observe(&m.id, Sample { at, value });
                 }
             }
         }
         for fleet in fleets() {
-            let d = decide(&policy, &history, &fleet, now);
+            let mut cycle = observed.clone();
+            let d = cycle.evaluate(&policy, &fleet, now);
             let _ = d.reasons();
-            let mut h = history.clone();
-            h.push_record(d.record(policy.scaling.tolerance));
-            h.prune(now, policy.history.window);
-            let _ = decide(&policy, &h, &fleet, d.next_evaluation);
+            cycle.complete(Achieved::AsDecided);
+            let _ = cycle.evaluate(&policy, &fleet, d.next_evaluation);
+            cycle.complete(Achieved::Capacity(fleet.current()));
         }
     }
 });

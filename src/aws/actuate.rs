@@ -41,7 +41,6 @@ use vmscaler_engine::{Action, Decision, Fleet, Member, MemberState, Policy};
 use super::Aws;
 use super::error::ApiError;
 use super::lease::Fence;
-use super::stats::{CallCounter, Operation};
 
 /// What happened to one piece of a decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -356,15 +355,7 @@ struct Ec2Starter<'a> {
 impl Starter for Ec2Starter<'_> {
     async fn start(&mut self, ids: &[String]) -> Result<(), StartError> {
         check(self.fence).await.map_err(StartError::Fenced)?;
-        let result = self
-            .aws
-            .ec2
-            .start_instances()
-            .set_instance_ids(Some(ids.to_vec()))
-            .customize()
-            .interceptor(CallCounter::new(self.aws.stats_arc(), Operation::StartInstances))
-            .send()
-            .await;
+        let result = self.aws.ec2.start_instances().set_instance_ids(Some(ids.to_vec())).send().await;
         match result {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("InsufficientInstanceCapacity") => Err(StartError::InsufficientCapacity),
@@ -415,14 +406,7 @@ pub(crate) async fn start_with_fallback(
 }
 
 async fn stop(aws: &Aws, ids: &[String]) -> Vec<Outcome> {
-    let result = aws
-        .ec2
-        .stop_instances()
-        .set_instance_ids(Some(ids.to_vec()))
-        .customize()
-        .interceptor(CallCounter::new(aws.stats_arc(), Operation::StopInstances))
-        .send()
-        .await;
+    let result = aws.ec2.stop_instances().set_instance_ids(Some(ids.to_vec())).send().await;
     match result {
         Ok(_) => ids.iter().map(|id| Outcome::Stopped { id: id.clone() }).collect(),
         Err(e) => vec![Outcome::from_error(format!("stop {}", ids.join(", ")), &ApiError::from_sdk(&e))],
@@ -433,27 +417,11 @@ async fn stop(aws: &Aws, ids: &[String]) -> Vec<Outcome> {
 async fn dry_run_ec2(aws: &Aws, intent: Intent, ids: &[String]) -> Vec<Outcome> {
     let (code, error) = match intent {
         Intent::Start => {
-            let r = aws
-                .ec2
-                .start_instances()
-                .set_instance_ids(Some(ids.to_vec()))
-                .dry_run(true)
-                .customize()
-                .interceptor(CallCounter::new(aws.stats_arc(), Operation::StartInstances))
-                .send()
-                .await;
+            let r = aws.ec2.start_instances().set_instance_ids(Some(ids.to_vec())).dry_run(true).send().await;
             r.err().map(|e| (e.code().map(str::to_owned), describe(&e))).unzip()
         }
         Intent::Stop => {
-            let r = aws
-                .ec2
-                .stop_instances()
-                .set_instance_ids(Some(ids.to_vec()))
-                .dry_run(true)
-                .customize()
-                .interceptor(CallCounter::new(aws.stats_arc(), Operation::StopInstances))
-                .send()
-                .await;
+            let r = aws.ec2.stop_instances().set_instance_ids(Some(ids.to_vec())).dry_run(true).send().await;
             r.err().map(|e| (e.code().map(str::to_owned), describe(&e))).unzip()
         }
     };
@@ -482,8 +450,6 @@ async fn set_desired(aws: &Aws, group: &str, desired: u32) -> Outcome {
         .auto_scaling_group_name(group)
         .desired_capacity(i32::try_from(desired).unwrap_or(i32::MAX))
         .honor_cooldown(false)
-        .customize()
-        .interceptor(CallCounter::new(aws.stats_arc(), Operation::SetDesiredCapacity))
         .send()
         .await;
     match result {

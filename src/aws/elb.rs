@@ -21,7 +21,6 @@ use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetHealthState
 use aws_smithy_types::error::display::DisplayErrorContext;
 
 use super::Aws;
-use super::stats::{CallCounter, Operation};
 
 /// `DescribeTargetGroups` takes at most 20 ARNs per call.
 const GROUPS_PER_CALL: usize = 20;
@@ -78,15 +77,8 @@ fn sdk_error(what: &str, e: &impl std::error::Error) -> String {
 pub async fn describe_target_groups(aws: &Aws, arns: &[String]) -> Result<Vec<TargetGroup>, String> {
     let mut types: BTreeMap<String, bool> = BTreeMap::new();
     for chunk in arns.chunks(GROUPS_PER_CALL) {
-        let resp = aws
-            .elb
-            .describe_target_groups()
-            .set_target_group_arns(Some(chunk.to_vec()))
-            .customize()
-            .interceptor(CallCounter::new(aws.stats_arc(), Operation::DescribeTargetGroups))
-            .send()
-            .await
-            .map_err(|e| {
+        let resp =
+            aws.elb.describe_target_groups().set_target_group_arns(Some(chunk.to_vec())).send().await.map_err(|e| {
                 let code = aws_sdk_elasticloadbalancingv2::error::ProvideErrorMetadata::code(&e);
                 if code == Some("TargetGroupNotFound") {
                     format!(
@@ -112,8 +104,6 @@ pub async fn describe_target_groups(aws: &Aws, arns: &[String]) -> Result<Vec<Ta
             .elb
             .describe_target_group_attributes()
             .target_group_arn(arn)
-            .customize()
-            .interceptor(CallCounter::new(aws.stats_arc(), Operation::DescribeTargetGroupAttributes))
             .send()
             .await
             .map_err(|e| sdk_error("DescribeTargetGroupAttributes", &e))?;
@@ -147,8 +137,6 @@ pub async fn target_health(
         .describe_target_health()
         .target_group_arn(&group.arn)
         .set_targets(Some(targets(target_ids)))
-        .customize()
-        .interceptor(CallCounter::new(aws.stats_arc(), Operation::DescribeTargetHealth))
         .send()
         .await
         .map_err(|e| sdk_error(&format!("DescribeTargetHealth of {}", group.name()), &e))?;
@@ -177,8 +165,6 @@ pub async fn register(aws: &Aws, group: &TargetGroup, target_ids: &[String]) -> 
         .register_targets()
         .target_group_arn(&group.arn)
         .set_targets(Some(targets(target_ids)))
-        .customize()
-        .interceptor(CallCounter::new(aws.stats_arc(), Operation::RegisterTargets))
         .send()
         .await
         .map(|_| ())
@@ -192,8 +178,6 @@ pub async fn deregister(aws: &Aws, group: &TargetGroup, target_ids: &[String]) -
         .deregister_targets()
         .target_group_arn(&group.arn)
         .set_targets(Some(targets(target_ids)))
-        .customize()
-        .interceptor(CallCounter::new(aws.stats_arc(), Operation::DeregisterTargets))
         .send()
         .await
         .map(|_| ())
@@ -211,8 +195,6 @@ pub async fn private_ips(aws: &Aws, ids: &[String]) -> Result<BTreeMap<String, S
                 .describe_instances()
                 .set_instance_ids(Some(chunk.to_vec()))
                 .set_next_token(token.take())
-                .customize()
-                .interceptor(CallCounter::new(aws.stats_arc(), Operation::DescribeInstances))
                 .send()
                 .await
                 .map_err(|e| sdk_error("DescribeInstances (private addresses)", &e))?;

@@ -89,6 +89,16 @@ impl ApiError {
         !matches!(self, ApiError::Ambiguous { .. })
     }
 
+    /// What the daemon's error policy makes of it (see `crate::daemon`'s `error_policy`).
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ApiError::Throttled { .. } => ErrorClass::Throttled,
+            ApiError::Denied { .. } => ErrorClass::Denied,
+            ApiError::NotFound { .. } => ErrorClass::NotFound,
+            ApiError::Refused { .. } | ApiError::NotSent { .. } | ApiError::Ambiguous { .. } => ErrorClass::Transient,
+        }
+    }
+
     /// AWS's error code, when it answered with one.
     pub fn code(&self) -> Option<&str> {
         match self {
@@ -97,6 +107,40 @@ impl ApiError {
             | ApiError::NotFound { code, .. }
             | ApiError::Refused { code, .. } => Some(code),
             ApiError::NotSent { .. } | ApiError::Ambiguous { .. } => None,
+        }
+    }
+}
+
+/// What a problem means for the pool, whatever call or source it came from: the daemon's one
+/// error policy (backoff, degraded health, what is reported) is decided by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Slow down: AWS throttled the call.
+    Throttled,
+    /// Not permitted: the daemon's role lacks a permission.
+    Denied,
+    /// Something named does not exist (a group, a target group, an instance).
+    NotFound,
+    /// Anything else (a timeout, a 5xx, a refusal of this one call): try again next time.
+    Transient,
+}
+
+/// Why a pool's fleet could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FleetError {
+    /// A describe call failed.
+    #[error("{operation} failed: {error}")]
+    Call { operation: &'static str, error: ApiError },
+    /// The pool's Auto Scaling group does not exist (in this account and region).
+    #[error("auto scaling group {0} not found")]
+    GroupNotFound(String),
+}
+
+impl FleetError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            FleetError::Call { error, .. } => error.class(),
+            FleetError::GroupNotFound(_) => ErrorClass::NotFound,
         }
     }
 }

@@ -15,14 +15,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::anyhow;
+use super::error::{ApiError, FleetError};
 use aws_sdk_autoscaling::types::{AutoScalingGroup, LifecycleState, ScalingActivityStatusCode};
 use aws_sdk_ec2::types::{Filter, Instance};
-use aws_smithy_types::error::display::DisplayErrorContext;
 use vmscaler_engine::policy::{PoolTarget, Tag};
 use vmscaler_engine::{Fleet, GroupState, Member, MemberState, Policy};
 
-use super::stats::{CallCounter, Operation};
 use super::{Aws, to_timestamp};
 
 /// EC2's limit on values in one filter.
@@ -58,7 +56,7 @@ pub struct Described {
 /// Describes every pool of `policies`, keyed by policy name. A pool whose description failed
 /// has an `Err`; the others are unaffected. Instances that are not a pool's alone are left out
 /// (see the module documentation); [`describe_owned`] also says which.
-pub async fn describe_fleets(aws: &Aws, policies: &[&Policy]) -> BTreeMap<String, anyhow::Result<Fleet>> {
+pub async fn describe_fleets(aws: &Aws, policies: &[&Policy]) -> BTreeMap<String, Result<Fleet, FleetError>> {
     let claims: Vec<&PoolTarget> = policies.iter().map(|p| &p.pool).collect();
     describe_owned(aws, policies, &claims).await.into_iter().map(|(n, r)| (n, r.map(|d| d.fleet))).collect()
 }
@@ -70,7 +68,7 @@ pub async fn describe_owned(
     aws: &Aws,
     policies: &[&Policy],
     claims: &[&PoolTarget],
-) -> BTreeMap<String, anyhow::Result<Described>> {
+) -> BTreeMap<String, Result<Described, FleetError>> {
     let mut out = BTreeMap::new();
     let tagged: Vec<(&Policy, &Tag)> = policies
         .iter()
@@ -112,14 +110,14 @@ async fn describe_tagged(
     aws: &Aws,
     pools: &[(&Policy, &Tag)],
     claims: &[&PoolTarget],
-) -> BTreeMap<String, anyhow::Result<Described>> {
+) -> BTreeMap<String, Result<Described, FleetError>> {
     let mut by_key: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for (_, tag) in pools {
         by_key.entry(tag.key.as_str()).or_default().insert(tag.value.as_str());
     }
     // Instances by (tag key, tag value); failures by tag key.
     let mut found: BTreeMap<(String, String), Vec<Instance>> = BTreeMap::new();
-    let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    let mut failed: BTreeMap<String, FleetError> = BTreeMap::new();
     for (key, values) in &by_key {
         let values: Vec<&str> = values.iter().copied().collect();
         for chunk in values.chunks(FILTER_VALUES_PER_CALL) {
@@ -142,7 +140,7 @@ async fn describe_tagged(
         .iter()
         .map(|(policy, tag)| {
             let result = match failed.get(&tag.key) {
-                Some(e) => Err(anyhow!("{e}")),
+                Some(e) => Err(e.clone()),
                 None => {
                     let instances = found.get(&(tag.key.clone(), tag.value.clone())).map(Vec::as_slice).unwrap_or(&[]);
                     let mut members: Vec<Member> = Vec::with_capacity(instances.len());
@@ -176,7 +174,7 @@ fn member(inst: &Instance, protect: Option<&Tag>) -> Option<Member> {
 }
 
 /// All non-terminated instances whose tag `key` has one of `values`, every page.
-async fn list_instances(aws: &Aws, key: &str, values: &[&str]) -> Result<Vec<Instance>, String> {
+async fn list_instances(aws: &Aws, key: &str, values: &[&str]) -> Result<Vec<Instance>, FleetError> {
     let tag_filter = Filter::builder()
         .name(format!("tag:{key}"))
         .set_values(Some(values.iter().map(|v| (*v).to_owned()).collect()))
@@ -195,11 +193,9 @@ async fn list_instances(aws: &Aws, key: &str, values: &[&str]) -> Result<Vec<Ins
             .filters(state_filter.clone())
             .max_results(1000)
             .set_next_token(token.take())
-            .customize()
-            .interceptor(CallCounter::new(aws.stats_arc(), Operation::DescribeInstances))
             .send()
             .await
-            .map_err(|e| format!("DescribeInstances failed: {}", DisplayErrorContext(&e)))?;
+            .map_err(|e| FleetError::Call { operation: "DescribeInstances", error: ApiError::from_sdk(&e) })?;
         for r in resp.reservations() {
             out.extend(r.instances().iter().cloned());
         }
@@ -210,10 +206,10 @@ async fn list_instances(aws: &Aws, key: &str, values: &[&str]) -> Result<Vec<Ins
     }
 }
 
-async fn describe_groups(aws: &Aws, pools: &[(&Policy, &str)]) -> BTreeMap<String, anyhow::Result<Fleet>> {
+async fn describe_groups(aws: &Aws, pools: &[(&Policy, &str)]) -> BTreeMap<String, Result<Fleet, FleetError>> {
     let names: Vec<&str> = pools.iter().map(|(_, g)| *g).collect::<BTreeSet<_>>().into_iter().collect();
     let mut found: BTreeMap<String, GroupState> = BTreeMap::new();
-    let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    let mut failed: BTreeMap<String, FleetError> = BTreeMap::new();
     for chunk in names.chunks(GROUPS_PER_CALL) {
         match list_groups(aws, chunk).await {
             Ok(groups) => {
@@ -247,9 +243,9 @@ async fn describe_groups(aws: &Aws, pools: &[(&Policy, &str)]) -> BTreeMap<Strin
         .iter()
         .map(|(policy, name)| {
             let result = match (failed.get(*name), found.get(*name)) {
-                (Some(e), _) => Err(anyhow!("{e}")),
+                (Some(e), _) => Err(e.clone()),
                 (None, Some(g)) => Ok(Fleet::Group(g.clone())),
-                (None, None) => Err(anyhow!("auto scaling group {name} not found")),
+                (None, None) => Err(FleetError::GroupNotFound((*name).to_owned())),
             };
             (policy.name.clone(), result)
         })
@@ -282,7 +278,7 @@ fn group_state(name: &str, g: &AutoScalingGroup, activity_in_progress: bool) -> 
     }
 }
 
-async fn list_groups(aws: &Aws, names: &[&str]) -> Result<Vec<AutoScalingGroup>, String> {
+async fn list_groups(aws: &Aws, names: &[&str]) -> Result<Vec<AutoScalingGroup>, FleetError> {
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -292,11 +288,9 @@ async fn list_groups(aws: &Aws, names: &[&str]) -> Result<Vec<AutoScalingGroup>,
             .set_auto_scaling_group_names(Some(names.iter().map(|n| (*n).to_owned()).collect()))
             .max_records(100)
             .set_next_token(token.take())
-            .customize()
-            .interceptor(CallCounter::new(aws.stats_arc(), Operation::DescribeAutoScalingGroups))
             .send()
             .await
-            .map_err(|e| format!("DescribeAutoScalingGroups failed: {}", DisplayErrorContext(&e)))?;
+            .map_err(|e| FleetError::Call { operation: "DescribeAutoScalingGroups", error: ApiError::from_sdk(&e) })?;
         out.extend(resp.auto_scaling_groups().iter().cloned());
         match resp.next_token() {
             Some(t) if !t.is_empty() => token = Some(t.to_owned()),
@@ -306,17 +300,15 @@ async fn list_groups(aws: &Aws, names: &[&str]) -> Result<Vec<AutoScalingGroup>,
 }
 
 /// Whether any of the group's recent scaling activities is unfinished.
-async fn activity_in_progress(aws: &Aws, group: &str) -> Result<bool, String> {
+async fn activity_in_progress(aws: &Aws, group: &str) -> Result<bool, FleetError> {
     let resp = aws
         .autoscaling
         .describe_scaling_activities()
         .auto_scaling_group_name(group)
         .max_records(20)
-        .customize()
-        .interceptor(CallCounter::new(aws.stats_arc(), Operation::DescribeScalingActivities))
         .send()
         .await
-        .map_err(|e| format!("DescribeScalingActivities failed: {}", DisplayErrorContext(&e)))?;
+        .map_err(|e| FleetError::Call { operation: "DescribeScalingActivities", error: ApiError::from_sdk(&e) })?;
     Ok(resp.activities().iter().any(|a| {
         !matches!(
             a.status_code(),

@@ -25,7 +25,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
@@ -38,7 +37,6 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use jiff::Timestamp;
 
 use super::Aws;
-use super::stats::{ApiStats, CallCounter, Operation};
 use crate::clock::later;
 
 /// The table's partition key (a string).
@@ -113,7 +111,6 @@ pub enum LeaseError {
 pub struct LeaseTable {
     client: aws_sdk_dynamodb::Client,
     table: String,
-    stats: Arc<ApiStats>,
 }
 
 impl fmt::Debug for LeaseTable {
@@ -161,15 +158,11 @@ fn is_condition_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &Sdk
 
 impl LeaseTable {
     pub fn new(aws: &Aws, table: &str) -> LeaseTable {
-        LeaseTable { client: aws.dynamodb.clone(), table: table.to_owned(), stats: aws.stats_arc() }
+        LeaseTable { client: aws.dynamodb.clone(), table: table.to_owned() }
     }
 
     pub fn name(&self) -> &str {
         &self.table
-    }
-
-    fn counter(&self, op: Operation) -> CallCounter {
-        CallCounter::new(Arc::clone(&self.stats), op)
     }
 
     fn api_error<E: std::error::Error + 'static>(&self, operation: &'static str, e: &SdkError<E>) -> LeaseError {
@@ -197,8 +190,6 @@ impl LeaseTable {
             .attribute_definitions(attribute)
             .key_schema(key)
             .billing_mode(BillingMode::PayPerRequest)
-            .customize()
-            .interceptor(self.counter(Operation::CreateTable))
             .send()
             .await;
         match created {
@@ -211,8 +202,6 @@ impl LeaseTable {
                 .client
                 .describe_table()
                 .table_name(&self.table)
-                .customize()
-                .interceptor(self.counter(Operation::DescribeTable))
                 .send()
                 .await
                 .map_err(|e| self.api_error("DescribeTable", &e))?;
@@ -227,8 +216,6 @@ impl LeaseTable {
             .update_time_to_live()
             .table_name(&self.table)
             .time_to_live_specification(spec)
-            .customize()
-            .interceptor(self.counter(Operation::UpdateTimeToLive))
             .send()
             .await
             .map_err(|e| self.api_error("UpdateTimeToLive", &e))?;
@@ -246,8 +233,6 @@ impl LeaseTable {
                 .table_name(&self.table)
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
-                .customize()
-                .interceptor(self.counter(Operation::Scan))
                 .send()
                 .await
                 .map_err(|e| self.api_error("Scan", &e))?;
@@ -300,8 +285,6 @@ impl LeaseTable {
             .expression_attribute_values(":me", s(holder))
             .expression_attribute_values(":exp", n(ms(expires)))
             .expression_attribute_values(":ttl", n(cleanup))
-            .customize()
-            .interceptor(self.counter(Operation::UpdateItem))
             .send()
             .await
             .map_err(|e| self.api_error("UpdateItem", &e))?;
@@ -341,8 +324,6 @@ impl LeaseTable {
             .expression_attribute_values(":now", n(ms(now)))
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::AllNew)
-            .customize()
-            .interceptor(self.counter(Operation::UpdateItem))
             .send()
             .await;
         match result {
@@ -412,7 +393,7 @@ impl LeaseTable {
 
     /// Sends a conditional UpdateItem; `Ok(false)` when its condition failed.
     async fn send_conditional(&self, update: UpdateItemFluentBuilder) -> Result<bool, LeaseError> {
-        match update.customize().interceptor(self.counter(Operation::UpdateItem)).send().await {
+        match update.send().await {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failed(&e) => Ok(false),
             Err(e) => Err(self.api_error("UpdateItem", &e)),

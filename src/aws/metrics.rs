@@ -20,7 +20,6 @@ use tokio::task::JoinSet;
 use vmscaler_engine::policy::{Aggregation, PoolTarget, ScaleInOrder, Statistic};
 use vmscaler_engine::{Fleet, Policy, Sample};
 
-use super::stats::{CallCounter, Operation};
 use super::{Aws, to_datetime, to_timestamp};
 
 /// The API's limit on queries per `GetMetricData` call.
@@ -396,8 +395,6 @@ async fn get_metric_data(
             .start_time(to_datetime(from))
             .end_time(to_datetime(end))
             .set_next_token(token.take())
-            .customize()
-            .interceptor(CallCounter::new(aws.stats_arc(), Operation::GetMetricData))
             .send()
             .await
             .map_err(|e| format!("GetMetricData failed: {}", DisplayErrorContext(&e)))?;

@@ -31,6 +31,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ec2::config::Region;
 
 pub use error::ApiError;
+use stats::CallCounter;
 pub use stats::{ApiStats, OpStats};
 
 /// Where and as whom to call AWS. Unset fields fall back to the standard AWS settings
@@ -87,6 +88,16 @@ pub struct Aws {
     stats: Arc<ApiStats>,
     /// The chain the clients get credentials from (checked once at start: `credentials.rs`).
     pub(crate) credentials: Option<aws_sdk_ec2::config::SharedCredentialsProvider>,
+    uncounted: Uncounted,
+}
+
+/// The same clients without the call counter, for set-up calls that are not the daemon's.
+#[derive(Clone, Debug)]
+struct Uncounted {
+    ec2: aws_sdk_ec2::Client,
+    autoscaling: aws_sdk_autoscaling::Client,
+    cloudwatch: aws_sdk_cloudwatch::Client,
+    elb: aws_sdk_elasticloadbalancingv2::Client,
 }
 
 impl Aws {
@@ -126,22 +137,20 @@ impl Aws {
             .operation_attempt_timeout(limits.attempt_timeout)
             .operation_timeout(limits.operation_timeout)
             .build();
-        let ec2 = aws_sdk_ec2::config::Builder::from(config)
-            .retry_config(retry.clone())
-            .timeout_config(timeouts.clone())
-            .build();
+        let stats = Arc::new(ApiStats::default());
+        // Every client counts the daemon's operations through one interceptor (see `stats`);
+        // the `uncounted` twins serve test and benchmark set-up.
+        let ec2 =
+            aws_sdk_ec2::config::Builder::from(config).retry_config(retry.clone()).timeout_config(timeouts.clone());
         let autoscaling = aws_sdk_autoscaling::config::Builder::from(config)
             .retry_config(retry.clone())
-            .timeout_config(timeouts.clone())
-            .build();
+            .timeout_config(timeouts.clone());
         let dynamodb = aws_sdk_dynamodb::config::Builder::from(config)
             .retry_config(retry.clone())
-            .timeout_config(timeouts.clone())
-            .build();
+            .timeout_config(timeouts.clone());
         let elb = aws_sdk_elasticloadbalancingv2::config::Builder::from(config)
             .retry_config(retry.clone())
-            .timeout_config(timeouts.clone())
-            .build();
+            .timeout_config(timeouts.clone());
         // CloudWatch goes over AWS JSON 1.0 (see `json_protocol`): moto has no RPC v2 CBOR.
         let cloudwatch = aws_sdk_cloudwatch::config::Builder::from(config)
             .retry_config(retry)
@@ -149,15 +158,21 @@ impl Aws {
             .interceptor(json_protocol::JsonRequests)
             .http_client(json_protocol::JsonResponses::new(config.http_client()))
             // PutMetricData bodies would be gzipped before the JSON rewrite could read them.
-            .disable_request_compression(true)
-            .build();
+            .disable_request_compression(true);
+        let counter = || CallCounter::new(Arc::clone(&stats));
         Aws {
-            ec2: aws_sdk_ec2::Client::from_conf(ec2),
-            autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling),
-            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch),
-            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
-            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb),
-            stats: Arc::new(ApiStats::default()),
+            uncounted: Uncounted {
+                ec2: aws_sdk_ec2::Client::from_conf(ec2.clone().build()),
+                autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling.clone().build()),
+                cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch.clone().build()),
+                elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb.clone().build()),
+            },
+            ec2: aws_sdk_ec2::Client::from_conf(ec2.interceptor(counter()).build()),
+            autoscaling: aws_sdk_autoscaling::Client::from_conf(autoscaling.interceptor(counter()).build()),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch.interceptor(counter()).build()),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb.interceptor(counter()).build()),
+            elb: aws_sdk_elasticloadbalancingv2::Client::from_conf(elb.interceptor(counter()).build()),
+            stats,
             credentials: config.credentials_provider(),
         }
     }
@@ -171,26 +186,22 @@ impl Aws {
     /// Calls made on it directly are not counted in [`ApiStats`], and are not operations the
     /// daemon's IAM policy grants.
     pub fn ec2(&self) -> &aws_sdk_ec2::Client {
-        &self.ec2
+        &self.uncounted.ec2
     }
 
     /// The Auto Scaling client (uncounted, like [`Aws::ec2`]).
     pub fn autoscaling(&self) -> &aws_sdk_autoscaling::Client {
-        &self.autoscaling
+        &self.uncounted.autoscaling
     }
 
     /// The Elastic Load Balancing v2 client (uncounted, like [`Aws::ec2`]).
     pub fn elb(&self) -> &aws_sdk_elasticloadbalancingv2::Client {
-        &self.elb
+        &self.uncounted.elb
     }
 
     /// The CloudWatch client, speaking AWS JSON 1.0 (uncounted, like [`Aws::ec2`]).
     pub fn cloudwatch(&self) -> &aws_sdk_cloudwatch::Client {
-        &self.cloudwatch
-    }
-
-    pub(crate) fn stats_arc(&self) -> Arc<ApiStats> {
-        Arc::clone(&self.stats)
+        &self.uncounted.cloudwatch
     }
 }
 

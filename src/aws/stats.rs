@@ -1,7 +1,10 @@
 //! Per-operation counters of AWS API traffic, for `/metrics` and the benchmark.
 //!
-//! Every call made through [`crate::aws`] carries a [`CallCounter`] interceptor that counts
-//! the call, each retry, each throttled attempt and a final error. Counters are lock-free
+//! [`Operation`] declares every AWS operation the daemon calls, once: the counters here and the
+//! IAM document (`cmd::iam_policy::API_ACTIONS`) are derived from it. Every client
+//! [`crate::aws::Aws`] builds carries one [`CallCounter`] interceptor that recognises the
+//! operation from the call's own metadata and counts the call, each retry, each throttled
+//! attempt and a final error. Counters are lock-free
 //! atomics; [`ApiStats::snapshot`] reads them for a Prometheus exposition.
 //!
 //! Not here: formatting Prometheus text (the HTTP module does) or deciding what to retry (the
@@ -9,84 +12,126 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_ec2::config::interceptors::FinalizerInterceptorContextRef;
 use aws_sdk_ec2::config::interceptors::{
     BeforeSerializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
 };
 use aws_sdk_ec2::config::{Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
 use aws_smithy_types::config_bag::ConfigBag;
 use serde::Serialize;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The AWS operations vmscaler calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Operation {
-    GetMetricData,
-    DescribeInstances,
-    StartInstances,
-    StopInstances,
-    DescribeAutoScalingGroups,
-    DescribeScalingActivities,
-    SetDesiredCapacity,
+/// Which pools make the daemon call an operation (and so get it in the IAM document).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NeededFor {
+    /// Every policy set with at least one policy.
+    AnyPool,
+    /// Sets with a tagged EC2 pool.
+    TaggedPool,
+    /// Sets with an Auto Scaling group.
+    AutoScalingGroup,
+    /// Daemons sharing pools through a lease table (`--lease-table`).
+    LeaseTable,
+    /// Daemons creating the lease table at start-up (`--create-lease-table`).
+    LeaseTableCreation,
+    /// Sets with a pool behind load balancer target groups (`pool.target_groups`).
+    TargetGroups,
+}
+
+/// Declares the operations once: the enum, its order, the SDK's service and operation names
+/// (what the counting interceptor reads from each call's metadata), the IAM action, and what
+/// needs it and why (the IAM document's table, `cmd::iam_policy::API_ACTIONS`).
+macro_rules! operations {
+    ($($(#[$doc:meta])* $op:ident: $sdk_service:literal, $iam_prefix:literal, $needed:ident, $why:literal;)+) => {
+        /// The AWS operations vmscaler calls.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Operation {
+            $($(#[$doc])* $op,)+
+        }
+
+        impl Operation {
+            pub const ALL: [Operation; [$(Operation::$op),+].len()] = [$(Operation::$op),+];
+
+            /// The API's own name, as Prometheus labels and logs show it.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Operation::$op => stringify!($op),)+
+                }
+            }
+
+            /// The service name the SDK gives the operation in its metadata.
+            pub const fn sdk_service(self) -> &'static str {
+                match self {
+                    $(Operation::$op => $sdk_service,)+
+                }
+            }
+
+            /// The IAM action (`service:Operation`).
+            pub const fn iam_action(self) -> &'static str {
+                match self {
+                    $(Operation::$op => concat!($iam_prefix, ":", stringify!($op)),)+
+                }
+            }
+
+            /// Which pools make the daemon call it.
+            pub const fn needed_for(self) -> NeededFor {
+                match self {
+                    $(Operation::$op => NeededFor::$needed,)+
+                }
+            }
+
+            /// Where and why the daemon calls it.
+            pub const fn why(self) -> &'static str {
+                match self {
+                    $(Operation::$op => $why,)+
+                }
+            }
+        }
+    };
+}
+
+operations! {
+    GetMetricData: "CloudWatch", "cloudwatch", AnyPool, "aws::metrics reads every pool's series";
+    DescribeInstances: "EC2", "ec2", TaggedPool, "aws::fleet lists the members of tagged pools";
+    StartInstances: "EC2", "ec2", TaggedPool, "aws::actuate starts stopped members (and dry-runs the call)";
+    StopInstances: "EC2", "ec2", TaggedPool, "aws::actuate stops running members (and dry-runs the call)";
+    DescribeAutoScalingGroups: "Auto Scaling", "autoscaling", AutoScalingGroup,
+        "aws::fleet reads the groups' capacity and instances";
+    DescribeScalingActivities: "Auto Scaling", "autoscaling", AutoScalingGroup,
+        "aws::fleet checks a group for a scaling activity in progress";
+    SetDesiredCapacity: "Auto Scaling", "autoscaling", AutoScalingGroup, "aws::actuate resizes the groups";
     /// DynamoDB, for leases (only with `lease:` configured).
-    UpdateItem,
-    Scan,
-    CreateTable,
-    DescribeTable,
-    UpdateTimeToLive,
+    UpdateItem: "DynamoDB", "dynamodb", LeaseTable,
+        "aws::lease takes, renews, fences and hands back leases and heartbeats membership";
+    Scan: "DynamoDB", "dynamodb", LeaseTable, "aws::lease reads every lease and member (strongly consistent)";
+    CreateTable: "DynamoDB", "dynamodb", LeaseTableCreation, "aws::lease creates the lease table (lease.create_table)";
+    DescribeTable: "DynamoDB", "dynamodb", LeaseTableCreation,
+        "aws::lease waits for a new lease table to become active";
+    UpdateTimeToLive: "DynamoDB", "dynamodb", LeaseTableCreation,
+        "aws::lease turns on TTL clean-up of membership items in a new table";
     /// Elastic Load Balancing v2, for pools with `target_groups`.
-    DescribeTargetGroups,
-    DescribeTargetGroupAttributes,
-    DescribeTargetHealth,
-    RegisterTargets,
-    DeregisterTargets,
+    DescribeTargetGroups: "Elastic Load Balancing v2", "elasticloadbalancing", TargetGroups,
+        "aws::elb reads each listed target group's target type (instance or ip)";
+    DescribeTargetGroupAttributes: "Elastic Load Balancing v2", "elasticloadbalancing", TargetGroups,
+        "aws::elb reads deregistration_delay.timeout_seconds, the default drain timeout";
+    DescribeTargetHealth: "Elastic Load Balancing v2", "elasticloadbalancing", TargetGroups,
+        "aws::elb reads members' health (serving once healthy) and drain progress";
+    RegisterTargets: "Elastic Load Balancing v2", "elasticloadbalancing", TargetGroups,
+        "aws::elb registers started members and members whose drain was cancelled";
+    DeregisterTargets: "Elastic Load Balancing v2", "elasticloadbalancing", TargetGroups,
+        "aws::elb deregisters members before they are stopped (drain)";
 }
 
 impl Operation {
-    pub const ALL: [Operation; 17] = [
-        Operation::GetMetricData,
-        Operation::DescribeInstances,
-        Operation::StartInstances,
-        Operation::StopInstances,
-        Operation::DescribeAutoScalingGroups,
-        Operation::DescribeScalingActivities,
-        Operation::SetDesiredCapacity,
-        Operation::UpdateItem,
-        Operation::Scan,
-        Operation::CreateTable,
-        Operation::DescribeTable,
-        Operation::UpdateTimeToLive,
-        Operation::DescribeTargetGroups,
-        Operation::DescribeTargetGroupAttributes,
-        Operation::DescribeTargetHealth,
-        Operation::RegisterTargets,
-        Operation::DeregisterTargets,
-    ];
-
-    /// The API's own name, as Prometheus labels and logs show it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::GetMetricData => "GetMetricData",
-            Operation::DescribeInstances => "DescribeInstances",
-            Operation::StartInstances => "StartInstances",
-            Operation::StopInstances => "StopInstances",
-            Operation::DescribeAutoScalingGroups => "DescribeAutoScalingGroups",
-            Operation::DescribeScalingActivities => "DescribeScalingActivities",
-            Operation::SetDesiredCapacity => "SetDesiredCapacity",
-            Operation::UpdateItem => "UpdateItem",
-            Operation::Scan => "Scan",
-            Operation::CreateTable => "CreateTable",
-            Operation::DescribeTable => "DescribeTable",
-            Operation::UpdateTimeToLive => "UpdateTimeToLive",
-            Operation::DescribeTargetGroups => "DescribeTargetGroups",
-            Operation::DescribeTargetGroupAttributes => "DescribeTargetGroupAttributes",
-            Operation::DescribeTargetHealth => "DescribeTargetHealth",
-            Operation::RegisterTargets => "RegisterTargets",
-            Operation::DeregisterTargets => "DeregisterTargets",
-        }
+    /// The operation a call is, from the metadata the SDK attaches to it; `None` for calls
+    /// vmscaler's daemon does not make (test and benchmark set-up through the same clients).
+    pub fn from_sdk(service: &str, name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|op| op.as_str() == name && op.sdk_service() == service)
     }
 
     fn index(self) -> usize {
@@ -157,18 +202,24 @@ impl ApiStats {
     }
 }
 
-/// Interceptor attached to one call: counts it, its retries, throttled attempts and its
-/// final error into the shared [`ApiStats`].
+/// The one interceptor on every client [`crate::aws::Aws`] builds: reads which operation a
+/// call is from the SDK's metadata and counts it, its retries, throttled attempts and its
+/// final error into the shared [`ApiStats`]. A call added to the adapters is counted without
+/// anything attached to it; one missing from [`Operation`] is not, and `tests/deploy_iam.rs`
+/// fails until it is declared.
 #[derive(Debug)]
 pub(crate) struct CallCounter {
     stats: Arc<ApiStats>,
-    op: Operation,
-    attempts: AtomicU32,
 }
 
 impl CallCounter {
-    pub(crate) fn new(stats: Arc<ApiStats>, op: Operation) -> CallCounter {
-        CallCounter { stats, op, attempts: AtomicU32::new(0) }
+    pub(crate) fn new(stats: Arc<ApiStats>) -> CallCounter {
+        CallCounter { stats }
+    }
+
+    fn counters(&self, cfg: &ConfigBag) -> Option<&Counters> {
+        let meta = cfg.load::<Metadata>()?;
+        Operation::from_sdk(meta.service(), meta.name()).map(|op| self.stats.counters(op))
     }
 }
 
@@ -224,12 +275,16 @@ impl Intercept for CallCounter {
         "vmscaler.CallCounter"
     }
 
-    fn read_before_execution(
+    // Not `read_before_execution`: the operation's metadata is not in the bag yet then.
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
-        _cfg: &mut ConfigBag,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        self.stats.counters(self.op).calls.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.counters(cfg) {
+            c.calls.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -237,10 +292,13 @@ impl Intercept for CallCounter {
         &self,
         _context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if self.attempts.fetch_add(1, Ordering::Relaxed) > 0 {
-            self.stats.counters(self.op).retries.fetch_add(1, Ordering::Relaxed);
+        let attempt = cfg.load::<RequestAttempts>().map_or(1, RequestAttempts::attempts);
+        if let Some(c) = self.counters(cfg)
+            && attempt > 1
+        {
+            c.retries.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -249,10 +307,12 @@ impl Intercept for CallCounter {
         &self,
         context: &FinalizerInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if classify(context, &THROTTLING_CODES) {
-            self.stats.counters(self.op).throttled.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.counters(cfg)
+            && classify(context, &THROTTLING_CODES)
+        {
+            c.throttled.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -261,11 +321,14 @@ impl Intercept for CallCounter {
         &self,
         context: &FinalizerInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let failed = matches!(context.output_or_error(), Some(Err(_)) | None);
-        if failed && !classify(context, &["DryRunOperation"]) {
-            self.stats.counters(self.op).errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.counters(cfg)
+            && failed
+            && !classify(context, &["DryRunOperation"])
+        {
+            c.errors.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -287,6 +350,20 @@ mod tests {
         assert!(!response_has_code(200, Some("Throttling;Sender"), Some(xml), &THROTTLING_CODES), "success");
         let other = b"<Code>InvalidInstanceID.NotFound</Code><Message>no such instance</Message>";
         assert!(!response_has_code(400, None, Some(other), &THROTTLING_CODES));
+    }
+
+    #[test]
+    fn operations_are_found_from_the_sdk_metadata() {
+        assert_eq!(Operation::from_sdk("EC2", "StartInstances"), Some(Operation::StartInstances));
+        assert_eq!(Operation::from_sdk("Auto Scaling", "SetDesiredCapacity"), Some(Operation::SetDesiredCapacity));
+        assert_eq!(Operation::from_sdk("EC2", "RunInstances"), None, "not a call the daemon makes");
+        assert_eq!(Operation::from_sdk("DynamoDB", "StartInstances"), None);
+        assert_eq!(
+            Operation::from_sdk("Elastic Load Balancing v2", "DeregisterTargets"),
+            Some(Operation::DeregisterTargets)
+        );
+        assert_eq!(Operation::ALL.len(), 17);
+        assert_eq!(Operation::SetDesiredCapacity.iam_action(), "autoscaling:SetDesiredCapacity");
     }
 
     #[test]

@@ -42,22 +42,8 @@ use vmscaler_engine::policy::PoolTarget;
 use super::EX_CONFIG;
 use crate::policies::load_paths;
 
-/// Which pools make the daemon call an operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NeededFor {
-    /// Every policy set with at least one policy.
-    AnyPool,
-    /// Sets with a tagged EC2 pool.
-    TaggedPool,
-    /// Sets with an Auto Scaling group.
-    AutoScalingGroup,
-    /// Daemons sharing pools through a lease table (`--lease-table`).
-    LeaseTable,
-    /// Daemons creating the lease table at start-up (`--create-lease-table`).
-    LeaseTableCreation,
-    /// Sets with a pool behind load balancer target groups (`pool.target_groups`).
-    TargetGroups,
-}
+pub use crate::aws::stats::NeededFor;
+use crate::aws::stats::Operation;
 
 /// One AWS operation the daemon calls, as an IAM action (`service:Operation`).
 #[derive(Debug, Clone, Copy)]
@@ -68,95 +54,19 @@ pub struct ApiAction {
     pub why: &'static str,
 }
 
-/// Every AWS operation the daemon's code calls. `tests/deploy_iam.rs` derives the same list
-/// from the SDK calls in `src/` and fails when the two differ.
-pub const API_ACTIONS: [ApiAction; 17] = [
-    ApiAction {
-        action: "cloudwatch:GetMetricData",
-        needed_for: NeededFor::AnyPool,
-        why: "aws::metrics reads every pool's series",
-    },
-    ApiAction {
-        action: "ec2:DescribeInstances",
-        needed_for: NeededFor::TaggedPool,
-        why: "aws::fleet lists the members of tagged pools",
-    },
-    ApiAction {
-        action: "ec2:StartInstances",
-        needed_for: NeededFor::TaggedPool,
-        why: "aws::actuate starts stopped members (and dry-runs the call)",
-    },
-    ApiAction {
-        action: "ec2:StopInstances",
-        needed_for: NeededFor::TaggedPool,
-        why: "aws::actuate stops running members (and dry-runs the call)",
-    },
-    ApiAction {
-        action: "autoscaling:DescribeAutoScalingGroups",
-        needed_for: NeededFor::AutoScalingGroup,
-        why: "aws::fleet reads the groups' capacity and instances",
-    },
-    ApiAction {
-        action: "autoscaling:DescribeScalingActivities",
-        needed_for: NeededFor::AutoScalingGroup,
-        why: "aws::fleet checks a group for a scaling activity in progress",
-    },
-    ApiAction {
-        action: "autoscaling:SetDesiredCapacity",
-        needed_for: NeededFor::AutoScalingGroup,
-        why: "aws::actuate resizes the groups",
-    },
-    ApiAction {
-        action: "dynamodb:UpdateItem",
-        needed_for: NeededFor::LeaseTable,
-        why: "aws::lease takes, renews, fences and hands back leases and heartbeats membership",
-    },
-    ApiAction {
-        action: "dynamodb:Scan",
-        needed_for: NeededFor::LeaseTable,
-        why: "aws::lease reads every lease and member (strongly consistent)",
-    },
-    ApiAction {
-        action: "dynamodb:CreateTable",
-        needed_for: NeededFor::LeaseTableCreation,
-        why: "aws::lease creates the lease table (lease.create_table)",
-    },
-    ApiAction {
-        action: "dynamodb:DescribeTable",
-        needed_for: NeededFor::LeaseTableCreation,
-        why: "aws::lease waits for a new lease table to become active",
-    },
-    ApiAction {
-        action: "dynamodb:UpdateTimeToLive",
-        needed_for: NeededFor::LeaseTableCreation,
-        why: "aws::lease turns on TTL clean-up of membership items in a new table",
-    },
-    ApiAction {
-        action: "elasticloadbalancing:DescribeTargetGroups",
-        needed_for: NeededFor::TargetGroups,
-        why: "aws::elb reads each listed target group's target type (instance or ip)",
-    },
-    ApiAction {
-        action: "elasticloadbalancing:DescribeTargetGroupAttributes",
-        needed_for: NeededFor::TargetGroups,
-        why: "aws::elb reads deregistration_delay.timeout_seconds, the default drain timeout",
-    },
-    ApiAction {
-        action: "elasticloadbalancing:DescribeTargetHealth",
-        needed_for: NeededFor::TargetGroups,
-        why: "aws::elb reads members' health (serving once healthy) and drain progress",
-    },
-    ApiAction {
-        action: "elasticloadbalancing:RegisterTargets",
-        needed_for: NeededFor::TargetGroups,
-        why: "aws::elb registers started members and members whose drain was cancelled",
-    },
-    ApiAction {
-        action: "elasticloadbalancing:DeregisterTargets",
-        needed_for: NeededFor::TargetGroups,
-        why: "aws::elb deregisters members before they are stopped (drain)",
-    },
-];
+/// Every AWS operation the daemon's code calls, derived from the one declaration of them
+/// ([`Operation`], which the call counters read too). `tests/deploy_iam.rs` derives the same
+/// list from the SDK calls in `src/` and fails when the two differ.
+pub const API_ACTIONS: [ApiAction; Operation::ALL.len()] = {
+    let mut out = [ApiAction { action: "", needed_for: NeededFor::AnyPool, why: "" }; Operation::ALL.len()];
+    let mut i = 0;
+    while i < Operation::ALL.len() {
+        let op = Operation::ALL[i];
+        out[i] = ApiAction { action: op.iam_action(), needed_for: op.needed_for(), why: op.why() };
+        i += 1;
+    }
+    out
+};
 
 /// Characters that IAM would read as a wildcard or a policy variable inside an ARN.
 const ARN_SPECIAL: [char; 3] = ['*', '?', '$'];

@@ -1,7 +1,7 @@
 //! `vmscaler plan`: one decision from given inputs, with its reasons, without touching AWS.
 //!
 //! The metrics file is a CSV with a `timestamp` column (RFC 3339 or epoch seconds) and one
-//! column per metric id of the policy. Every row before `--at` is replayed through `decide`
+//! column per metric id of the policy. Every row before `--at` is replayed through a `PoolCycle`
 //! at its timestamp with the fleet held at `--current`, so confirmation and the stabilisation
 //! window see the same history the daemon would have seen (nothing is acted on, so no cooldown
 //! starts). The decision printed is the one at `--at` (default: the file's last timestamp).
@@ -17,7 +17,7 @@ use super::EX_CONFIG;
 use super::validate::Output;
 use crate::policies::load_file;
 use vmscaler_engine::policy::PoolTarget;
-use vmscaler_engine::{Decision, Fleet, GroupState, Member, MemberState, PoolHistory, Sample, decide_with};
+use vmscaler_engine::{Achieved, Decision, Fleet, GroupState, Member, MemberState, PoolCycle, Sample};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -107,32 +107,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let fleet = plan_fleet(&policy.pool, &policy, args.current, args.warm);
 
-    let mut history = PoolHistory::default();
-    // With `predictive:`, the forecast learns from the replayed rows, as the daemon's would.
-    let mut forecaster = policy.predictive.as_ref().map(|_| vmscaler_engine::Forecaster::new());
+    let mut cycle = PoolCycle::new();
     for row in rows.iter().filter(|r| r.at <= at) {
         for (id, v) in &row.values {
-            history.push_sample(id, Sample { at: row.at, value: *v });
+            cycle.observe(id, Sample { at: row.at, value: *v });
         }
         if row.at < at {
-            let t = row.at;
-            if let (Some(f), Some(spec)) = (forecaster.as_mut(), &policy.predictive) {
-                f.refresh(spec, t);
-            }
-            let d = decide_with(&policy, &history, &fleet, forecaster.as_ref(), &[], t);
-            if let (Some(f), Some((measured, demand))) = (forecaster.as_mut(), d.demand()) {
-                f.observe(measured, demand);
-            }
-            let mut rec = d.record(policy.scaling.tolerance);
-            rec.scaled = None; // replayed, not acted on
-            history.push_record(rec);
-            history.prune(t, policy.history.window);
+            let d = cycle.evaluate(&policy, &fleet, row.at);
+            // Replayed, not acted on: the fleet stayed as it was, so no cooldown starts.
+            cycle.complete(Achieved::Capacity(d.current));
         }
     }
-    if let (Some(f), Some(spec)) = (forecaster.as_mut(), &policy.predictive) {
-        f.refresh(spec, at);
-    }
-    let d = &decide_with(&policy, &history, &fleet, forecaster.as_ref(), &[], at);
+    let d = &cycle.evaluate(&policy, &fleet, at);
     match args.output {
         Output::Json => {
             let out = serde_json::json!({ "decision": d, "reasons": d.reasons() });

@@ -687,14 +687,19 @@ impl super::Daemon {
         guards: &BTreeMap<String, crate::lease::LeaseGuard>,
         now: Timestamp,
     ) {
+        let cloud = std::sync::Arc::clone(&self.cloud);
+        // Only a cloud with load balancers has drains to check.
+        let Some(aws) = cloud.load_balancers() else { return };
         let policies: Vec<&Policy> = names.iter().filter_map(|n| self.pools.get(n)).map(|p| &p.policy).collect();
-        let mut fleets = crate::aws::fleet::describe_fleets(&self.aws, &policies).await;
+        let claims: Vec<&vmscaler_engine::policy::PoolTarget> = self.pools.values().map(|p| &p.policy.pool).collect();
+        let mut fleets = cloud.fleets(&policies, &claims).await;
+        drop((policies, claims));
         for name in names {
             let dry_run = self.cfg.dry_run;
             let Some(pool) = self.pools.get_mut(name) else { continue };
             let dry_run = pool.dry_run(dry_run);
             let mut fleet = match fleets.remove(name) {
-                Some(Ok(f)) => f,
+                Some(Ok(d)) => d.fleet,
                 Some(Err(e)) => {
                     tracing::warn!(policy = %name, error = %format!("{e:#}"), "drain check: cannot read the fleet; retried");
                     pool.drain_due = Some(crate::clock::later(now, DRAIN_CHECK));
@@ -702,7 +707,7 @@ impl super::Daemon {
                 }
                 None => continue,
             };
-            let lb = match observe(&self.aws, &pool.policy, &mut pool.lb, &mut pool.state, &mut fleet, now).await {
+            let lb = match observe(aws, &pool.policy, &mut pool.lb, &mut pool.state, &mut fleet, now).await {
                 Ok(lb) => lb,
                 Err(e) => {
                     tracing::warn!(policy = %name, error = %e, "drain check: cannot read the target groups; nothing stopped");
@@ -712,7 +717,7 @@ impl super::Daemon {
             };
             let fence = guards.get(name).map(|g| g as &dyn Fence);
             let finished =
-                progress(&self.aws, &pool.policy, &lb, &mut pool.state, &BTreeSet::new(), dry_run, fence, now).await;
+                progress(aws, &pool.policy, &lb, &mut pool.state, &BTreeSet::new(), dry_run, fence, now).await;
             pool.drain_due = needs_check(&lb, &pool.state, false).then(|| crate::clock::later(now, DRAIN_CHECK));
             for o in &finished.outcomes {
                 tracing::info!(policy = %name, outcome = %o, "drain check");
@@ -730,8 +735,9 @@ impl super::Daemon {
             if save.is_err() {
                 b.counters.state_errors += 1;
             }
-            let pb = b.pools.entry(name.clone()).or_default();
-            pb.draining = board(&pool.state, lb.timeout);
+            drop(b);
+            pool.view.draining = board(&pool.state, lb.timeout);
+            self.publish_pool(name);
         }
     }
 }

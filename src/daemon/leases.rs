@@ -5,17 +5,16 @@
 //!
 //! A pool that changes hosts keeps its cooldowns: before every mutating call the fence also
 //! writes the pool's latest scaling records (the one about to be made included) into the lease
-//! item, and the next holder merges them into its own history at its first evaluation under
-//! the new lease ([`handover_text`], [`inherit`]).
+//! item (as a [`crate::formats::HandoverV1`]), and the next holder merges them into its own
+//! history at its first evaluation under the new lease (`PoolCycle::handover`,
+//! `PoolCycle::merge`).
 //!
 //! Not here: taking, renewing and handing back leases (the keeper in [`crate::lease`]).
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
 use tracing::debug;
-use vmscaler_engine::{Direction, EvalRecord, PoolHistory};
 
 use super::Daemon;
 use super::board::LeaseBoard;
@@ -53,77 +52,41 @@ impl Daemon {
         let recheck = leases.ttl() / 3;
         let mut kept = Vec::new();
         let mut guards = BTreeMap::new();
-        let mut b = self.board.lock();
-        if let Some(lb) = b.lease.as_mut() {
+        if let Some(lb) = self.board.lock().lease.as_mut() {
             lb.counters = leases.counters();
         }
         for name in due {
             let Some(pool) = self.pools.get_mut(&name) else { continue };
-            let pb = b.pools.entry(name.clone()).or_default();
-            pb.policy = name.clone();
             match leases.begin(&name, now) {
                 Ok(guard) => {
-                    pb.lease = Some(leases.status(&name));
+                    pool.lease = Some(leases.status(&name));
                     kept.push(name.clone());
-                    guards.insert(name, guard);
+                    guards.insert(name.clone(), guard);
                 }
                 Err(status) => {
                     debug!(policy = %name, holder = ?status.holder, "not this daemon's lease: not evaluated");
                     pool.next_due = crate::clock::later(now, recheck);
                     // Its health is for the daemon that evaluates it to report.
                     pool.failures = 0;
-                    pb.consecutive_failures = 0;
-                    pb.last_error = None;
-                    pb.next_evaluation = Some(pool.next_due);
-                    pb.lease = Some(status);
+                    pool.last_error = None;
+                    pool.lease = Some(status);
                 }
             }
+            self.publish_pool(&name);
         }
         (kept, guards)
     }
 }
 
-/// What a lease holder leaves the next one.
-#[derive(Debug, Serialize, Deserialize)]
-struct Handover {
-    /// The newest scaling record of each direction, oldest first.
-    records: Vec<EvalRecord>,
-}
-
-/// The handover for a pool about to act with `pending` (the decision's record as decided): the
-/// newest scale-up and scale-down records of `history` and `pending`.
-pub(super) fn handover_text(history: &PoolHistory, pending: EvalRecord) -> String {
-    let newest = |d: Direction| {
-        history.records.iter().chain([&pending]).filter(|r| r.scaled == Some(d)).max_by_key(|r| r.at).copied()
-    };
-    let mut records: Vec<EvalRecord> = [newest(Direction::Up), newest(Direction::Down)].into_iter().flatten().collect();
-    records.sort_by_key(|r| r.at);
-    serde_json::to_string(&Handover { records }).unwrap_or_default()
-}
-
-/// Merges a previous holder's records into `history` (in time order, skipping any it already
-/// has); how many were added.
-pub(super) fn inherit(history: &mut PoolHistory, text: &str) -> Result<usize, String> {
-    let handover: Handover = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let mut added = 0;
-    for r in handover.records {
-        if history.records.iter().any(|x| x.at == r.at && x.scaled == r.scaled) {
-            continue;
-        }
-        let i = history.records.partition_point(|x| x.at <= r.at);
-        history.records.insert(i, r);
-        added += 1;
-    }
-    Ok(added)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use vmscaler_engine::{Direction, EvalRecord};
+
+    use crate::formats::HandoverV1;
 
     fn record(secs: i64, scaled: Option<Direction>) -> EvalRecord {
         EvalRecord {
-            at: Timestamp::from_second(1_800_000_000 + secs).expect("ts"),
+            at: jiff::Timestamp::from_second(1_800_000_000 + secs).expect("ts"),
             score: Some(1.0),
             above_band: false,
             proposal: 2,
@@ -136,20 +99,14 @@ mod tests {
     }
 
     #[test]
-    fn handover_carries_the_newest_record_of_each_direction_and_merges_in_order() {
-        let mut old = PoolHistory::default();
-        for r in [record(0, Some(Direction::Up)), record(60, Some(Direction::Down)), record(120, None)] {
-            old.push_record(r);
-        }
-        let text = handover_text(&old, record(180, Some(Direction::Up)));
-        let mut new = PoolHistory::default();
-        new.push_record(record(30, None));
-        new.push_record(record(200, None));
-        assert_eq!(inherit(&mut new, &text), Ok(2));
-        let seen: Vec<(i64, Option<Direction>)> =
-            new.records.iter().map(|r| (r.at.as_second() - 1_800_000_000, r.scaled)).collect();
-        assert_eq!(seen, [(30, None), (60, Some(Direction::Down)), (180, Some(Direction::Up)), (200, None)]);
-        assert_eq!(inherit(&mut new, &text), Ok(0), "merging twice adds nothing");
-        assert!(inherit(&mut new, "{").is_err());
+    fn a_handover_round_trips_and_one_from_before_versions_still_parses() {
+        let records = [record(60, Some(Direction::Down)), record(180, Some(Direction::Up))];
+        let text = HandoverV1::text(&records);
+        assert_eq!(HandoverV1::parse(&text), Ok(records.to_vec()));
+        // As the release before format versions wrote it.
+        let old = r#"{"records":[{"at":"2027-01-15T08:01:00Z","score":1.0,"above_band":false,"proposal":2,"current":2,"desired":2,"serving":2,"scaled":"down"}]}"#;
+        assert_eq!(HandoverV1::parse(old), Ok(vec![record(60, Some(Direction::Down))]));
+        assert!(HandoverV1::parse("{").is_err());
+        assert!(HandoverV1::parse(r#"{"version":2,"records":[]}"#).is_err());
     }
 }

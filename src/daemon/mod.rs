@@ -1,7 +1,7 @@
 //! The long-running daemon: evaluates every policy on its own interval against the real fleet.
 //!
 //! [`Daemon::tick`] is one turn of the loop at a given `now`: the pools that are due are
-//! described together (one `describe_fleets` call), their metrics fetched together (one
+//! described together (one `Cloud::fleets` call), their metrics fetched together (one
 //! `fetch_metrics` call), and each pool is then evaluated in its own tracing span: samples into
 //! its [`PoolHistory`], [`decide`], act (or dry-run), record, prune, persist. The loop in
 //! [`runloop`] calls `tick` with the clock's time; tests call it directly with a time of their
@@ -15,7 +15,10 @@
 //! and systemd (see [`runloop`]), HTTP (see [`crate::http`]).
 
 pub mod board;
+pub mod cloud;
 pub mod drain;
+#[cfg(test)]
+mod fast_tests;
 mod leases;
 pub mod runloop;
 pub mod watch;
@@ -28,19 +31,25 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 use vmscaler_engine::policy::{PoolTarget, Severity};
-use vmscaler_engine::{Action, Decision, FUTURE_TOLERANCE, Fleet, MemberState, Policy, PoolHistory, decide_with};
+use vmscaler_engine::{
+    Achieved, Action, Decision, FUTURE_TOLERANCE, Fleet, MemberState, Policy, PoolCycle, PoolHistory,
+};
 
 use crate::alerts::AlertInbox;
 use crate::aws::Aws;
-use crate::aws::actuate::{self, Outcome};
-use crate::aws::fleet::{Described, describe_owned};
+use crate::aws::actuate::Outcome;
+use crate::aws::error::{ErrorClass, FleetError};
+use crate::aws::fleet::Described;
 use crate::aws::lease::Fence;
-use crate::aws::metrics::{PoolMetrics, PoolQuery, apply_member_cpu, fetch_metrics};
+use crate::aws::metrics::{PoolMetrics, PoolQuery, apply_member_cpu};
 use crate::clock::later;
 use crate::config::Config;
+use crate::formats::HandoverV1;
 use crate::lease::{LeaseGuard, Leases};
 use crate::prometheus::{PromClient, PromPool};
 use crate::state::{DecisionEntry, Intent, PoolState, StateError, StateStore};
+
+use cloud::Cloud;
 
 use board::{ApiOp, Board, MetricBoard, PoolBoard, PrewarmBoard, SharedBoard};
 
@@ -68,6 +77,12 @@ struct Pool {
     notices: BTreeMap<&'static str, (String, Timestamp)>,
     /// The last save of the pool's state failed.
     save_failing: Option<String>,
+    /// Why the last evaluation was degraded, while it is.
+    last_error: Option<String>,
+    /// The pool's lease, with several daemons.
+    lease: Option<crate::lease::LeaseStatus>,
+    /// What the last evaluation showed (the board's view, see `Daemon::publish_pool`).
+    view: PoolView,
 }
 
 impl Pool {
@@ -158,7 +173,8 @@ impl Heartbeat {
 /// The daemon's state: policies, per-pool history and the live board.
 pub struct Daemon {
     cfg: Config,
-    aws: Aws,
+    /// Fleets, metrics and actions (the AWS adapters, or the in-memory cloud in tests).
+    cloud: Arc<dyn Cloud>,
     store: StateStore,
     pools: BTreeMap<String, Pool>,
     board: Arc<SharedBoard>,
@@ -178,6 +194,11 @@ impl Daemon {
     /// and are due at once. Invalid policy files are reported (see [`ReloadReport`]); a policy
     /// directory that cannot be read at all is an error.
     pub fn new(cfg: Config, aws: Aws, now: Timestamp) -> anyhow::Result<(Daemon, ReloadReport)> {
+        Daemon::with_cloud(cfg, Arc::new(aws), now)
+    }
+
+    /// [`Daemon::new`] on any [`Cloud`] (the in-memory one in tests).
+    pub fn with_cloud(cfg: Config, cloud: Arc<dyn Cloud>, now: Timestamp) -> anyhow::Result<(Daemon, ReloadReport)> {
         let store = StateStore::open(&cfg.state_dir)?;
         let loopback = cfg.listen.is_none_or(|a| a.ip().is_loopback());
         let ops = Arc::new(crate::ops::Ops::open(&cfg.state_dir, loopback, std::env::var(crate::ops::TOKEN_ENV).ok()));
@@ -189,7 +210,7 @@ impl Daemon {
         };
         let mut d = Daemon {
             cfg,
-            aws,
+            cloud,
             store,
             pools: BTreeMap::new(),
             board: Arc::new(SharedBoard::new(board)),
@@ -257,7 +278,7 @@ impl Daemon {
 
     /// A pool's history as the next evaluation will see it.
     pub fn history(&self, name: &str) -> Option<&PoolHistory> {
-        self.pools.get(name).map(|p| &p.state.history)
+        self.pools.get(name).map(|p| p.state.cycle.history())
     }
 
     /// When the soonest pool is due.
@@ -305,7 +326,7 @@ impl Daemon {
             let pool = match old.remove(&name) {
                 Some(mut p) => {
                     let due_by = later(now, policy.interval);
-                    if p.file != file || !same_policy(&p.policy, &policy) {
+                    if p.file != file || p.policy != policy {
                         report.updated.push(name.clone());
                     }
                     p.next_due = p.next_due.min(due_by);
@@ -330,6 +351,9 @@ impl Daemon {
                         left_alone: Vec::new(),
                         notices,
                         save_failing: None,
+                        last_error: None,
+                        lease: None,
+                        view: PoolView::default(),
                     }
                 }
             };
@@ -375,17 +399,10 @@ impl Daemon {
         b.invalid_files = invalid;
         let names: BTreeSet<&String> = self.pools.keys().collect();
         b.pools.retain(|n, _| names.contains(n));
-        for (name, p) in &self.pools {
-            let entry = b.pools.entry(name.clone()).or_insert_with(|| PoolBoard {
-                policy: name.clone(),
-                decisions: p.state.decisions.clone(),
-                ..PoolBoard::default()
-            });
-            entry.file = p.file.display().to_string();
-            entry.dry_run = p.dry_run(self.cfg.dry_run);
-            entry.next_evaluation = Some(p.next_due);
-        }
         drop(b);
+        for name in self.pools.keys() {
+            self.publish_pool(name);
+        }
         self.sync_lease_policies();
         report
     }
@@ -396,13 +413,13 @@ impl Daemon {
         let mut problems = Vec::new();
         let state = match self.store.load(name, now) {
             Ok(Some(mut s)) => {
-                if let Some(msg) = discard_future(&mut s.history, now) {
+                if let Some(msg) = discard_future(&mut s.cycle, now) {
                     problems.push(("future", msg));
                 }
                 info!(
                     policy = %name,
-                    samples = s.history.samples.values().map(std::collections::VecDeque::len).sum::<usize>(),
-                    records = s.history.records.len(),
+                    samples = s.cycle.history().samples().values().map(std::collections::VecDeque::len).sum::<usize>(),
+                    records = s.cycle.history().records().len(),
                     saved_at = %s.saved_at,
                     "state restored"
                 );
@@ -429,7 +446,7 @@ impl Daemon {
         // Due when its time has come, or when its last evaluation is after `now`: the wall clock
         // stepped back, and waiting for it to catch up would stall the pool (the engine holds the
         // cooldowns of decisions in the clock's future).
-        let stepped_back = |p: &Pool| p.state.history.records.back().is_some_and(|r| r.at > now);
+        let stepped_back = |p: &Pool| p.state.cycle.last_evaluated().is_some_and(|at| at > now);
         let due: Vec<String> =
             self.pools.iter().filter(|(_, p)| p.next_due <= now || stepped_back(p)).map(|(n, _)| n.clone()).collect();
         // Pools with a drain to check (or a member to register) that are not due anyway.
@@ -482,7 +499,8 @@ impl Daemon {
         // Every loaded pool's claim, not only the due ones: an instance another pool also claims
         // is left alone by both.
         let claims: Vec<&PoolTarget> = self.pools.values().map(|p| &p.policy.pool).collect();
-        let mut fleets = describe_owned(&self.aws, &policies, &claims).await;
+        let cloud = Arc::clone(&self.cloud);
+        let mut fleets = cloud.fleets(&policies, &claims).await;
         for (name, fleet) in fleets.iter_mut() {
             // Draining members serve nothing: their metrics stay out of per-instance averages.
             if let (Ok(d), Some(p)) = (fleet, self.pools.get(name)) {
@@ -501,7 +519,7 @@ impl Daemon {
             if queries.is_empty() {
                 BTreeMap::new()
             } else {
-                fetch_metrics(&self.aws, &queries, now, self.cfg.metric_offset, lookback).await
+                cloud.fetch_metrics(&queries, now, self.cfg.metric_offset, lookback).await
             }
         };
         let prometheus = fetch_prometheus(self.prometheus.as_ref(), &queries, now, self.cfg.metric_offset);
@@ -516,12 +534,10 @@ impl Daemon {
             let started = crate::clock::monotonic();
             let entry = self.evaluate(name, now, fleet, pool_metrics, guard).instrument(span).await;
             let took = started.elapsed().as_secs_f64();
-            {
-                let mut b = self.board.lock();
-                b.counters.evaluation_seconds.entry(name.clone()).or_default().observe(took);
-                if let Some(pb) = b.pools.get_mut(name) {
-                    pb.last_evaluation_seconds = Some(took);
-                }
+            self.board.lock().counters.evaluation_seconds.entry(name.clone()).or_default().observe(took);
+            if let Some(p) = self.pools.get_mut(name) {
+                p.view.last_evaluation_seconds = Some(took);
+                self.publish_pool(name);
             }
             self.heartbeat.beat();
             report.evaluated.push(name.clone());
@@ -545,341 +561,186 @@ impl Daemon {
         described.fleet
     }
 
+    /// One pool's evaluation, as the cycle it is: reconcile what an earlier run left, read,
+    /// decide, act (intent first, behind the fence), complete the cycle with what was achieved,
+    /// record, and publish the pool's view.
     async fn evaluate(
         &mut self,
         name: &str,
         now: Timestamp,
-        fleet: Option<anyhow::Result<Fleet>>,
+        fleet: Option<Result<Fleet, FleetError>>,
         metrics: Option<PoolMetrics>,
         guard: Option<&LeaseGuard>,
     ) -> Option<DecisionEntry> {
-        let global_dry_run = self.cfg.dry_run;
-        let keep = self.cfg.decisions_kept;
-        let budget = self.cfg.action_budget;
         let mut fleet = match fleet {
             Some(Ok(f)) => f,
             Some(Err(e)) => {
-                self.fail(name, now, format!("cannot read the fleet: {e:#}"), false);
-                return None;
+                return self.fail(name, now, Problem::new(e.class(), format!("cannot read the fleet: {e}")), false);
             }
             None => {
-                self.fail(name, now, "the fleet adapter returned nothing for this pool".to_owned(), false);
-                return None;
+                return self.fail(
+                    name,
+                    now,
+                    Problem::transient("the fleet adapter returned nothing for this pool"),
+                    false,
+                );
             }
         };
         let alert_floors = self.alerts.as_ref().map(|a| a.floors(name, now)).unwrap_or_default();
-        let held_alerts = self.alerts.as_ref().map(|a| a.held(name)).unwrap_or_default();
+        let (cloud, paused) = (Arc::clone(&self.cloud), self.ops.pause_of(name, now));
+        let dry_run = self.pools.get(name)?.dry_run(self.cfg.dry_run);
         let pool = self.pools.get_mut(name)?;
-        if let Some(intent) = pool.state.intent.take() {
-            // A previous run decided and may have acted, then stopped before recording the
-            // outcome: record what the fleet shows was done, so its cooldown holds.
-            let outcomes = reconcile(&intent, &fleet);
-            drain::adopt_intent(&pool.policy, &intent.actions, intent.record.at, &fleet, &mut pool.state);
-            warn!(
-                decided_at = %intent.record.at,
-                desired = intent.record.desired,
-                outcomes = %outcomes.join("; "),
-                "an earlier evaluation did not finish acting (a crash, or its budget ran out): reconciled with the fleet"
-            );
-            pool.state.history.push_record(intent.record);
-            let mut entry = intent.entry;
-            entry.outcomes = outcomes;
-            pool.state.decisions.push_back(entry.clone());
-            let mut b = self.board.lock();
-            b.counters.reconciled += 1;
-            b.pools.entry(name.to_owned()).or_default().decisions.push_back(entry);
+        if replay_intent(pool, &fleet) {
+            self.board.lock().counters.reconciled += 1;
         }
-        if let Some(g) = guard
-            && pool.inherited_token != Some(g.token())
-        {
-            // First evaluation under this lease: the previous holder's cooldowns apply here too.
-            pool.inherited_token = Some(g.token());
-            if let Some(text) = g.inherited() {
-                match leases::inherit(&mut pool.state.history, text) {
-                    Ok(0) => {}
-                    Ok(n) => info!(records = n, token = g.token(), "scaling records inherited from the lease"),
-                    Err(e) => warn!(error = %e, "the lease's handover is unreadable: ignored"),
-                }
-            }
-        }
-        let mut metric_error = None;
-        if let Some(m) = metrics {
-            for (id, samples) in m.samples {
-                for s in samples {
-                    pool.state.history.push_sample(&id, s);
-                }
-            }
-            apply_member_cpu(&mut fleet, &m.member_cpu);
-            if !m.errors.is_empty() {
-                metric_error = Some(format!("metrics: {}", m.errors.join("; ")));
-            }
-        }
+        inherit_handover(pool, guard);
+        let metric_error = observe(pool, metrics, &mut fleet);
         let ec2_fleet = fleet.clone();
-        let lb = match drain::observe(&self.aws, &pool.policy, &mut pool.lb, &mut pool.state, &mut fleet, now).await {
+        let lb = match observe_load_balancers(&*cloud, pool, &mut fleet, now).await {
             Ok(lb) => lb,
             Err(e) => {
                 // Without the load balancer's view nothing is stopped, started or registered.
                 pool.drain_due = pool.drain_due.map(|_| later(now, drain::DRAIN_CHECK));
                 let _ = self.store.save(&pool.state);
-                self.fail(name, now, format!("target groups: {e}"), false);
-                return None;
+                return self.fail(name, now, Problem::transient(format!("target groups: {e}")), false);
             }
         };
-        // Records dated beyond now + tolerance (left by a clock that was ahead) would hold
-        // cooldowns for as long as the clock was ahead: discarded, and the pool's health says so.
-        if let Some(msg) = discard_future(&mut pool.state.history, now) {
-            pool.notices.insert("future", (msg, later(now, pool.policy.history.window)));
-        }
-        let dry_run = pool.dry_run(global_dry_run);
-        if !dry_run {
-            // Live: what a dry run decided was never done and starts no cooldown.
-            let n = pool.state.history.end_dry_run();
-            if n > 0 {
-                info!(records = n, "live after a dry run: the dry-run decisions start no cooldown");
-            }
-        }
-        // The forecast (`predictive:`) refits once an hour; it is kept in the state file.
-        match &pool.policy.predictive {
-            Some(spec) => {
-                pool.state.forecast.get_or_insert_with(vmscaler_engine::Forecaster::new).refresh(spec, now);
-            }
-            None => pool.state.forecast = None,
-        }
-        let decision =
-            decide_with(&pool.policy, &pool.state.history, &fleet, pool.state.forecast.as_ref(), &alert_floors, now);
-        if let (Some(f), Some((measured, demand))) = (pool.state.forecast.as_mut(), decision.demand()) {
-            f.observe(measured, demand);
-        }
-        // Paused by an operator: decided and reported, not acted on (no cooldown starts).
-        let paused = self.ops.pause_of(name, now);
-        // The decision's record as decided; what was achieved is applied after acting.
-        let decided = decision.record(pool.policy.scaling.tolerance);
+        prepare_history(pool, dry_run, now);
+        let decision = pool.state.cycle.evaluate_with(&pool.policy, &fleet, &alert_floors, now);
+        let act = Act { cloud: &*cloud, store: &self.store, budget: self.cfg.action_budget, guard, now };
+        let (fleets, lb) = ((&fleet, &ec2_fleet), &lb);
         let outcomes = if decision.actions.is_empty() || paused.is_some() {
             vec![]
-        } else if dry_run && pool.policy.drains() {
-            let draining = &mut pool.state.draining;
-            drain::act(&self.aws, &pool.policy, &lb, &ec2_fleet, &decision, draining, true, None, now).await
         } else if dry_run {
-            actuate::apply(&self.aws, &pool.policy, &fleet, &decision, true).await
+            act.carry_out(pool, fleets, lb, &decision, true).await
         } else {
-            // Write-ahead: the intent is durable before the first mutating call, or nothing
-            // is done (a crash mid-action must not forget the change and its cooldown).
-            pool.state.intent = Some(Intent {
-                record: decided,
-                actions: decision.actions.clone(),
-                entry: entry_for(&decision, &[], false),
-            });
-            pool.state.saved_at = now;
-            if let Some(g) = guard {
-                // Written with the fence, so the next holder keeps this action's cooldown.
-                g.leave_for_next(leases::handover_text(&pool.state.history, decided));
-            }
-            match self.store.save(&pool.state) {
-                Ok(()) => {
-                    let fence = guard.map(|g| g as &dyn Fence);
-                    let (aws, policy, draining) = (&self.aws, &pool.policy, &mut pool.state.draining);
-                    let act = async {
-                        if policy.drains() {
-                            drain::act(aws, policy, &lb, &ec2_fleet, &decision, draining, false, fence, now).await
-                        } else {
-                            actuate::apply_fenced(aws, policy, &fleet, &decision, false, fence).await
-                        }
-                    };
-                    match tokio::time::timeout(budget, act).await {
-                        Ok(outcomes) if outcomes.iter().any(Outcome::is_unknown) => {
-                            // A call may have taken effect unheard (a timeout, a dropped answer,
-                            // a 5xx): like a budget overrun, the intent stays and the next
-                            // evaluation reconciles it with the fleet, cooldown counted.
-                            warn!(
-                                "an action's outcome is unknown: kept as an intent, reconciled at the next evaluation"
-                            );
-                            outcomes
-                        }
-                        Ok(outcomes) => {
-                            pool.state.intent = None;
-                            outcomes
-                        }
-                        Err(_) => {
-                            // Calls may be under way: the intent stays, and the next evaluation
-                            // reconciles it with the fleet like one left by a crash.
-                            warn!(budget = ?budget, "actions outlasted the evaluation budget: outcome unknown, kept as an intent");
-                            let error =
-                                format!("not finished within the evaluation budget of {budget:?}: outcome unknown");
-                            vec![Outcome::Unknown { what: "actions".to_owned(), error }]
-                        }
-                    }
-                }
-                Err(e) => {
-                    error!(error = %e, "cannot persist the intent before acting: not acting");
-                    pool.state.intent = None;
-                    vec![Outcome::Failed { what: "persist intent before acting".to_owned(), error: e.to_string() }]
-                }
-            }
+            act.after_intent(pool, fleets, lb, &decision).await
         };
-        let mut record = decided;
-        record.dry_run = dry_run;
-        if !dry_run && record.scaled.is_some() {
-            achieved(&mut record, &outcomes);
-        }
-        // Drains under way move on; members outside their target groups are registered.
+        pool.state.cycle.complete(achieved_by(pool, dry_run, &decision, &outcomes));
+        let finished = act.move_drains_on(pool, lb, &decision, &outcomes, dry_run).await;
         let mut outcomes = outcomes;
-        let started = outcomes.iter().any(|o| matches!(o, Outcome::Started { .. }));
-        let finished = {
-            let fence = guard.map(|g| g as &dyn Fence);
-            let acted_on = drain::acted_on(&decision.actions);
-            drain::progress(&self.aws, &pool.policy, &lb, &mut pool.state, &acted_on, dry_run, fence, now).await
-        };
         outcomes.extend(finished.outcomes);
-        pool.drain_due = drain::needs_check(&lb, &pool.state, started).then(|| later(now, drain::DRAIN_CHECK));
-        // An intent still pending carries this evaluation's record (reconciled next time).
-        if pool.state.intent.is_none() {
-            pool.state.history.push_record(record);
-        }
-        pool.state.history.prune(now, pool.policy.history.window);
-        let mut entry = entry_for(&decision, &outcomes, dry_run);
-        if let Some(p) = paused.as_ref().filter(|_| !decision.actions.is_empty()) {
-            entry.outcomes.push(format!("not acted on: {}", p.describe()));
-        }
-        let previous_entry = pool.state.decisions.back().cloned();
-        // Why a metric is missing (a Prometheus query with no series, a failed call) belongs
-        // with the decision it shaped.
-        if let Some(why) = &metric_error {
-            entry.reasons.push(why.clone());
-        }
-        pool.state.decisions.push_back(entry.clone());
-        while pool.state.decisions.len() > keep {
-            pool.state.decisions.pop_front();
-        }
-        pool.state.saved_at = now;
-        pool.next_due = decision.next_evaluation.max(now.checked_add(Duration::from_secs(1)).unwrap_or(now));
-        let previous = pool.state.decisions.iter().rev().nth(1);
-        let news =
-            previous.is_none_or(|p| (p.current, p.desired) != (entry.current, entry.desired) || !p.outcomes.is_empty());
-        log_decision(&decision, &entry, news);
+        let entry = annotated_entry(&decision, &outcomes, dry_run, paused.as_ref(), metric_error.as_deref());
+        let previous = record(pool, &decision, entry.clone(), self.cfg.decisions_kept, now);
+        pool.view = view(pool, &decision, &fleet, lb, self.alerts.as_deref(), paused, now);
         let save = self.store.save(&pool.state);
         pool.save_failing = save.as_ref().err().map(ToString::to_string);
-        pool.notices.retain(|_, (_, until)| *until > now);
-        let warnings = pool_warnings(pool, &decision, &fleet);
-        let failed_outcomes =
-            outcomes.iter().filter(|o| matches!(o, Outcome::Failed { .. } | Outcome::Unknown { .. })).count();
-        {
-            let mut b = self.board.lock();
-            let c = &mut b.counters;
-            *c.evaluations.entry((name.to_owned(), "ok")).or_default() += 1;
-            let dir = match decision.direction() {
-                Some(vmscaler_engine::Direction::Up) => "up",
-                Some(vmscaler_engine::Direction::Down) => "down",
-                None => "hold",
-            };
-            *c.decisions.entry((name.to_owned(), dir)).or_default() += 1;
-            for o in &outcomes {
-                *c.actions.entry((name.to_owned(), o.kind().to_owned())).or_default() += 1;
-            }
-            if save.is_err() {
-                c.state_errors += 1;
-            }
-            b.counters.drain_seconds.extend(finished.durations.iter().copied());
-            let pb = b.pools.entry(name.to_owned()).or_default();
-            pb.policy = name.to_owned();
-            pb.current = Some(decision.current);
-            pb.desired = Some(decision.desired);
-            pb.score = decision.score;
-            pb.shortfall = decision.shortfall;
-            pb.dry_run = dry_run;
-            pb.prewarm = decision.floor.as_ref().map(|f| PrewarmBoard {
-                rule: f.rule.clone(),
-                capacity: f.capacity,
-                ramping: f.ramping,
-            });
-            pb.last_evaluation = Some(now);
-            pb.next_evaluation = Some(pool.next_due);
-            pb.draining = drain::board(&pool.state, lb.timeout);
-            pb.paused = paused;
-            pb.next_floor = vmscaler_engine::calendar::next_floor_start(&pool.policy, now)
-                .map(|(rule, at)| board::NextFloorBoard { rule, at });
-            pb.warnings = warnings;
-            pb.alert_floors = held_alerts;
-            pb.metrics = decision
-                .readings
-                .iter()
-                .map(|r| MetricBoard {
-                    metric: r.metric.clone(),
-                    value: r.value,
-                    ratio: r.ratio,
-                    wanted_capacity: r.wanted,
-                    sampled_at: r.sampled_at,
-                })
-                .collect();
-            pb.decisions.push_back(entry.clone());
-            while pb.decisions.len() > keep {
-                pb.decisions.pop_front();
-            }
-        }
-        if let Err(e) = save {
+        if let Err(e) = &save {
             error!(error = %e, "cannot persist state");
         }
-        crate::activity::log_evaluation(&self.ops.activity, &decision, &entry, previous_entry.as_ref());
+        self.count(name, &decision, &outcomes, save.is_err(), &finished.durations);
+        crate::activity::log_evaluation(&self.ops.activity, &decision, &entry, previous.as_ref());
+        let failed = outcomes.iter().filter(|o| matches!(o, Outcome::Failed { .. } | Outcome::Unknown { .. })).count();
         match metric_error {
-            Some(msg) => self.fail(name, now, msg, true),
-            None if failed_outcomes > 0 => {
-                self.fail(name, now, format!("{failed_outcomes} action(s) failed"), true);
-            }
-            None => self.recover(name),
-        }
+            Some(msg) => self.fail(name, now, Problem::transient(msg), true),
+            None if failed > 0 => self.fail(name, now, Problem::transient(format!("{failed} action(s) failed")), true),
+            None => self.recover(name, now),
+        };
         Some(entry)
     }
 
-    /// Counts a degraded evaluation (`decided`: a decision was still made, on partial data);
-    /// logs the 1st, 2nd, 4th, 8th... in a row at warn level, the others at debug level.
-    fn fail(&mut self, name: &str, now: Timestamp, msg: String, decided: bool) {
-        let msg = crate::aws::credentials::shorten(msg);
-        let Some(pool) = self.pools.get_mut(name) else { return };
+    /// Counts an evaluation, its direction, outcomes and finished drains, on the board.
+    fn count(&self, name: &str, decision: &Decision, outcomes: &[Outcome], save_failed: bool, drained: &[f64]) {
+        let mut b = self.board.lock();
+        let c = &mut b.counters;
+        *c.evaluations.entry((name.to_owned(), "ok")).or_default() += 1;
+        let dir = match decision.direction() {
+            Some(vmscaler_engine::Direction::Up) => "up",
+            Some(vmscaler_engine::Direction::Down) => "down",
+            None => "hold",
+        };
+        *c.decisions.entry((name.to_owned(), dir)).or_default() += 1;
+        for o in outcomes {
+            *c.actions.entry((name.to_owned(), o.kind().to_owned())).or_default() += 1;
+        }
+        if save_failed {
+            c.state_errors += 1;
+        }
+        c.drain_seconds.extend(drained.iter().copied());
+    }
+
+    /// The board's view of a pool, computed from the pool itself (its state, its last
+    /// evaluation's view, its failures and lease), never kept in step by hand: the only writer
+    /// of a pool's entry on the board.
+    fn publish_pool(&self, name: &str) {
+        let Some(pool) = self.pools.get(name) else { return };
+        let v = &pool.view;
+        let pb = PoolBoard {
+            policy: name.to_owned(),
+            file: pool.file.display().to_string(),
+            dry_run: pool.dry_run(self.cfg.dry_run),
+            current: v.current,
+            desired: v.desired,
+            score: v.score,
+            shortfall: v.shortfall,
+            prewarm: v.prewarm.clone(),
+            last_evaluation: v.last_evaluation,
+            next_evaluation: Some(pool.next_due),
+            consecutive_failures: pool.failures,
+            last_error: pool.last_error.clone(),
+            decisions: pool.state.decisions.clone(),
+            lease: pool.lease.clone(),
+            draining: v.draining.clone(),
+            paused: v.paused.clone(),
+            next_floor: v.next_floor.clone(),
+            warnings: v.warnings.clone(),
+            alert_floors: v.alert_floors.clone(),
+            metrics: v.metrics.clone(),
+            last_evaluation_seconds: v.last_evaluation_seconds,
+        };
+        self.board.lock().pools.insert(name.to_owned(), pb);
+    }
+
+    /// Counts a degraded evaluation (`decided`: a decision was still made, on partial data),
+    /// applying the one error policy ([`error_policy`]): when the pool is tried again, and what
+    /// its health and the board say. Logs the 1st, 2nd, 4th, 8th... in a row at warn level
+    /// (denied: error level), the others at debug level. Returns no decision, for an
+    /// evaluation that stops here.
+    fn fail(&mut self, name: &str, now: Timestamp, problem: Problem, decided: bool) -> Option<DecisionEntry> {
+        let pool = self.pools.get_mut(name)?;
         pool.failures = pool.failures.saturating_add(1);
         let n = pool.failures;
-        if pool.next_due <= now {
-            pool.next_due = later(now, pool.policy.interval);
+        let (retry_in, msg) = error_policy(&problem, pool.policy.interval, n);
+        let msg = crate::aws::credentials::shorten(msg);
+        if pool.next_due <= now || problem.class == ErrorClass::Throttled {
+            pool.next_due = later(now, retry_in).max(pool.next_due);
         }
-        if n.is_power_of_two() {
+        if problem.class == ErrorClass::Denied && n.is_power_of_two() {
+            error!(policy = %name, consecutive_failures = n, error = %msg, "evaluation degraded: access denied");
+        } else if n.is_power_of_two() {
             warn!(policy = %name, consecutive_failures = n, error = %msg, "evaluation degraded");
         } else {
             debug!(policy = %name, consecutive_failures = n, error = %msg, "evaluation degraded");
         }
-        let next_due = pool.next_due;
         if n == 1 {
             self.ops.activity.append(&crate::activity::Event::new(now, Some(name), "degraded", msg.clone()));
         }
-        let mut b = self.board.lock();
+        pool.last_error = Some(msg);
         // A decision made on partial data was already counted as ok.
         if !decided {
-            *b.counters.evaluations.entry((name.to_owned(), "error")).or_default() += 1;
+            *self.board.lock().counters.evaluations.entry((name.to_owned(), "error")).or_default() += 1;
         }
-        let pb = b.pools.entry(name.to_owned()).or_default();
-        pb.policy = name.to_owned();
-        pb.consecutive_failures = n;
-        pb.last_error = Some(msg);
-        pb.next_evaluation = Some(next_due);
+        self.publish_pool(name);
+        None
     }
 
-    fn recover(&mut self, name: &str) {
-        let Some(pool) = self.pools.get_mut(name) else { return };
+    fn recover(&mut self, name: &str, now: Timestamp) -> Option<DecisionEntry> {
+        let pool = self.pools.get_mut(name)?;
         if pool.failures > 0 {
             info!(policy = %name, after = pool.failures, "evaluation recovered");
             let message = format!("recovered after {} degraded evaluation(s)", pool.failures);
-            let at = pool.state.saved_at; // this evaluation's time
-            self.ops.activity.append(&crate::activity::Event::new(at, Some(name), "recovered", message));
+            self.ops.activity.append(&crate::activity::Event::new(now, Some(name), "recovered", message));
         }
         pool.failures = 0;
-        if let Some(pb) = self.board.lock().pools.get_mut(name) {
-            pb.consecutive_failures = 0;
-            pb.last_error = None;
-        }
+        pool.last_error = None;
+        self.publish_pool(name);
+        None
     }
 
     fn publish_api_stats(&self, now: Timestamp) {
         let api: Vec<ApiOp> = self
-            .aws
-            .stats()
-            .snapshot()
+            .cloud
+            .api_stats()
             .into_iter()
             .map(|o| ApiOp {
                 operation: o.operation.to_string(),
@@ -894,10 +755,354 @@ impl Daemon {
     }
 }
 
-/// Drops records and samples dated beyond `now` + [`FUTURE_TOLERANCE`] from `history`; says
-/// what it dropped (logged at error level: the clock was, or is, wrong).
-fn discard_future(history: &mut PoolHistory, now: Timestamp) -> Option<String> {
-    let d = history.discard_future(now, FUTURE_TOLERANCE);
+/// A problem in one evaluation: what it means ([`ErrorClass`]) and what was seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Problem {
+    class: ErrorClass,
+    message: String,
+}
+
+impl Problem {
+    fn new(class: ErrorClass, message: String) -> Problem {
+        Problem { class, message }
+    }
+
+    fn transient(message: impl Into<String>) -> Problem {
+        Problem { class: ErrorClass::Transient, message: message.into() }
+    }
+}
+
+/// The most a throttled pool's evaluations are spaced out, in intervals.
+const MAX_BACKOFF_INTERVALS: u32 = 8;
+
+/// The daemon's one error policy: for a pool's `failures`-th degraded evaluation in a row, when
+/// to try again and what to report (its health, the board, the log). Throttling backs off
+/// (1, 2, 4, then 8 intervals: asking again at once only deepens it); access denied and
+/// not found say what to check; anything else is tried again at the next interval.
+fn error_policy(problem: &Problem, interval: Duration, failures: u32) -> (Duration, String) {
+    let msg = &problem.message;
+    match problem.class {
+        ErrorClass::Throttled => {
+            let factor = 1u32 << failures.saturating_sub(1).min(MAX_BACKOFF_INTERVALS.trailing_zeros());
+            let wait = interval.saturating_mul(factor);
+            (
+                wait,
+                format!(
+                    "{msg} (throttled: backing off, next evaluation in {})",
+                    vmscaler_engine::duration::Human(wait)
+                ),
+            )
+        }
+        ErrorClass::Denied => (
+            interval,
+            format!("{msg} (access denied: `vmscaler iam-policy` prints the permissions the daemon's role needs)"),
+        ),
+        ErrorClass::NotFound => {
+            (interval, format!("{msg} (not found: check the pool's tag or group name, the region and the endpoint)"))
+        }
+        ErrorClass::Transient => (interval, msg.clone()),
+    }
+}
+
+/// What a pool's last evaluation showed, for the board (see `Daemon::publish_pool`).
+#[derive(Debug, Clone, Default)]
+struct PoolView {
+    current: Option<u32>,
+    desired: Option<u32>,
+    score: Option<f64>,
+    shortfall: u32,
+    prewarm: Option<PrewarmBoard>,
+    last_evaluation: Option<Timestamp>,
+    last_evaluation_seconds: Option<f64>,
+    draining: Vec<board::DrainBoard>,
+    paused: Option<crate::ops::Pause>,
+    next_floor: Option<board::NextFloorBoard>,
+    warnings: Vec<String>,
+    alert_floors: Vec<crate::alerts::HeldAlert>,
+    metrics: Vec<MetricBoard>,
+}
+
+/// A previous run decided and may have acted, then stopped before recording the outcome (a
+/// crash, or actions that outlasted the budget): its record goes back into the cycle as
+/// decided, so its cooldown holds, and its decision is listed with what the fleet shows was
+/// done. Whether there was one.
+fn replay_intent(pool: &mut Pool, fleet: &Fleet) -> bool {
+    let Some(intent) = pool.state.intent.take() else { return false };
+    let outcomes = reconcile(&intent, fleet);
+    drain::adopt_intent(&pool.policy, &intent.actions, intent.record.at, fleet, &mut pool.state);
+    warn!(
+        decided_at = %intent.record.at,
+        desired = intent.record.desired,
+        outcomes = %outcomes.join("; "),
+        "an earlier evaluation did not finish acting (a crash, or its budget ran out): reconciled with the fleet"
+    );
+    pool.state.cycle.replay(intent.record);
+    let mut entry = intent.entry;
+    entry.outcomes = outcomes;
+    pool.state.decisions.push_back(entry);
+    true
+}
+
+/// At the first evaluation under a new lease, the previous holder's cooldowns apply here too.
+fn inherit_handover(pool: &mut Pool, guard: Option<&LeaseGuard>) {
+    let Some(g) = guard else { return };
+    if pool.inherited_token == Some(g.token()) {
+        return;
+    }
+    pool.inherited_token = Some(g.token());
+    if let Some(text) = g.inherited() {
+        match HandoverV1::parse(text).map(|records| pool.state.cycle.merge(records)) {
+            Ok(0) => {}
+            Ok(n) => info!(records = n, token = g.token(), "scaling records inherited from the lease"),
+            Err(e) => warn!(error = %e, "the lease's handover is unreadable: ignored"),
+        }
+    }
+}
+
+/// Feeds the datapoints that arrived into the cycle and members' CPU into the fleet; why a
+/// metric is missing, if one is.
+fn observe(pool: &mut Pool, metrics: Option<PoolMetrics>, fleet: &mut Fleet) -> Option<String> {
+    let m = metrics?;
+    for (id, samples) in m.samples {
+        for s in samples {
+            pool.state.cycle.observe(&id, s);
+        }
+    }
+    apply_member_cpu(fleet, &m.member_cpu);
+    (!m.errors.is_empty()).then(|| format!("metrics: {}", m.errors.join("; ")))
+}
+
+/// The pool's target groups and members' health (pools that drain); marks draining and
+/// warming members in `fleet`. A cloud without load balancers cannot run such a pool.
+async fn observe_load_balancers(
+    cloud: &dyn Cloud,
+    pool: &mut Pool,
+    fleet: &mut Fleet,
+    now: Timestamp,
+) -> Result<drain::Lb, String> {
+    match cloud.load_balancers() {
+        Some(aws) => drain::observe(aws, &pool.policy, &mut pool.lb, &mut pool.state, fleet, now).await,
+        None if pool.policy.drains() => Err("this cloud has no load balancers".to_owned()),
+        None => Ok(drain::Lb::default()),
+    }
+}
+
+/// Before deciding: records dated beyond now + tolerance (left by a clock that was ahead) are
+/// discarded, and the pool's health says so; a live pool forgets the cooldowns of what a dry
+/// run decided (it was never done).
+fn prepare_history(pool: &mut Pool, dry_run: bool, now: Timestamp) {
+    if let Some(msg) = discard_future(&mut pool.state.cycle, now) {
+        pool.notices.insert("future", (msg, later(now, pool.policy.history.window)));
+    }
+    if !dry_run {
+        let n = pool.state.cycle.end_dry_run();
+        if n > 0 {
+            info!(records = n, "live after a dry run: the dry-run decisions start no cooldown");
+        }
+    }
+}
+
+/// What acting needs besides the pool: the cloud, where intents are written, the budget and
+/// the lease guard.
+struct Act<'a> {
+    cloud: &'a dyn Cloud,
+    store: &'a StateStore,
+    budget: Duration,
+    guard: Option<&'a LeaseGuard>,
+    now: Timestamp,
+}
+
+impl Act<'_> {
+    /// Carries out `decision` (through drains for pools behind load balancers), checking the
+    /// fence before every mutating call. `fleets`: as decided on, and as EC2 shows it.
+    async fn carry_out(
+        &self,
+        pool: &mut Pool,
+        (fleet, ec2_fleet): (&Fleet, &Fleet),
+        lb: &drain::Lb,
+        decision: &Decision,
+        dry_run: bool,
+    ) -> Vec<Outcome> {
+        let fence = if dry_run { None } else { self.guard.map(|g| g as &dyn Fence) };
+        match self.cloud.load_balancers() {
+            Some(aws) if pool.policy.drains() => {
+                let (policy, draining) = (&pool.policy, &mut pool.state.draining);
+                drain::act(aws, policy, lb, ec2_fleet, decision, draining, dry_run, fence, self.now).await
+            }
+            _ => self.cloud.act(&pool.policy, fleet, decision, dry_run, fence).await,
+        }
+    }
+
+    /// Write-ahead: the intent is durable (and, with a lease, the handover written with the
+    /// fence) before the first mutating call, or nothing is done: a crash mid-action must not
+    /// forget the change and its cooldown. An outcome that is not known (a timeout, a dropped
+    /// answer, a 5xx, the budget running out) keeps the intent: the next evaluation reconciles
+    /// it with the fleet, cooldown counted.
+    async fn after_intent(
+        &self,
+        pool: &mut Pool,
+        fleets: (&Fleet, &Fleet),
+        lb: &drain::Lb,
+        decision: &Decision,
+    ) -> Vec<Outcome> {
+        pool.state.intent = pool.state.cycle.pending().map(|decided| Intent {
+            record: *decided,
+            actions: decision.actions.clone(),
+            entry: entry_for(decision, &[], false),
+        });
+        pool.state.saved_at = self.now;
+        if let Some(g) = self.guard {
+            g.leave_for_next(HandoverV1::text(&pool.state.cycle.handover()));
+        }
+        if let Err(e) = self.store.save(&pool.state) {
+            error!(error = %e, "cannot persist the intent before acting: not acting");
+            pool.state.intent = None;
+            return vec![Outcome::Failed { what: "persist intent before acting".to_owned(), error: e.to_string() }];
+        }
+        let budget = self.budget;
+        match tokio::time::timeout(budget, self.carry_out(pool, fleets, lb, decision, false)).await {
+            Ok(outcomes) if outcomes.iter().any(Outcome::is_unknown) => {
+                warn!("an action's outcome is unknown: kept as an intent, reconciled at the next evaluation");
+                outcomes
+            }
+            Ok(outcomes) => {
+                pool.state.intent = None;
+                outcomes
+            }
+            Err(_) => {
+                warn!(budget = ?budget, "actions outlasted the evaluation budget: outcome unknown, kept as an intent");
+                let error = format!("not finished within the evaluation budget of {budget:?}: outcome unknown");
+                vec![Outcome::Unknown { what: "actions".to_owned(), error }]
+            }
+        }
+    }
+
+    /// Drains under way move on; members outside their target groups are registered; the pool
+    /// is checked again between evaluations while it needs it.
+    async fn move_drains_on(
+        &self,
+        pool: &mut Pool,
+        lb: &drain::Lb,
+        decision: &Decision,
+        outcomes: &[Outcome],
+        dry_run: bool,
+    ) -> drain::Finished {
+        let started = outcomes.iter().any(|o| matches!(o, Outcome::Started { .. }));
+        let finished = match self.cloud.load_balancers() {
+            Some(aws) => {
+                let fence = self.guard.map(|g| g as &dyn Fence);
+                let acted_on = drain::acted_on(&decision.actions);
+                drain::progress(aws, &pool.policy, lb, &mut pool.state, &acted_on, dry_run, fence, self.now).await
+            }
+            None => drain::Finished::default(),
+        };
+        pool.drain_due = drain::needs_check(lb, &pool.state, started).then(|| later(self.now, drain::DRAIN_CHECK));
+        finished
+    }
+}
+
+/// What the evaluation's actions achieved, for [`PoolCycle::complete`]: unknown while an
+/// intent is pending, the plan in a dry run, the capacity reached otherwise.
+fn achieved_by(pool: &Pool, dry_run: bool, decision: &Decision, outcomes: &[Outcome]) -> Achieved {
+    if pool.state.intent.is_some() {
+        Achieved::Unknown
+    } else if dry_run {
+        Achieved::DryRun
+    } else if decision.actions.is_empty() {
+        Achieved::AsDecided
+    } else {
+        achieved(decision.current, outcomes)
+    }
+}
+
+/// The decision as listed, with why a metric was missing and whether a pause held its actions.
+fn annotated_entry(
+    decision: &Decision,
+    outcomes: &[Outcome],
+    dry_run: bool,
+    paused: Option<&crate::ops::Pause>,
+    metric_error: Option<&str>,
+) -> DecisionEntry {
+    let mut entry = entry_for(decision, outcomes, dry_run);
+    if let Some(p) = paused.filter(|_| !decision.actions.is_empty()) {
+        entry.outcomes.push(format!("not acted on: {}", p.describe()));
+    }
+    if let Some(why) = metric_error {
+        entry.reasons.push(why.to_owned());
+    }
+    entry
+}
+
+/// Lists the decision (the newest `keep` are kept), schedules the next evaluation, lets
+/// expired notices go and logs it. Returns the entry listed before this one.
+fn record(
+    pool: &mut Pool,
+    decision: &Decision,
+    entry: DecisionEntry,
+    keep: usize,
+    now: Timestamp,
+) -> Option<DecisionEntry> {
+    let previous = pool.state.decisions.back().cloned();
+    let news = previous
+        .as_ref()
+        .is_none_or(|p| (p.current, p.desired) != (entry.current, entry.desired) || !p.outcomes.is_empty());
+    log_decision(decision, &entry, news);
+    pool.state.decisions.push_back(entry);
+    while pool.state.decisions.len() > keep {
+        pool.state.decisions.pop_front();
+    }
+    pool.state.saved_at = now;
+    pool.next_due = decision.next_evaluation.max(now.checked_add(Duration::from_secs(1)).unwrap_or(now));
+    pool.notices.retain(|_, (_, until)| *until > now);
+    previous
+}
+
+/// What the board shows of the pool after this evaluation.
+fn view(
+    pool: &Pool,
+    decision: &Decision,
+    fleet: &Fleet,
+    lb: &drain::Lb,
+    alerts: Option<&AlertInbox>,
+    paused: Option<crate::ops::Pause>,
+    now: Timestamp,
+) -> PoolView {
+    PoolView {
+        current: Some(decision.current),
+        desired: Some(decision.desired),
+        score: decision.score,
+        shortfall: decision.shortfall,
+        prewarm: decision.floor.as_ref().map(|f| PrewarmBoard {
+            rule: f.rule.clone(),
+            capacity: f.capacity,
+            ramping: f.ramping,
+        }),
+        last_evaluation: Some(now),
+        last_evaluation_seconds: pool.view.last_evaluation_seconds,
+        draining: drain::board(&pool.state, lb.timeout),
+        paused,
+        next_floor: vmscaler_engine::calendar::next_floor_start(&pool.policy, now)
+            .map(|(rule, at)| board::NextFloorBoard { rule, at }),
+        warnings: pool_warnings(pool, decision, fleet),
+        alert_floors: alerts.map(|a| a.held(&pool.policy.name)).unwrap_or_default(),
+        metrics: decision
+            .readings
+            .iter()
+            .map(|r| MetricBoard {
+                metric: r.metric.clone(),
+                value: r.value,
+                ratio: r.ratio,
+                wanted_capacity: r.wanted,
+                sampled_at: r.sampled_at,
+            })
+            .collect(),
+    }
+}
+
+/// Drops records and samples dated beyond `now` + [`FUTURE_TOLERANCE`] from a pool's history;
+/// says what it dropped (logged at error level: the clock was, or is, wrong).
+fn discard_future(cycle: &mut PoolCycle, now: Timestamp) -> Option<String> {
+    let d = cycle.discard_future(now, FUTURE_TOLERANCE);
     if d.is_empty() {
         return None;
     }
@@ -987,12 +1192,6 @@ fn merge_prometheus(metrics: &mut BTreeMap<String, PoolMetrics>, prometheus: BTr
     }
 }
 
-/// Whether two versions of a policy would evaluate alike (compared through their debug form,
-/// since the policy model carries no equality).
-fn same_policy(a: &Policy, b: &Policy) -> bool {
-    format!("{a:?}") == format!("{b:?}")
-}
-
 /// How far back to read metrics for a pool: its freshness limit plus two of its periods,
 /// so one missed tick does not lose a datapoint.
 fn lookback(policy: &Policy) -> Duration {
@@ -1000,9 +1199,10 @@ fn lookback(policy: &Policy) -> Duration {
     policy.history.max_age.max(policy.interval) + period * 2
 }
 
-/// Makes a record say what really happened when actions failed: the capacity reached, and no
-/// cooldown when nothing changed. A dry run records the plan as decided.
-fn achieved(record: &mut vmscaler_engine::EvalRecord, outcomes: &[Outcome]) {
+/// What the actions of a decision made at capacity `current` really achieved, from their
+/// outcomes: the capacity reached (a group's new desired capacity, or `current` plus the starts
+/// minus the stops that worked). The pool's cycle records no cooldown when nothing changed.
+pub fn achieved(current: u32, outcomes: &[Outcome]) -> Achieved {
     let mut set_desired = None;
     let (mut started, mut stopped) = (0u32, 0u32);
     for o in outcomes {
@@ -1014,11 +1214,7 @@ fn achieved(record: &mut vmscaler_engine::EvalRecord, outcomes: &[Outcome]) {
             _ => {}
         }
     }
-    let reached = set_desired.unwrap_or_else(|| record.current.saturating_add(started).saturating_sub(stopped));
-    record.desired = reached;
-    if reached == record.current {
-        record.scaled = None;
-    }
+    Achieved::Capacity(set_desired.unwrap_or_else(|| current.saturating_add(started).saturating_sub(stopped)))
 }
 
 /// What an interrupted [`Intent`] did, as far as the fleet described after the restart shows:
@@ -1136,23 +1332,19 @@ mod tests {
     }
 
     #[test]
-    fn records_say_what_really_happened() {
+    fn outcomes_say_what_capacity_was_reached() {
         let started = |id: &str| Outcome::Started { id: id.into() };
-        // Two of three starts worked: the record says 4, and the cooldown starts.
-        let mut r = record(2, 5, Some(Direction::Up));
-        achieved(&mut r, &[started("a"), started("b"), Outcome::InsufficientCapacity { id: "c".into() }]);
-        assert_eq!((r.desired, r.scaled), (4, Some(Direction::Up)));
-        // Nothing worked: no change recorded, no cooldown.
-        let mut r = record(2, 4, Some(Direction::Up));
-        achieved(&mut r, &[Outcome::Failed { what: "start".into(), error: "boom".into() }]);
-        assert_eq!((r.desired, r.scaled), (2, None));
-        // Stops and a group's desired capacity.
-        let mut r = record(5, 3, Some(Direction::Down));
-        achieved(&mut r, &[Outcome::Stopped { id: "x".into() }]);
-        assert_eq!((r.desired, r.scaled), (4, Some(Direction::Down)));
-        let mut r = record(2, 6, Some(Direction::Up));
-        achieved(&mut r, &[Outcome::DesiredSet { group: "g".into(), desired: 6 }]);
-        assert_eq!((r.desired, r.scaled), (6, Some(Direction::Up)));
+        // Two of three starts worked: 4 reached.
+        let a = achieved(2, &[started("a"), started("b"), Outcome::InsufficientCapacity { id: "c".into() }]);
+        assert_eq!(a, Achieved::Capacity(4));
+        // Nothing worked: the capacity it started from (the cycle records no cooldown).
+        assert_eq!(
+            achieved(2, &[Outcome::Failed { what: "start".into(), error: "boom".into() }]),
+            Achieved::Capacity(2)
+        );
+        // Stops, drains and a group's desired capacity.
+        assert_eq!(achieved(5, &[Outcome::Stopped { id: "x".into() }]), Achieved::Capacity(4));
+        assert_eq!(achieved(2, &[Outcome::DesiredSet { group: "g".into(), desired: 6 }]), Achieved::Capacity(6));
     }
 
     #[test]

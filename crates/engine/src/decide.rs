@@ -28,7 +28,16 @@ use crate::fleet::{Fleet, Member, MemberState};
 use crate::forecast::{Forecaster, Unavailable};
 use crate::history::{Direction, EvalRecord, PoolHistory};
 use crate::policy::{Adopt, Goal, MissingData, Policy, PredictiveMode, ScaleInOrder, ScaleOutOrder};
-use crate::schedule::{self, Floor};
+use crate::schedule::{self, Floor, ScheduleCache};
+
+mod actions;
+mod gates;
+mod scoring;
+
+pub use actions::sort_for_start;
+use actions::*;
+use gates::*;
+use scoring::*;
 
 /// What one evaluation decided, and why. Data only: the caller carries out `actions`.
 #[must_use = "a decision does nothing until its actions are carried out"]
@@ -434,157 +443,6 @@ impl fmt::Display for Bound {
     }
 }
 
-/// Blended view of the metrics.
-struct Score {
-    readings: Vec<Reading>,
-    missing: Vec<String>,
-    /// Capacity the metrics want, as a real number; `None` when no metric had data.
-    wanted: Option<f64>,
-    saturated: Option<(String, f64)>,
-}
-
-/// Instances in service while a datapoint's period ran, as the average utilisation it reports
-/// was measured on them. Booting instances are not in service; a lagged datapoint gets the
-/// counts of its own time, not today's.
-///
-/// The counts: at the period's start, as the last evaluation at or before it left the fleet
-/// (a scale-down's stopped instances stop serving at once; a scale-up's are still booting);
-/// as the evaluations within the period saw it; and at its end, as the first evaluation at or
-/// after that moment saw it (records are time-ordered), or as it is now if that evaluation is
-/// this one. When the count changed during the period, its average utilisation mixes a busy
-/// smaller fleet with a calmer larger one: for a steady load `d`, the mean of `d / n` is `d`
-/// times the mean of `1 / n`, so the load is the average utilisation times the harmonic mean
-/// of the counts. (The count at the end alone took the calmer fleet for the whole period and
-/// overshot after every scale-up: 8 in service at 100 % then 15 at 67 % read as 15 at 83 %,
-/// asking for 23.) Moments with nothing in service carried no load and are left out.
-fn serving_during(history: &PoolHistory, period_start: Timestamp, period_end: Timestamp, now_serving: u32) -> f64 {
-    let inside = history.records.partition_point(|r| r.at <= period_start);
-    let end = history.records.partition_point(|r| r.at < period_end).max(inside);
-    let at_end = history.records.get(end).map_or(now_serving, |r| r.serving);
-    let at_start = inside.checked_sub(1).and_then(|i| history.records.get(i)).map(|r| match r.scaled {
-        Some(Direction::Down) => r.serving.saturating_sub(r.current.saturating_sub(r.desired)),
-        _ => r.serving,
-    });
-    let counts = at_start.into_iter().chain(history.records.range(inside..end).map(|r| r.serving)).chain([at_end]);
-    let (mut n, mut inverse_sum) = (0.0, 0.0);
-    for c in counts.filter(|c| *c > 0) {
-        n += 1.0;
-        inverse_sum += 1.0 / f64::from(c);
-    }
-    if n > 0.0 { n / inverse_sum } else { 0.0 }
-}
-
-fn score_metrics(policy: &Policy, history: &PoolHistory, current: u32, serving: u32, now: Timestamp) -> Score {
-    let cur = f64::from(current);
-    let mut readings = Vec::with_capacity(policy.metrics.len());
-    let mut missing = Vec::new();
-    let (mut sum_w, mut sum_wanted) = (0.0, 0.0);
-    let mut saturated: Option<(String, f64)> = None;
-    let mut sat_wanted = f64::NEG_INFINITY;
-    for m in &policy.metrics {
-        let sample = history.latest(&m.id, now, policy.history.max_age);
-        let value = sample.map(|s| s.value);
-        // A negative utilisation or backlog cannot be measured: a broken metric. It counts as
-        // missing (so it can never drive a scale-in), and its reading says why.
-        let usable = value.filter(|v| *v >= 0.0);
-        // Capacity this metric wants, and its ratio to current capacity.
-        let wanted = usable.and_then(|v| match m.goal {
-            // A utilisation was measured on the instances in service when it was sampled:
-            // booting instances carry no load yet, and a lagged datapoint predates recent
-            // changes. Scaling `current` instead would count booting capacity twice and
-            // overshoot. Nothing in service: nothing measured, the metric counts as missing.
-            Goal::Utilization { target } => {
-                let base = sample
-                    .map_or(f64::from(serving), |s| serving_during(history, s.at, after(s.at, m.period), serving));
-                (current > 0 && base > 0.0).then(|| base * v / target)
-            }
-            Goal::PerInstance { target_per_instance } => Some(v.max(0.0) / target_per_instance),
-        });
-        // A capacity: never negative, never beyond u32, never NaN. Unbounded, extreme values
-        // overflowed to infinities that blended into NaN (inf - inf, 0 * inf), a proposal of 0.
-        let wanted = wanted.filter(|w| !w.is_nan()).map(|w| w.clamp(0.0, f64::from(u32::MAX)));
-        let ratio = match (usable, m.goal) {
-            (Some(v), Goal::Utilization { target }) => Some(v / target),
-            (Some(_), Goal::PerInstance { .. }) if current > 0 => wanted.map(|w| w / cur),
-            _ => None,
-        };
-        let is_saturated = matches!((value, m.ceiling), (Some(v), Some(c)) if v >= c);
-        match wanted {
-            Some(w) => {
-                sum_w += m.weight;
-                sum_wanted += m.weight * w;
-                if is_saturated && w > sat_wanted {
-                    sat_wanted = w;
-                    saturated = Some((m.id.clone(), ratio.unwrap_or(f64::NAN)));
-                }
-            }
-            None => missing.push(m.id.clone()),
-        }
-        let measured_on = match (usable, m.goal, sample) {
-            (Some(_), Goal::Utilization { .. }, Some(s)) => {
-                Some(serving_during(history, s.at, after(s.at, m.period), serving))
-            }
-            _ => None,
-        };
-        readings.push(Reading {
-            metric: m.id.clone(),
-            value,
-            sampled_at: sample.map(|s| s.at),
-            ratio,
-            weight: m.weight,
-            saturated: is_saturated,
-            goal: m.goal,
-            wanted,
-            measured_on,
-            missing: sample.is_none().then(|| crate::reasons::why_missing(m, history, now, policy.history.max_age)),
-        });
-    }
-    // Weight-zero metrics count only when saturated; with no weighted data the blend is the
-    // saturated metric alone.
-    let blended = if sum_w > 0.0 { Some(sum_wanted / sum_w) } else { None };
-    let wanted = match (blended, saturated.is_some()) {
-        (Some(b), true) if sat_wanted > b => Some(sat_wanted),
-        (Some(b), true) => {
-            saturated = None; // the blend already asks for more: nothing to report
-            Some(b)
-        }
-        (Some(b), false) => Some(b),
-        (None, true) => Some(sat_wanted),
-        (None, false) => None,
-    };
-    Score { readings, missing, wanted, saturated }
-}
-
-/// The composite rule's proposal: one `max_step` up after `periods` consecutive periods above
-/// `scale_up_above`, one down after as many below `scale_down_below`, else the current capacity.
-fn composite_proposal(
-    c: &crate::policy::Composite,
-    o: Option<&crate::composite::Outcome>,
-    current: u32,
-    policy: &Policy,
-    bounds: &mut Vec<Bound>,
-) -> u32 {
-    let Some(o) = o else {
-        bounds.push(Bound::CompositeHold { score: None });
-        return current;
-    };
-    let needed = c.periods;
-    if o.score > c.scale_up_above {
-        bounds.push(Bound::Composite { score: o.score, threshold: c.scale_up_above, up: true, seen: o.above, needed });
-        if o.above >= needed {
-            return current.saturating_add(policy.scaling.scale_up.max_step.limit(current)).max(1);
-        }
-    } else if let Some(down) = c.scale_down_below.filter(|d| o.score < *d) {
-        bounds.push(Bound::Composite { score: o.score, threshold: down, up: false, seen: o.below, needed });
-        if o.below >= needed {
-            return current.saturating_sub(policy.scaling.scale_down.max_step.limit(current));
-        }
-    } else {
-        bounds.push(Bound::CompositeHold { score: Some(o.score) });
-    }
-    current
-}
-
 /// `ceil` into a capacity, tolerating float noise and saturating (NaN and negatives are 0).
 pub(crate) fn ceil_u32(x: f64) -> u32 {
     // Tolerate float noise such as 4 * 1.25 = 5.000000000000001.
@@ -598,13 +456,6 @@ pub(crate) fn ceil_u32(x: f64) -> u32 {
         let n = c as u32;
         n
     }
-}
-
-fn remaining(since: Timestamp, cooldown: Duration, now: Timestamp) -> Option<u64> {
-    let elapsed = now.duration_since(since);
-    let cd = i128::try_from(cooldown.as_millis()).unwrap_or(i128::MAX);
-    let el = elapsed.as_millis();
-    (el < cd).then(|| u64::try_from((cd - el).max(0) / 1000).unwrap_or(u64::MAX).max(1))
 }
 
 /// A capacity floor raised from outside the policy while an alert fires (Alertmanager's
@@ -636,6 +487,19 @@ pub fn decide_with(
     forecaster: Option<&Forecaster>,
     alerts: &[AlertFloor],
     now: Timestamp,
+) -> Decision {
+    decide_in(policy, history, fleet, forecaster, alerts, now, &ScheduleCache::default())
+}
+
+/// [`decide_with`], remembering cron occurrences in `cache` (see [`crate::cycle::PoolCycle`]).
+pub(crate) fn decide_in(
+    policy: &Policy,
+    history: &PoolHistory,
+    fleet: &Fleet,
+    forecaster: Option<&Forecaster>,
+    alerts: &[AlertFloor],
+    now: Timestamp,
+    cache: &ScheduleCache,
 ) -> Decision {
     let current = fleet.current();
     let scaling = &policy.scaling;
@@ -764,7 +628,7 @@ pub fn decide_with(
     }
 
     // 5. Floor, policy bounds, group bounds.
-    let (floor, released) = schedule::holding_floor(policy, history, proposal, now);
+    let (floor, released) = schedule::holding_floor(policy, history, proposal, now, cache);
     for r in released {
         bounds.push(Bound::FloorReleased { rule: r.rule, capacity: r.capacity, since: r.since });
     }
@@ -868,7 +732,7 @@ pub fn decide_with(
     let (actions, shortfall) = plan_actions(policy, fleet, current, &mut desired, &mut bounds);
 
     let mut next = after(now, policy.interval);
-    if let Some(t) = schedule::next_activation(policy, now) {
+    if let Some(t) = schedule::next_activation_in(policy, now, cache) {
         next = next.min(t);
     }
     Decision {
@@ -885,137 +749,6 @@ pub fn decide_with(
         actions,
         shortfall,
         next_evaluation: next,
-    }
-}
-
-/// Scale-downs since the load last rose (an evaluation above the band, or a scale-up).
-fn descent_streak(history: &PoolHistory) -> i32 {
-    let n = history
-        .records
-        .iter()
-        .rev()
-        .take_while(|r| !r.above_band && r.scaled != Some(Direction::Up))
-        .filter(|r| r.scaled == Some(Direction::Down))
-        .count();
-    i32::try_from(n.min(30)).unwrap_or(30)
-}
-
-/// How far this scale-down may go: `max_step`, times `acceleration` for every scale-down of
-/// the current descent.
-fn down_step_limit(policy: &Policy, streak: i32, current: u32) -> u32 {
-    let down = &policy.scaling.scale_down;
-    let base = down.max_step.limit(current);
-    let limit = (f64::from(base) * down.acceleration.powi(streak)).min(f64::from(current));
-    // Bounded by `current` (a u32) above.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let limit = limit as u32;
-    limit.max(base)
-}
-
-/// The scale-down cooldown during a descent: divided by `acceleration` for every scale-down
-/// of the current descent, so a confirmed descent speeds up in pace as well as step.
-fn down_cooldown(policy: &Policy, streak: i32) -> Duration {
-    let down = &policy.scaling.scale_down;
-    down.cooldown.div_f64(down.acceleration.powi(streak))
-}
-
-/// Consecutive previous evaluations above the band, each within two intervals of the next.
-fn confirming_records(history: &PoolHistory, interval: Duration, now: Timestamp) -> u32 {
-    let gap = interval.saturating_mul(2).max(Duration::from_secs(1));
-    let mut later = now;
-    let mut n = 0;
-    for r in history.records.iter().rev() {
-        if r.at >= later || later.duration_since(r.at).unsigned_abs() > gap || !r.above_band {
-            break;
-        }
-        n += 1;
-        later = r.at;
-    }
-    n
-}
-
-fn plan_actions(
-    policy: &Policy,
-    fleet: &Fleet,
-    current: u32,
-    desired: &mut u32,
-    bounds: &mut Vec<Bound>,
-) -> (Vec<Action>, u32) {
-    match fleet {
-        Fleet::Group(g) => {
-            if *desired == g.desired {
-                (vec![], 0)
-            } else if g.activity_in_progress {
-                bounds.push(Bound::ActivityInProgress);
-                *desired = current;
-                (vec![], 0)
-            } else {
-                (vec![Action::SetDesiredCapacity { group: g.name.clone(), desired: *desired }], 0)
-            }
-        }
-        Fleet::Instances { members } if *desired > current => {
-            let want = usize::try_from(*desired - current).unwrap_or(usize::MAX);
-            // Members still draining come back first: they are running and need no boot.
-            let mut draining: Vec<&Member> = members.iter().filter(|m| m.state == MemberState::Draining).collect();
-            sort_for_start(&mut draining, policy.scale_out.order);
-            let kept: Vec<String> = draining.iter().take(want).map(|m| m.id.clone()).collect();
-            let mut stopped: Vec<&Member> = members.iter().filter(|m| m.state == MemberState::Stopped).collect();
-            sort_for_start(&mut stopped, policy.scale_out.order);
-            let ids: Vec<String> = stopped.iter().take(want - kept.len()).map(|m| m.id.clone()).collect();
-            let got = u32::try_from(ids.len() + kept.len()).unwrap_or(u32::MAX);
-            let shortfall = *desired - current - got;
-            if shortfall > 0 {
-                bounds.push(Bound::WarmPoolShort { shortfall });
-            }
-            let mut actions = Vec::new();
-            if !kept.is_empty() {
-                actions.push(Action::CancelDrain { instance_ids: kept });
-            }
-            if !ids.is_empty() {
-                actions.push(Action::Start { instance_ids: ids });
-            }
-            (actions, shortfall)
-        }
-        Fleet::Instances { members } if *desired < current => {
-            let mut running: Vec<&Member> = members
-                .iter()
-                .filter(|m| matches!(m.state, MemberState::Running | MemberState::Warming) && !m.protected)
-                .collect();
-            sort_for_stop(&mut running, policy.scale_in.order);
-            let want = usize::try_from(current - *desired).unwrap_or(usize::MAX);
-            let ids: Vec<String> = running.iter().take(want).map(|m| m.id.clone()).collect();
-            let got = u32::try_from(ids.len()).unwrap_or(u32::MAX);
-            if got < current - *desired {
-                let kept = current - *desired - got;
-                bounds.push(Bound::Protected { kept });
-                *desired = current - got;
-            }
-            let actions = if ids.is_empty() { vec![] } else { vec![Action::Stop { instance_ids: ids }] };
-            (actions, 0)
-        }
-        Fleet::Instances { .. } => (vec![], 0),
-    }
-}
-
-/// Orders stopped members the way scale-out starts them (the actuator uses it too, to pick
-/// replacements when AWS has no capacity for a chosen member).
-pub fn sort_for_start(members: &mut [&Member], order: ScaleOutOrder) {
-    match order {
-        ScaleOutOrder::Oldest => members.sort_by(|a, b| (a.launched_at, &a.id).cmp(&(b.launched_at, &b.id))),
-        ScaleOutOrder::Newest => members.sort_by(|a, b| (b.launched_at, &a.id).cmp(&(a.launched_at, &b.id))),
-        ScaleOutOrder::Id => members.sort_by(|a, b| a.id.cmp(&b.id)),
-    }
-}
-
-fn sort_for_stop(members: &mut [&Member], order: ScaleInOrder) {
-    match order {
-        ScaleInOrder::Newest => members.sort_by(|a, b| (b.launched_at, &a.id).cmp(&(a.launched_at, &b.id))),
-        ScaleInOrder::Oldest => members.sort_by(|a, b| (a.launched_at, &a.id).cmp(&(b.launched_at, &b.id))),
-        ScaleInOrder::LowestCpu => members.sort_by(|a, b| {
-            let ka = a.cpu.filter(|c| c.is_finite()).unwrap_or(f64::INFINITY);
-            let kb = b.cpu.filter(|c| c.is_finite()).unwrap_or(f64::INFINITY);
-            ka.total_cmp(&kb).then_with(|| a.id.cmp(&b.id))
-        }),
     }
 }
 

@@ -1,16 +1,19 @@
 //! The history window: recent metric samples and recent evaluation records of one pool.
 //!
-//! The daemon persists a [`PoolHistory`] in its state file and the backtest keeps one in
-//! memory; both prune it with [`PoolHistory::prune`] so it never outgrows the policy's window.
+//! A [`PoolHistory`] is owned and advanced by a [`crate::cycle::PoolCycle`] (the daemon's,
+//! `plan`'s and the backtest's alike), which prunes it to the policy's window. Outside the
+//! engine it is read-only: records stay in time order (what `serving_during` and the
+//! stabilisation window rely on) because only the engine adds them. Not serializable: the
+//! daemon's state file and lease handover have format types of their own.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// One pool-level datapoint (per-instance series already aggregated).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
     pub at: Timestamp,
     pub value: f64,
@@ -18,7 +21,7 @@ pub struct Sample {
 
 /// What one evaluation leaves behind for later ones: enough for confirmation counts,
 /// the scale-down stabilisation window and cooldowns.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EvalRecord {
     pub at: Timestamp,
     /// Blended score; `None` when every metric was missing.
@@ -30,13 +33,11 @@ pub struct EvalRecord {
     pub current: u32,
     pub desired: u32,
     /// Instances in service (running, not booting) when this evaluation was made.
-    #[serde(default)]
     pub serving: u32,
     /// Whether this evaluation changed capacity (in either direction); cooldowns start here.
     pub scaled: Option<Direction>,
     /// Made in dry-run: nothing was changed. Its `scaled` paces later dry-run evaluations, but
     /// once the pool is live it starts no cooldown (see [`PoolHistory::end_dry_run`]).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
 }
 
@@ -63,7 +64,7 @@ impl Discarded {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     Up,
@@ -71,16 +72,45 @@ pub enum Direction {
 }
 
 /// Metric samples by metric id, and evaluation records, oldest first.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PoolHistory {
-    pub samples: BTreeMap<String, VecDeque<Sample>>,
-    pub records: VecDeque<EvalRecord>,
+    pub(crate) samples: BTreeMap<String, VecDeque<Sample>>,
+    pub(crate) records: VecDeque<EvalRecord>,
 }
 
 impl PoolHistory {
+    /// A history restored from its parts (a state file): samples are ordered and deduplicated
+    /// by time (non-finite ones dropped) and records put in time order, whatever order they
+    /// came in.
+    pub fn from_parts(
+        samples: impl IntoIterator<Item = (String, Vec<Sample>)>,
+        records: impl IntoIterator<Item = EvalRecord>,
+    ) -> PoolHistory {
+        let mut h = PoolHistory::default();
+        for (metric, series) in samples {
+            for s in series {
+                h.push_sample(&metric, s);
+            }
+        }
+        let mut records: Vec<EvalRecord> = records.into_iter().collect();
+        records.sort_by_key(|r| r.at);
+        h.records = records.into();
+        h
+    }
+
+    /// Metric samples by metric id, each series oldest first.
+    pub fn samples(&self) -> &BTreeMap<String, VecDeque<Sample>> {
+        &self.samples
+    }
+
+    /// Evaluation records, oldest first.
+    pub fn records(&self) -> &VecDeque<EvalRecord> {
+        &self.records
+    }
+
     /// Adds a datapoint, keeping each series ordered by time; a datapoint for a timestamp
     /// already present replaces it (CloudWatch revises a period as it fills).
-    pub fn push_sample(&mut self, metric: &str, sample: Sample) {
+    pub(crate) fn push_sample(&mut self, metric: &str, sample: Sample) {
         if !sample.value.is_finite() {
             return;
         }
@@ -95,8 +125,23 @@ impl PoolHistory {
         }
     }
 
-    pub fn push_record(&mut self, record: EvalRecord) {
+    /// Appends the record of the evaluation just made. Records are in evaluation order, which
+    /// is time order unless the wall clock stepped back (then the newest evaluation is still
+    /// last: its confirmations and cooldowns are read from it, see the clock-jump tests).
+    pub(crate) fn push_record(&mut self, record: EvalRecord) {
         self.records.push_back(record);
+    }
+
+    /// Inserts a record made elsewhere (a lease handover, an intent) in time order, after any
+    /// of the same instant, unless a record of that instant and direction is already there
+    /// (merged twice); whether it was added.
+    pub(crate) fn merge_record(&mut self, record: EvalRecord) -> bool {
+        if self.records.iter().any(|x| x.at == record.at && x.scaled == record.scaled) {
+            return false;
+        }
+        let i = self.records.partition_point(|x| x.at <= record.at);
+        self.records.insert(i, record);
+        true
     }
 
     /// Newest datapoint of `metric` no older than `max_age` at `now` and not in the future.
@@ -109,7 +154,7 @@ impl PoolHistory {
 
     /// Drops samples and records older than `window` before `now`, but always keeps the last
     /// scaling record of each direction so a long cooldown is never forgotten.
-    pub fn prune(&mut self, now: Timestamp, window: Duration) {
+    pub(crate) fn prune(&mut self, now: Timestamp, window: Duration) {
         let cutoff = crate::duration::before(now, window);
         for series in self.samples.values_mut() {
             while series.front().is_some_and(|s| s.at < cutoff) {
@@ -139,7 +184,7 @@ impl PoolHistory {
     /// is kept, re-dated to `now`: the action it records did happen (the fleet shows it), so
     /// its cooldown holds once more, counted from now: a clock step holds a pool for at most
     /// one cooldown, and never makes it act twice. Records stay in time order.
-    pub fn discard_future(&mut self, now: Timestamp, tolerance: Duration) -> Discarded {
+    pub(crate) fn discard_future(&mut self, now: Timestamp, tolerance: Duration) -> Discarded {
         let limit = crate::duration::after(now, tolerance);
         let mut out = Discarded::default();
         let mut note = |at: Timestamp| {
@@ -184,7 +229,7 @@ impl PoolHistory {
     /// The pool goes live after a dry run: its dry-run records no longer start cooldowns (no
     /// action was taken), but still count for confirmations and stabilisation. Returns how many
     /// records changed.
-    pub fn end_dry_run(&mut self) -> usize {
+    pub(crate) fn end_dry_run(&mut self) -> usize {
         let mut n = 0;
         for r in self.records.iter_mut().filter(|r| r.dry_run && r.scaled.is_some()) {
             r.scaled = None;

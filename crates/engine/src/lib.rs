@@ -8,6 +8,7 @@
 pub mod backtest;
 pub mod calendar;
 mod composite;
+pub mod cycle;
 pub mod decide;
 pub mod duration;
 pub mod fleet;
@@ -17,6 +18,7 @@ pub mod policy;
 mod reasons;
 pub mod schedule;
 
+pub use cycle::{Achieved, PoolCycle};
 pub use decide::{Action, AlertFloor, Bound, Decision, Reading, decide, decide_with};
 pub use fleet::{Fleet, GroupState, Member, MemberState};
 pub use forecast::Forecaster;

@@ -12,6 +12,7 @@
 //!
 //! Not here: deciding what to do with the floor (see [`crate::decide`]).
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -40,11 +41,71 @@ pub struct Window {
     pub end: Timestamp,
 }
 
+/// Remembers, per cron pattern and zone, the two occurrences around the last instant asked
+/// about, so evaluating every minute (or replaying a year in a backtest) searches the pattern
+/// once per occurrence instead of once per evaluation. It belongs to whoever evaluates a pool
+/// again and again (a [`crate::cycle::PoolCycle`]), not to the policy: the policy model stays
+/// plain data with equality, and a reloaded pattern simply finds nothing remembered under it.
+#[derive(Debug, Default)]
+pub struct ScheduleCache(Mutex<Vec<Remembered>>);
+
+#[derive(Debug)]
+struct Remembered {
+    pattern: String,
+    zone: String,
+    prev: Timestamp,
+    next: Option<Timestamp>,
+}
+
+impl Clone for ScheduleCache {
+    /// A clone starts empty: it is a cache.
+    fn clone(&self) -> Self {
+        ScheduleCache::default()
+    }
+}
+
+impl ScheduleCache {
+    /// `(latest occurrence <= t, first occurrence > t)` of `rule`'s pattern, from memory when
+    /// `t` falls between the remembered pair, else from `search` (which must return that pair).
+    fn around(
+        &self,
+        rule: &PrewarmRule,
+        pattern: &str,
+        t: Timestamp,
+        search: impl FnOnce() -> (Option<Timestamp>, Option<Timestamp>),
+    ) -> (Option<Timestamp>, Option<Timestamp>) {
+        let mut guard = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let slot = guard.iter().position(|r| r.pattern == pattern && r.zone == rule.time_zone_name);
+        if let Some(r) = slot.and_then(|i| guard.get(i))
+            && r.prev <= t
+            && r.next.is_none_or(|n| t < n)
+        {
+            return (Some(r.prev), r.next);
+        }
+        let (prev, next) = search();
+        match (slot, prev) {
+            (Some(i), Some(prev)) => {
+                if let Some(r) = guard.get_mut(i) {
+                    (r.prev, r.next) = (prev, next);
+                }
+            }
+            (Some(i), None) => {
+                guard.swap_remove(i);
+            }
+            (None, Some(prev)) => {
+                guard.push(Remembered { pattern: pattern.to_owned(), zone: rule.time_zone_name.clone(), prev, next })
+            }
+            (None, None) => {}
+        }
+        (prev, next)
+    }
+}
+
 impl PrewarmRule {
     /// For a cron rule: the latest occurrence at or before `t` and the first one after it.
-    fn occurrences_around(&self, t: Timestamp) -> (Option<Timestamp>, Option<Timestamp>) {
-        let PrewarmWhen::Cron { cron, cache, .. } = &self.when else { return (None, None) };
-        cache.around(t, || {
+    fn occurrences_around(&self, t: Timestamp, cache: &ScheduleCache) -> (Option<Timestamp>, Option<Timestamp>) {
+        let PrewarmWhen::Cron { cron, pattern, .. } = &self.when else { return (None, None) };
+        cache.around(self, pattern, t, || {
             let z = t.to_zoned(self.time_zone.clone());
             let prev = cron.find_previous_occurrence(&z, true).ok().map(|o| o.timestamp());
             let next = cron.find_next_occurrence(&z, false).ok().map(|o| o.timestamp());
@@ -53,22 +114,22 @@ impl PrewarmRule {
     }
 
     /// The latest window whose event starts at or before `t`.
-    fn window_starting_by(&self, t: Timestamp) -> Option<Window> {
+    fn window_starting_by(&self, t: Timestamp, cache: &ScheduleCache) -> Option<Window> {
         match &self.when {
             PrewarmWhen::Once { start, end } => (*start <= t).then_some(Window { start: *start, end: *end }),
             PrewarmWhen::Cron { duration, .. } => {
-                let s = self.occurrences_around(t).0?;
+                let s = self.occurrences_around(t, cache).0?;
                 Some(Window { start: s, end: add(s, *duration) })
             }
         }
     }
 
     /// The first window whose event starts after `t`.
-    fn window_starting_after(&self, t: Timestamp) -> Option<Window> {
+    fn window_starting_after(&self, t: Timestamp, cache: &ScheduleCache) -> Option<Window> {
         match &self.when {
             PrewarmWhen::Once { start, end } => (*start > t).then_some(Window { start: *start, end: *end }),
             PrewarmWhen::Cron { duration, .. } => {
-                let s = self.occurrences_around(t).1?;
+                let s = self.occurrences_around(t, cache).1?;
                 Some(Window { start: s, end: add(s, *duration) })
             }
         }
@@ -76,6 +137,10 @@ impl PrewarmRule {
 
     /// The floor this rule imposes at `now`, given the policy's `min` (the ramp's base).
     pub fn floor_at(&self, now: Timestamp, min: u32) -> Option<Floor> {
+        self.floor_in(now, min, &ScheduleCache::default())
+    }
+
+    fn floor_in(&self, now: Timestamp, min: u32, cache: &ScheduleCache) -> Option<Floor> {
         let floor = |w: Window, capacity, ramping| Floor {
             rule: self.name.clone(),
             capacity,
@@ -84,14 +149,14 @@ impl PrewarmRule {
             ramping,
         };
         // Full capacity from `start - lead` until `end`.
-        if let Some(w) = self.window_starting_by(add(now, self.lead))
+        if let Some(w) = self.window_starting_by(add(now, self.lead), cache)
             && now < w.end
         {
             return Some(floor(w, self.capacity, false));
         }
         // Ramping towards the next window.
         if self.ramp > Duration::ZERO {
-            let w = self.window_starting_after(add(now, self.lead))?;
+            let w = self.window_starting_after(add(now, self.lead), cache)?;
             let full_at = sub(w.start, self.lead);
             let ramp_from = sub(full_at, self.ramp);
             if now >= ramp_from {
@@ -111,7 +176,11 @@ impl PrewarmRule {
 
     /// The next instant after `now` at which this rule's floor starts rising.
     pub fn next_activation(&self, now: Timestamp) -> Option<Timestamp> {
-        let w = self.window_starting_after(add(now, self.lead))?;
+        self.next_activation_in(now, &ScheduleCache::default())
+    }
+
+    fn next_activation_in(&self, now: Timestamp, cache: &ScheduleCache) -> Option<Timestamp> {
+        let w = self.window_starting_after(add(now, self.lead), cache)?;
         Some(sub(sub(w.start, self.lead), self.ramp))
     }
 }
@@ -119,7 +188,13 @@ impl PrewarmRule {
 /// The highest floor of all the policy's rules at `now`, capped at nothing (the caller caps at
 /// `max` and says so).
 pub fn active_floor(policy: &Policy, now: Timestamp) -> Option<Floor> {
-    highest(policy.prewarm.iter().filter_map(|r| r.floor_at(now, policy.min)))
+    active_floor_in(policy, now, &ScheduleCache::default())
+}
+
+/// [`active_floor`], remembering cron occurrences in `cache` (for callers asking about many
+/// instants in a row).
+pub fn active_floor_in(policy: &Policy, now: Timestamp, cache: &ScheduleCache) -> Option<Floor> {
+    highest(policy.prewarm.iter().filter_map(|r| r.floor_in(now, policy.min, cache)))
 }
 
 /// The highest of `floors`; between equal capacities, the rule whose name sorts first.
@@ -162,11 +237,12 @@ pub fn holding_floor(
     history: &PoolHistory,
     proposal: u32,
     now: Timestamp,
+    cache: &ScheduleCache,
 ) -> (Option<Floor>, Vec<Released>) {
     let mut holding = Vec::new();
     let mut released = Vec::new();
     for rule in &policy.prewarm {
-        let Some(floor) = rule.floor_at(now, policy.min) else { continue };
+        let Some(floor) = rule.floor_in(now, policy.min, cache) else { continue };
         let cap = floor.capacity.min(policy.max);
         match rule.release_after.filter(|_| !floor.ramping) {
             Some(after) if now >= add(floor.event_start, after) => {
@@ -192,7 +268,12 @@ pub fn holding_floor(
 
 /// The soonest instant after `now` at which any rule's floor starts rising.
 pub fn next_activation(policy: &Policy, now: Timestamp) -> Option<Timestamp> {
-    policy.prewarm.iter().filter_map(|r| r.next_activation(now)).filter(|t| *t > now).min()
+    next_activation_in(policy, now, &ScheduleCache::default())
+}
+
+/// [`next_activation`], remembering cron occurrences in `cache`.
+pub fn next_activation_in(policy: &Policy, now: Timestamp, cache: &ScheduleCache) -> Option<Timestamp> {
+    policy.prewarm.iter().filter_map(|r| r.next_activation_in(now, cache)).filter(|t| *t > now).min()
 }
 
 #[cfg(test)]
@@ -216,10 +297,11 @@ mod tests {
     /// Minutes in `[from, to)` at which the floor switches from inactive to active.
     fn activations(p: &Policy, from: &str, to: &str) -> Vec<String> {
         let (mut t, end) = (ts(from), ts(to));
+        let cache = ScheduleCache::default();
         let mut was = false;
         let mut out = vec![];
         while t < end {
-            let on = active_floor(p, t).is_some_and(|f| !f.ramping);
+            let on = active_floor_in(p, t, &cache).is_some_and(|f| !f.ramping);
             if on && !was {
                 out.push(t.to_string());
             }
@@ -306,7 +388,7 @@ mod tests {
         h.push_record(record("2026-11-27T20:10:00Z", 31)); // the crowd came at 20:10...
         h.push_record(record("2026-11-27T20:20:00Z", 9)); // ...and went
         let rules = |now: &str, proposal| {
-            let (held, released) = holding_floor(&p, &h, proposal, ts(now));
+            let (held, released) = holding_floor(&p, &h, proposal, ts(now), &ScheduleCache::default());
             (held.map(|f| f.rule), released.into_iter().map(|r| (r.rule, r.since.to_string())).collect::<Vec<_>>())
         };
         // Unconditional for the event's first 30 minutes.

@@ -1,25 +1,18 @@
-//! The policy under test as a simulator controller: it calls the same [`crate::decide`] the
-//! daemon calls, feeds it the simulated metrics through a [`PoolHistory`], carries out its
-//! actions on the simulated pool, and records the decision exactly as the daemon does
-//! (`push_record`, then `prune` to the policy's history window).
-//!
-//! A tagged pool is simulated as `max(policy.max, initial)` EC2 instances, stopped ones being
-//! the warm pool; a started instance is `Pending` until its boot delay has passed, then
-//! `Running`. An Auto Scaling group is simulated with the policy's `min`/`max` as the group's
-//! bounds and no activity ever in progress; lowering its desired capacity stops the most
-//! recently started instances first. `dry_run` is ignored: a backtest always acts.
-//!
-//! Not here: the fleet and metric model (`sim.rs`).
+//! The policy under test as a simulator controller: it advances the pool through the same
+//! [`PoolCycle`] the daemon uses: the simulated datapoints are observed, each evaluation
+//! decides, its actions are carried out on the simulated pool, and the evaluation is completed
+//! with the capacity they reached (a start the pool refuses is not counted), exactly as the
+//! daemon completes its own with what AWS did.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 
 use super::sim::{Controller, PipelineSpec, Pool, Signal, Stat};
-use crate::decide::{Action, Bound, decide_with};
+use crate::cycle::{Achieved, PoolCycle};
+use crate::decide::{Action, Bound};
 use crate::fleet::{Fleet, GroupState, Member, MemberState};
-use crate::forecast::Forecaster;
-use crate::history::{PoolHistory, Sample};
+use crate::history::Sample;
 use crate::policy::{DRAIN_TIMEOUT_CAP, Goal, MetricSpec, Policy, PoolTarget, Statistic};
 
 const ID_PREFIX: &str = "i-sim";
@@ -68,9 +61,9 @@ pub fn drain_ms(policy: &Policy) -> i64 {
 #[derive(Debug)]
 pub struct PolicyController<'p> {
     policy: &'p Policy,
-    history: PoolHistory,
-    /// The forecast model (with `predictive:`): learns only from this run's own past decisions.
-    pub forecaster: Option<Forecaster>,
+    /// The pool's history and forecast model (with `predictive:`, learning only from this
+    /// run's own past decisions).
+    cycle: PoolCycle,
     fleet: Fleet,
     next: i64,
     desired: u32,
@@ -110,8 +103,7 @@ impl<'p> PolicyController<'p> {
         };
         PolicyController {
             policy,
-            history: PoolHistory::default(),
-            forecaster: policy.predictive.as_ref().map(|_| Forecaster::new()),
+            cycle: PoolCycle::new(),
             fleet,
             next: start,
             desired: pool.billed,
@@ -168,7 +160,7 @@ impl Controller for PolicyController<'_> {
 
     fn on_datapoint(&mut self, which: usize, period_start: i64, value: f64, _now: i64, _pool: &mut Pool) {
         if let Some(m) = self.policy.metrics.get(which) {
-            self.history.push_sample(&m.id, Sample { at: ts(period_start), value });
+            self.cycle.observe(&m.id, Sample { at: ts(period_start), value });
         }
     }
 
@@ -194,20 +186,19 @@ impl Controller for PolicyController<'_> {
             g.in_service = pool.serving;
         }
         let at = ts(now);
-        if let (Some(f), Some(spec)) = (&mut self.forecaster, &self.policy.predictive) {
-            f.refresh(spec, at);
-        }
-        let d = decide_with(self.policy, &self.history, &self.fleet, self.forecaster.as_ref(), &[], at);
-        if let (Some(f), Some((measured, demand))) = (&mut self.forecaster, d.demand()) {
-            f.observe(measured, demand);
-        }
+        let d = self.cycle.evaluate(self.policy, &self.fleet, at);
         self.decisions += 1;
+        let (mut started, mut stopped, mut set) = (0u32, 0u32, None);
         for action in &d.actions {
             match action {
-                Action::SetDesiredCapacity { desired, .. } => pool.scale_to(*desired, now),
+                Action::SetDesiredCapacity { desired, .. } => {
+                    pool.scale_to(*desired, now);
+                    set = Some(pool.billed);
+                }
                 Action::Start { instance_ids } => {
                     for slot in instance_ids.iter().filter_map(|id| Self::slot(id)) {
                         if pool.start_slot(slot, now) {
+                            started += 1;
                             let state = if pool.is_serving(slot) { MemberState::Running } else { MemberState::Pending };
                             self.set_member(slot, state, Some(at));
                         }
@@ -216,6 +207,7 @@ impl Controller for PolicyController<'_> {
                 Action::Stop { instance_ids } => {
                     for slot in instance_ids.iter().filter_map(|id| Self::slot(id)) {
                         if pool.drain_slot(slot, now) {
+                            stopped += 1;
                             let state =
                                 if pool.is_draining(slot) { MemberState::Draining } else { MemberState::Stopped };
                             self.set_member(slot, state, None);
@@ -225,6 +217,7 @@ impl Controller for PolicyController<'_> {
                 Action::CancelDrain { instance_ids } => {
                     for slot in instance_ids.iter().filter_map(|id| Self::slot(id)) {
                         if pool.cancel_drain(slot, now) {
+                            started += 1;
                             let state = if pool.is_serving(slot) { MemberState::Running } else { MemberState::Pending };
                             self.set_member(slot, state, None);
                         }
@@ -232,6 +225,8 @@ impl Controller for PolicyController<'_> {
                 }
             }
         }
+        let reached = set.unwrap_or_else(|| d.current.saturating_add(started).saturating_sub(stopped));
+        self.cycle.complete(Achieved::Capacity(reached));
         self.desired = d.desired;
         let next = ms(d.next_evaluation).max(now + 1);
         if d.floor.is_some() {
@@ -243,8 +238,6 @@ impl Controller for PolicyController<'_> {
             extend_window(&mut self.forecast_floors, now, next);
         }
         self.next = next;
-        self.history.push_record(d.record(self.policy.scaling.tolerance));
-        self.history.prune(at, self.policy.history.window);
     }
 
     fn desired(&self) -> u32 {

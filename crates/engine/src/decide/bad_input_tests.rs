@@ -8,6 +8,7 @@
 //! Not here: the daemon's reading of files (see `tests/reliability_input.rs`).
 
 use super::*;
+use crate::cycle::{Achieved, PoolCycle};
 use crate::fleet::GroupState;
 use crate::history::Sample;
 use crate::policy::parse_policy;
@@ -80,15 +81,14 @@ fn apply(f: &mut Fleet, d: &Decision) {
     }
 }
 
-/// One evaluation as the daemon makes it: sample, decide, act, record, prune.
-fn step(p: &Policy, h: &mut PoolHistory, f: &mut Fleet, now: Timestamp, cpu: Option<f64>) -> Decision {
+/// One evaluation as the daemon makes it: observe, evaluate, act, complete.
+fn step(p: &Policy, c: &mut PoolCycle, f: &mut Fleet, now: Timestamp, cpu: Option<f64>) -> Decision {
     if let Some(v) = cpu {
-        h.push_sample("cpu", Sample { at: now, value: v });
+        c.observe("cpu", Sample { at: now, value: v });
     }
-    let d = decide(p, h, f, now);
+    let d = c.evaluate(p, f, now);
     apply(f, &d);
-    h.push_record(d.record(p.scaling.tolerance));
-    h.prune(now, p.history.window);
+    c.complete(Achieved::AsDecided);
     d
 }
 
@@ -140,7 +140,7 @@ fn push_sample_drops_nan_and_infinities_and_keeps_finite_extremes() {
 fn nan_and_infinite_values_are_missing_data_and_never_scale_in() {
     let p = policy("");
     for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-        let mut h = PoolHistory::default();
+        let mut h = PoolCycle::new();
         let mut f = fleet(6, 4);
         // Twelve minutes of nothing but unusable values: hold at 6, every time.
         for m in 0..12 {
@@ -155,7 +155,7 @@ fn nan_and_infinite_values_are_missing_data_and_never_scale_in() {
 #[test]
 fn huge_value_scales_up_to_max_without_overflow() {
     let p = policy("");
-    let mut h = PoolHistory::default();
+    let mut h = PoolCycle::new();
     let mut f = fleet(4, 30);
     let d = step(&p, &mut h, &mut f, at(0), Some(1e308));
     // 1e308 on 4 instances overflows to infinity unless the wanted capacity is bounded; then
@@ -207,18 +207,17 @@ fn extreme_values_of_two_metrics_never_blend_into_a_scale_in() {
 ",
     );
     for (p, a, b) in [(&both, 1e308, -1e308), (&both, -1e308, 1e308), (&zero_weight, 40.0, 1e308)] {
-        let mut h = PoolHistory::default();
+        let mut h = PoolCycle::new();
         let mut f = fleet(8, 20);
         for m in 0..12 {
-            h.push_sample("a", Sample { at: at(m), value: a });
-            h.push_sample("b", Sample { at: at(m), value: b });
-            let d = decide(p, &h, &f, at(m));
+            h.observe("a", Sample { at: at(m), value: a });
+            h.observe("b", Sample { at: at(m), value: b });
+            let d = h.evaluate(p, &f, at(m));
             assert!(d.score.is_some_and(|s| !s.is_nan()), "({a}, {b}) minute {m}: {d:?}");
             assert!(d.proposal > d.current, "({a}, {b}) minute {m}: one metric is far above target: {d:?}");
             assert!(stopped(&d).is_empty(), "({a}, {b}) minute {m}: scaled in: {d:?}");
             apply(&mut f, &d);
-            h.push_record(d.record(p.scaling.tolerance));
-            h.prune(at(m), p.history.window);
+            h.complete(Achieved::AsDecided);
         }
         assert_eq!(f.current(), 20, "({a}, {b}): up to max");
     }
@@ -228,7 +227,7 @@ fn extreme_values_of_two_metrics_never_blend_into_a_scale_in() {
 fn negative_values_count_as_missing_and_never_scale_in() {
     // A negative CPU % cannot be measured: the metric is broken, so it is missing data.
     let p = policy("");
-    let mut h = PoolHistory::default();
+    let mut h = PoolCycle::new();
     let mut f = fleet(10, 0);
     for m in 0..30 {
         let d = step(&p, &mut h, &mut f, at(m), Some(-5.0));
@@ -242,10 +241,10 @@ fn negative_values_count_as_missing_and_never_scale_in() {
     let p = policy(
         "metrics:\n  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}\n  - {id: q, namespace: AWS/SQS, name: Depth, target_per_instance: 10}\n",
     );
-    let mut h = PoolHistory::default();
+    let mut h = PoolCycle::new();
     let mut f = fleet(10, 0);
     for m in 0..20 {
-        h.push_sample("q", Sample { at: at(m), value: -3.0 });
+        h.observe("q", Sample { at: at(m), value: -3.0 });
         let d = step(&p, &mut h, &mut f, at(m), Some(5.0));
         assert!(d.actions.is_empty(), "minute {m}: {d:?}");
     }
@@ -259,15 +258,15 @@ fn nan_cpu_of_members_does_not_disturb_lowest_cpu_order() {
         .map(|(i, cpu)| Member { cpu: Some(cpu), ..member(i, MemberState::Running, false) })
         .collect();
     let f = Fleet::Instances { members };
-    let mut h = PoolHistory::default();
+    let mut c = PoolCycle::new();
     // Low load over a whole stabilisation window, then a scale-in to min (5 -> 2: 3 stops).
     for m in 0..7 {
-        h.push_sample("cpu", Sample { at: at(m), value: 5.0 });
-        let d = decide(&p, &h, &f, at(m));
-        h.push_record(d.record(p.scaling.tolerance));
+        c.observe("cpu", Sample { at: at(m), value: 5.0 });
+        let _ = c.evaluate(&p, &f, at(m));
+        c.complete(Achieved::AsDecided);
     }
-    h.push_sample("cpu", Sample { at: at(7), value: 5.0 });
-    let d = decide(&p, &h, &f, at(7));
+    c.observe("cpu", Sample { at: at(7), value: 5.0 });
+    let d = c.evaluate(&p, &f, at(7));
     assert_eq!(stopped(&d), ["i-02", "i-01", "i-04"], "lowest finite CPU first, NaN and inf last: {d:?}");
 }
 
@@ -311,18 +310,17 @@ fn now_at_the_ends_of_time_does_not_panic() {
         Timestamp::MIN + jiff::SignedDuration::from_secs(30),
         Timestamp::UNIX_EPOCH,
     ] {
-        let mut h = PoolHistory::default();
-        h.push_sample("cpu", Sample { at: now, value: 95.0 });
-        h.push_sample("cpu", Sample { at: Timestamp::MIN, value: 10.0 });
-        h.push_sample("cpu", Sample { at: Timestamp::MAX, value: 10.0 });
+        let mut c = PoolCycle::new();
+        c.observe("cpu", Sample { at: now, value: 95.0 });
+        c.observe("cpu", Sample { at: Timestamp::MIN, value: 10.0 });
+        c.observe("cpu", Sample { at: Timestamp::MAX, value: 10.0 });
         for f in [fleet(4, 4), fleet(0, 0)] {
-            let d = decide(&p, &h, &f, now);
+            let d = c.evaluate(&p, &f, now);
             within_bounds(&p, &d);
             assert!(d.next_evaluation >= now, "next evaluation {} before now {now}", d.next_evaluation);
             let _ = d.reasons();
-            h.push_record(d.record(p.scaling.tolerance));
-            h.prune(now, p.history.window);
-            let again = decide(&p, &h, &f, d.next_evaluation);
+            c.complete(Achieved::AsDecided);
+            let again = decide(&p, c.history(), &f, d.next_evaluation);
             within_bounds(&p, &again);
         }
     }
@@ -333,7 +331,7 @@ fn now_at_the_ends_of_time_does_not_panic() {
 #[test]
 fn clock_going_back_after_a_scale_up_does_not_scale_up_again() {
     let p = policy("");
-    let mut h = PoolHistory::default();
+    let mut h = PoolCycle::new();
     let mut f = fleet(4, 20);
     let _ = step(&p, &mut h, &mut f, at(0), Some(80.0));
     let d = step(&p, &mut h, &mut f, at(1), Some(80.0));
@@ -365,7 +363,7 @@ fn clock_going_back_after_a_scale_up_does_not_scale_up_again() {
 #[test]
 fn clock_going_back_does_not_scale_in_on_records_from_its_future() {
     let p = policy("");
-    let mut h = PoolHistory::default();
+    let mut h = PoolCycle::new();
     let mut f = fleet(10, 0);
     // Ten minutes of low load: the window is observed and the pool scales in once (10 -> 5).
     let mut stops = Vec::new();
@@ -387,7 +385,7 @@ fn clock_going_back_does_not_scale_in_on_records_from_its_future() {
 #[test]
 fn clock_jumping_a_week_forward_starts_over_safely() {
     let p = policy("");
-    let mut h = PoolHistory::default();
+    let mut h = PoolCycle::new();
     let mut f = fleet(6, 10);
     for m in 0..10 {
         let _ = step(&p, &mut h, &mut f, at(m), Some(50.0));
@@ -409,8 +407,8 @@ fn clock_jumping_a_week_forward_starts_over_safely() {
     assert_eq!(started(&d).len(), 6, "confirmed: 6 -> 12 (step 100%): {d:?}");
     // Pruned: nothing older than the window remains.
     let cutoff = crate::duration::before(at(week + 3), p.history.window);
-    assert!(h.samples["cpu"].iter().all(|s| s.at >= cutoff));
-    assert!(h.records.iter().all(|r| r.at >= cutoff || r.scaled.is_some()));
+    assert!(h.history().samples["cpu"].iter().all(|s| s.at >= cutoff));
+    assert!(h.history().records.iter().all(|r| r.at >= cutoff || r.scaled.is_some()));
 }
 
 #[test]
@@ -418,7 +416,7 @@ fn repeated_evaluation_at_one_instant_acts_once() {
     // A clock that stands still (or a tick repeated after a crash) must not double an action
     // whose effect the fleet already shows.
     let p = policy("");
-    let mut h = PoolHistory::default();
+    let mut h = PoolCycle::new();
     let mut f = fleet(4, 20);
     let _ = step(&p, &mut h, &mut f, at(0), Some(80.0));
     let mut starts = 0;
@@ -453,7 +451,7 @@ fn every_member_protected_stops_nothing() {
     let p = policy("");
     let members: Vec<Member> = (0..8).map(|i| member(i, MemberState::Running, true)).collect();
     let mut f = Fleet::Instances { members };
-    let mut h = PoolHistory::default();
+    let mut h = PoolCycle::new();
     let mut saw_protected = false;
     for m in 0..20 {
         let d = step(&p, &mut h, &mut f, at(m), Some(5.0));

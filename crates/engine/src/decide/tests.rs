@@ -3,6 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::cycle::{Achieved, PoolCycle};
 use crate::duration::{after as after_, before as before_};
 use crate::fleet::GroupState;
 use crate::history::Sample;
@@ -65,17 +66,16 @@ fn fleet(running: u32, stopped: u32) -> Fleet {
 /// Drives `decide` once a minute with `cpu(minute, current)` as the metric, carrying out the
 /// actions on an in-memory fleet at once. Returns every decision.
 fn run(p: &Policy, mut f: Fleet, minutes: i64, cpu: impl Fn(i64, u32) -> Option<f64>) -> Vec<Decision> {
-    let mut h = PoolHistory::default();
+    let mut c = PoolCycle::new();
     let mut out = Vec::new();
     for m in 0..minutes {
         let now = at(m);
         if let Some(v) = cpu(m, f.current()) {
-            h.push_sample("cpu", Sample { at: now, value: v });
+            c.observe("cpu", Sample { at: now, value: v });
         }
-        let d = decide(p, &h, &f, now);
+        let d = c.evaluate(p, &f, now);
         apply(&mut f, &d);
-        h.push_record(d.record(p.scaling.tolerance));
-        h.prune(now, p.history.window);
+        c.complete(Achieved::AsDecided);
         out.push(d);
     }
     out
@@ -189,14 +189,15 @@ fn a_period_that_saw_the_fleet_change_is_read_on_the_harmonic_mean_of_its_counts
         scaled,
         dry_run: false,
     };
-    // 4 in service when minute -2 began, 8 when it ended (4 came into service during it):
-    // 100% CPU over the minute is a load of 100% / mean(1/4, 1/8) = 5.33 instances busy, which
-    // wants 5.33 * 100 / 50 = 10.67 -> 11; reading it all on the 8 of the end wanted 16.
-    let mut h = history_with(&[(-2, 100.0)]);
+    // 4 in service when minute -2 began, 8 when it ended (4 came into service during it): a
+    // load of 3 instances is 75% on the 4, then 37.5% on the 8, 56.25% over the minute: a load
+    // of 56.25% / mean(1/4, 1/8) = 3 instances busy, which wants 3 * 100 / 50 = 6; reading it
+    // all on the 8 of the end wanted 9.
+    let mut h = history_with(&[(-2, 56.25)]);
     h.push_record(rec(-2, 4, Some(Direction::Up), 4, 8));
     h.push_record(rec(-1, 8, None, 8, 8));
     let d = decide(&p, &h, &fleet(8, 4), at(0));
-    assert_eq!(d.proposal, 11, "{:?}", d.bounds);
+    assert_eq!(d.proposal, 6, "{:?}", d.bounds);
 
     // A scale-down at the start of the period stopped 2 of 8 at once: the period ran on 6
     // throughout, so 75% wants 6 * 75 / 50 = 9 (the count before the action would read 6.86
@@ -206,6 +207,42 @@ fn a_period_that_saw_the_fleet_change_is_read_on_the_harmonic_mean_of_its_counts
     h.push_record(rec(-1, 6, None, 6, 6));
     let d = decide(&p, &h, &fleet(6, 4), at(0));
     assert_eq!(d.proposal, 9, "{:?}", d.bounds);
+}
+
+#[test]
+fn a_saturated_period_is_read_on_the_largest_fleet_it_saw() {
+    // The same minute as above, but the 8 were as busy as the 4: 100% (above the ceiling of
+    // 90) all minute long. No fleet in it could carry the load, so the load is at least the 8
+    // of the end fully busy: it wants 8 * 100 / 50 = 16 at once. (The harmonic mean, right for
+    // a load the fleet carried, read a load of 5.33 here: 4 + 4 fully busy is not 5.33, and it
+    // asked for 11, a step too small to matter that left the fleet saturated a period longer.)
+    let p = policy("scaling:\n  scale_up: {confirmations: 1}\n");
+    let rec = |m, serving, scaled: Option<Direction>, current, desired| EvalRecord {
+        at: at(m),
+        score: Some(1.0),
+        above_band: false,
+        proposal: current,
+        current,
+        serving,
+        desired,
+        scaled,
+        dry_run: false,
+    };
+    let mut h = history_with(&[(-2, 100.0)]);
+    h.push_record(rec(-2, 4, Some(Direction::Up), 4, 8));
+    h.push_record(rec(-1, 8, None, 8, 8));
+    let d = decide(&p, &h, &fleet(8, 12), at(0));
+    assert_eq!((d.proposal, d.desired), (16, 16), "{:?}", d.bounds);
+    assert_eq!(d.readings[0].measured_on, Some(8.0));
+    assert!(d.readings[0].saturated);
+
+    // Just below the ceiling the period is read as a load the fleet carried, as before:
+    // 89% / mean(1/4, 1/8) = 4.75 busy, wanting 9.5 -> 10.
+    let mut h = history_with(&[(-2, 89.0)]);
+    h.push_record(rec(-2, 4, Some(Direction::Up), 4, 8));
+    h.push_record(rec(-1, 8, None, 8, 8));
+    let d = decide(&p, &h, &fleet(8, 12), at(0));
+    assert_eq!(d.proposal, 10, "{:?}", d.bounds);
 }
 
 #[test]
@@ -609,21 +646,23 @@ proptest! {
         load in prop::collection::vec(prop::option::of(0.0f64..150.0), 60),
     ) {
         let mut f = fleet(start, 40);
-        let mut h = PoolHistory::default();
+        let mut c = PoolCycle::new();
+        let schedule = crate::schedule::ScheduleCache::default();
         for (m, v) in load.iter().enumerate() {
             let now = at(i64::try_from(m).unwrap());
             if let Some(v) = v {
-                h.push_sample("cpu", Sample { at: now, value: *v });
+                c.observe("cpu", Sample { at: now, value: *v });
             }
-            let d = decide(&p, &h, &f, now);
-            // Same inputs, same decision.
-            prop_assert_eq!(&d, &decide(&p, &h, &f, now));
+            let h = c.history().clone();
+            let d = c.evaluate(&p, &f, now);
+            // Same inputs, same decision (the cycle's schedule cache changes nothing).
+            prop_assert_eq!(&d, &crate::decide::decide_in(&p, &h, &f, None, &[], now, &schedule));
             // Within [min, max] and at least the active floor (capped at max) while it holds,
             // unless members simply are not there to start. A floor with release_after holds
             // while ramping, through its lead and the event's first release_after, and then
             // only while this evaluation or one in the last release_after (since the event's
             // start) proposed at least the floor; otherwise the decision says it was released.
-            let active = crate::schedule::active_floor(&p, now);
+            let active = crate::schedule::active_floor_in(&p, now, &schedule);
             let holds = active.as_ref().is_none_or(|fl| {
                 let cap = fl.capacity.min(p.max);
                 match p.prewarm[0].release_after {
@@ -666,8 +705,7 @@ proptest! {
                 prop_assert_eq!(d.desired, p.max);
             }
             apply(&mut f, &d);
-            h.push_record(d.record(p.scaling.tolerance));
-            h.prune(now, p.history.window);
+            c.complete(Achieved::AsDecided);
         }
     }
 

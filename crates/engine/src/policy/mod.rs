@@ -25,8 +25,35 @@ pub use validate::{
     Diagnostic, PolicyReport, Severity, check_policy_set, parse_policy, parse_policy_at, pools_overlap, yaml_message,
 };
 
+// Defaults for what a policy file leaves out (the README's policy reference lists the same).
+
+/// `interval`.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+/// `metrics[].period`.
+pub const DEFAULT_PERIOD: Duration = Duration::from_secs(60);
+/// `scaling.tolerance`.
+pub const DEFAULT_TOLERANCE: f64 = 0.1;
+/// `scaling.scale_up.confirmations`.
+pub const DEFAULT_CONFIRMATIONS: u32 = 2;
+/// `scaling.scale_up.cooldown`.
+pub const DEFAULT_UP_COOLDOWN: Duration = Duration::from_secs(120);
+/// `scaling.scale_up.max_step`.
+pub const DEFAULT_UP_STEP: Step = Step::Percent(100.0);
+/// `scaling.scale_down.stabilization`.
+pub const DEFAULT_STABILIZATION: Duration = Duration::from_secs(600);
+/// `scaling.scale_down.cooldown`.
+pub const DEFAULT_DOWN_COOLDOWN: Duration = Duration::from_secs(300);
+/// `scaling.scale_down.max_step`.
+pub const DEFAULT_DOWN_STEP: Step = Step::Percent(10.0);
+/// `scaling.scale_down.acceleration`.
+pub const DEFAULT_ACCELERATION: f64 = 2.0;
+/// `history.max_age`.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+/// `history.window` is at least this (and at least the stabilisation window and 4 intervals).
+pub const DEFAULT_MIN_HISTORY_WINDOW: Duration = Duration::from_secs(1800);
+
 /// A validated scaling policy for one pool.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub name: String,
     pub pool: PoolTarget,
@@ -96,7 +123,7 @@ pub struct Tag {
 }
 
 /// One CloudWatch metric and how it counts toward the score.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MetricSpec {
     /// Short name used in reasons, history and the CloudWatch query id.
     pub id: String,
@@ -204,7 +231,7 @@ impl Aggregation {
 }
 
 /// Anti-flapping settings.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scaling {
     /// No change while the score is within `1 ± tolerance`.
     pub tolerance: f64,
@@ -212,7 +239,7 @@ pub struct Scaling {
     pub scale_down: ScaleDown,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScaleUp {
     /// Consecutive evaluations (this one included) the score must stay above the band.
     pub confirmations: u32,
@@ -223,7 +250,7 @@ pub struct ScaleUp {
     pub max_step: Step,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScaleDown {
     /// Scale down only to the highest proposal seen over this window.
     pub stabilization: Duration,
@@ -269,7 +296,7 @@ impl Step {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct History {
     /// How long metric samples and evaluation records are kept.
     pub window: Duration,
@@ -291,7 +318,7 @@ pub enum MissingData {
 }
 
 /// A scheduled capacity floor.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PrewarmRule {
     pub name: String,
     pub when: PrewarmWhen,
@@ -311,48 +338,14 @@ pub struct PrewarmRule {
     pub release_after: Option<Duration>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PrewarmWhen {
     /// A one-off window with full dates, resolved to instants at validation.
     Once { start: Timestamp, end: Timestamp },
-    /// A recurring window: each match of `cron` in the rule's zone starts one.
-    Cron { cron: Box<croner::Cron>, pattern: String, duration: Duration, cache: OccurrenceCache },
-}
-
-/// Remembers the two cron occurrences around the last instant asked about, so evaluating
-/// every minute (or replaying a year in a backtest) searches the pattern once per occurrence
-/// instead of once per evaluation. Cloning gives an empty cache.
-#[derive(Debug, Default)]
-pub struct OccurrenceCache(std::sync::Mutex<Option<(Timestamp, Option<Timestamp>)>>);
-
-impl Clone for OccurrenceCache {
-    fn clone(&self) -> Self {
-        OccurrenceCache::default()
-    }
-}
-
-impl OccurrenceCache {
-    /// `(latest occurrence <= t, first occurrence > t)`, from the cache when `t` falls between
-    /// the remembered pair, else from `search` (which must return exactly that pair).
-    pub fn around(
-        &self,
-        t: Timestamp,
-        search: impl FnOnce() -> (Option<Timestamp>, Option<Timestamp>),
-    ) -> (Option<Timestamp>, Option<Timestamp>) {
-        let mut guard = match self.0.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if let Some((prev, next)) = *guard
-            && prev <= t
-            && next.is_none_or(|n| t < n)
-        {
-            return (Some(prev), next);
-        }
-        let (prev, next) = search();
-        *guard = prev.map(|p| (p, next));
-        (prev, next)
-    }
+    /// A recurring window: each match of `cron` in the rule's zone starts one. (The occurrences
+    /// an evaluation finds are remembered outside the model, in
+    /// [`crate::schedule::ScheduleCache`].)
+    Cron { cron: Box<croner::Cron>, pattern: String, duration: Duration },
 }
 
 /// The `predictive:` block: a capacity floor learned from the pool's own recurring load
@@ -406,7 +399,7 @@ impl Default for Predictive {
 }
 
 /// Scale-in preferences.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScaleIn {
     pub order: ScaleInOrder,
     /// Members carrying this tag are never stopped.
@@ -463,7 +456,7 @@ pub enum ScaleInOrder {
     LowestCpu,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScaleOut {
     pub order: ScaleOutOrder,
 }
