@@ -287,7 +287,6 @@ pub fn read_trace_lines<S: AsRef<str>>(
         row(k, line, &split_row(&text))?;
         k += 1;
     }
-    drop(row);
     let rows = raw.len();
 
     // Sort (stable: repeated timestamps keep file order) and merge repeated timestamps by
