@@ -5,7 +5,8 @@
 //! `report.json`, `chart.svg` and one `supply-<strategy>.csv` per strategy into `--out`.
 //! Not here: any simulation logic (the engine owns it).
 
-use std::io::{IsTerminal, Write};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -125,6 +126,57 @@ impl Progress {
     }
 }
 
+/// `supply-<strategy>.csv`, written row by row as a strategy's rows stream by (the strategies
+/// come one after the other). The directory and each file are created at their first row, so a
+/// backtest refused before it starts writes nothing. The first error stops the writing and is
+/// reported by [`SupplyFiles::finish`].
+struct SupplyFiles<'a> {
+    dir: &'a Path,
+    open: Option<(Strategy, PathBuf, BufWriter<File>)>,
+    error: Option<anyhow::Error>,
+}
+
+impl SupplyFiles<'_> {
+    fn row(&mut self, s: Strategy, r: &backtest::SupplyRow) {
+        if self.error.is_none()
+            && let Err(e) = self.write_row(s, r)
+        {
+            self.error = Some(e);
+        }
+    }
+
+    fn write_row(&mut self, s: Strategy, r: &backtest::SupplyRow) -> anyhow::Result<()> {
+        if self.open.as_ref().is_none_or(|(open, _, _)| *open != s) {
+            self.close()?;
+            std::fs::create_dir_all(self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+            let path = self.dir.join(format!("supply-{s}.csv"));
+            let file = File::create(&path).with_context(|| format!("cannot write {}", path.display()))?;
+            let mut w = BufWriter::new(file);
+            w.write_all(report::SUPPLY_CSV_HEADER.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            self.open = Some((s, path, w));
+        }
+        if let Some((_, path, w)) = &mut self.open {
+            writeln!(w, "{}", report::SupplyLine(r)).with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> anyhow::Result<()> {
+        if let Some((_, path, mut w)) = self.open.take() {
+            w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => self.close(),
+        }
+    }
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
     let path = dir.join(name);
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
@@ -137,13 +189,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let Some(policy) = report_.policy else { return Ok(ExitCode::from(EX_CONFIG)) };
 
-    let text = match std::fs::read_to_string(&args.trace) {
-        Ok(t) => t,
+    // Read line by line: only the parsed points are kept, never the whole text.
+    let file = match File::open(&args.trace) {
+        Ok(f) => f,
         Err(e) => {
             eprintln!("vmscaler: cannot read trace {}: {e}", args.trace.display());
             return Ok(ExitCode::from(EX_USAGE));
         }
     };
+    let mut read_error = None;
+    let lines = BufReader::new(file).lines().map_while(|l| l.map_err(|e| read_error = Some(e)).ok());
     let opts = TraceOptions {
         value_column: args.value_column.clone(),
         step: args.step,
@@ -153,7 +208,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             FillArg::Hold => Fill::Hold,
         },
     };
-    let trace = match backtest::read_trace(&text, &opts) {
+    let trace = backtest::read_trace_lines(lines, &opts);
+    if let Some(e) = read_error {
+        eprintln!("vmscaler: cannot read trace {}: {e}", args.trace.display());
+        return Ok(ExitCode::from(EX_USAGE));
+    }
+    let trace = match trace {
         Ok(t) => t,
         Err(e) => {
             eprintln!("vmscaler: {}: {e}", args.trace.display());
@@ -196,13 +256,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return run_sweep(&args, &policy, &trace, &scenario, arg);
     }
     let mut progress = Progress { tty: std::io::stderr().is_terminal(), last: None };
-    let result = match backtest::run(&policy, &trace, scenario, &args.compare, &mut |n, f| progress.update(n, f)) {
+    // Supply rows go to their CSV files as they are produced, never held (a long trace would
+    // otherwise hold every strategy's rows until the end).
+    let mut supply = SupplyFiles { dir: &args.out, open: None, error: None };
+    let result = match backtest::run_with(
+        &policy,
+        &trace,
+        scenario,
+        &args.compare,
+        &mut |n, f| progress.update(n, f),
+        &mut |s, r| supply.row(s, r),
+    ) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vmscaler: {e}");
             return Ok(ExitCode::from(EX_USAGE));
         }
     };
+    drop(trace);
+    supply.finish()?;
 
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
     let trace_name =
@@ -211,9 +283,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     write(&args.out, "report.md", &md)?;
     write(&args.out, "report.json", &report::json(&result, &trace_name))?;
     write(&args.out, "chart.svg", &chart::svg(&result, &trace_name))?;
-    for r in &result.runs {
-        write(&args.out, &format!("supply-{}.csv", r.strategy), &report::supply_csv(r))?;
-    }
     if args.output == super::validate::Output::Json {
         println!("{}", report::json(&result, &trace_name));
         return Ok(ExitCode::SUCCESS);

@@ -6,8 +6,14 @@
 //! as its per-bucket peak (light area) and mean (dark line), each strategy as its per-bucket
 //! mean serving capacity (a step line), so a long trace stays readable.
 //!
+//! The buckets are summed as each strategy's rows stream by ([`Chart::series`], [`ChartRun`]),
+//! so drawing never needs the whole series: the whole-trace panel holds its buckets, and the
+//! 24 hours around the peak are found while the policy runs, holding only the rows of the
+//! current peak's window and of the last 12 hours (see [`ChartRun`]).
+//!
 //! Not here: rasterising (any SVG viewer does it).
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use super::policy_run::ts;
@@ -24,6 +30,8 @@ const RIGHT: f64 = 20.0;
 const TOP: f64 = 50.0;
 const GAP: f64 = 60.0;
 const BUCKET_PX: f64 = 2.0;
+const HALF_DAY_MS: i64 = 43_200_000;
+const DAY_MS: i64 = 86_400_000;
 
 fn color(s: Strategy) -> (&'static str, &'static str, f64) {
     match s {
@@ -36,48 +44,253 @@ fn color(s: Strategy) -> (&'static str, &'static str, f64) {
     }
 }
 
-/// Per-bucket (time-weighted mean, max) of `value` over `[t0, t1)`.
-fn buckets(
-    rows: &[SupplyRow],
-    end: i64,
+/// Buckets in a panel: one per two pixels.
+pub(crate) fn bucket_count() -> usize {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let n = ((W - LEFT - RIGHT) / BUCKET_PX) as usize;
+    n.max(1)
+}
+
+/// One panel's per-bucket (time-weighted mean, max) of demand and of serving capacity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PanelBuckets {
+    pub demand: Vec<(f64, f64)>,
+    pub serving: Vec<(f64, f64)>,
+}
+
+/// The buckets of `[t0, t1)`, summed one row's span at a time.
+#[derive(Debug, Clone)]
+struct Buckets {
     t0: i64,
     t1: i64,
-    n: usize,
-    value: impl Fn(&SupplyRow) -> f64,
-) -> Vec<(f64, f64)> {
-    let mut out = vec![(0.0, f64::NEG_INFINITY); n];
-    #[allow(clippy::cast_precision_loss)]
-    let width = (t1 - t0) as f64 / n as f64;
-    let start = rows.partition_point(|r| r.at_ms <= t0).saturating_sub(1);
-    for (i, r) in rows.iter().enumerate().skip(start) {
-        let a = r.at_ms.max(t0);
-        let b = rows.get(i + 1).map_or(end, |x| x.at_ms).min(t1);
-        if a >= t1 {
-            break;
+    width: f64,
+    demand: Vec<(f64, f64)>,
+    serving: Vec<(f64, f64)>,
+}
+
+impl Buckets {
+    fn new(t0: i64, t1: i64, n: usize) -> Buckets {
+        #[allow(clippy::cast_precision_loss)]
+        let width = (t1 - t0) as f64 / n as f64;
+        Buckets { t0, t1, width, demand: vec![(0.0, f64::NEG_INFINITY); n], serving: vec![(0.0, f64::NEG_INFINITY); n] }
+    }
+
+    /// Adds `demand` and `serving` holding over `[from, until)`.
+    fn add(&mut self, s: &Span) {
+        let (t0, width, n) = (self.t0, self.width, self.demand.len());
+        let a = s.at.max(t0);
+        let b = s.until.min(self.t1);
+        if a >= self.t1 || b <= a {
+            return;
         }
-        if b <= a {
-            continue;
-        }
-        let v = value(r);
         #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let (ka, kb) = (((a - t0) as f64 / width) as usize, (((b - t0) as f64 / width).ceil() as usize).min(n));
-        for (k, slot) in out.iter_mut().enumerate().take(kb).skip(ka) {
+        for k in ka..kb {
             #[allow(clippy::cast_precision_loss)]
             let (ba, bb) = (t0 as f64 + k as f64 * width, t0 as f64 + (k + 1) as f64 * width);
             #[allow(clippy::cast_precision_loss)]
             let overlap = (b as f64).min(bb) - (a as f64).max(ba);
             if overlap > 0.0 {
-                slot.0 += v * overlap / width;
-                slot.1 = slot.1.max(v);
+                for (slot, v) in [(&mut self.demand[k], s.demand), (&mut self.serving[k], s.serving)] {
+                    slot.0 += v * overlap / width;
+                    slot.1 = slot.1.max(v);
+                }
             }
         }
     }
-    for s in &mut out {
-        if s.1 == f64::NEG_INFINITY {
-            s.1 = 0.0;
+
+    fn finish(self) -> PanelBuckets {
+        let unset = |mut v: Vec<(f64, f64)>| {
+            for s in &mut v {
+                if s.1 == f64::NEG_INFINITY {
+                    s.1 = 0.0;
+                }
+            }
+            v
+        };
+        PanelBuckets { demand: unset(self.demand), serving: unset(self.serving) }
+    }
+}
+
+/// A row and how long it held.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    at: i64,
+    until: i64,
+    demand: f64,
+    serving: f64,
+}
+
+impl Span {
+    fn overlaps(&self, (a, z): (i64, i64)) -> bool {
+        self.until > a && self.at < z
+    }
+}
+
+/// One strategy's lines in both panels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub strategy: Strategy,
+    pub whole: PanelBuckets,
+    pub zoom: Option<PanelBuckets>,
+}
+
+/// What `chart.svg` draws: per strategy, the buckets of each panel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chart {
+    /// The whole trace: the first row to the end of the trace.
+    pub span: (i64, i64),
+    /// The 24 hours around the first strategy's (the policy's) peak demand, when the trace
+    /// spans more than two days; known once that strategy's rows are all in.
+    pub zoom: Option<(i64, i64)>,
+    /// In the order the strategies ran; the first one's demand is drawn.
+    pub series: Vec<Series>,
+}
+
+impl Chart {
+    /// A chart of `[start, end)`, `start` being the first row's time.
+    pub fn new(start: i64, end: i64) -> Chart {
+        Chart { span: (start, end), zoom: None, series: Vec::new() }
+    }
+
+    /// Sums the next strategy's rows, fed to [`ChartRun::push`]; then [`Chart::add`] it.
+    pub fn series(&self, strategy: Strategy) -> ChartRun {
+        let (t0, t1) = self.span;
+        let n = bucket_count();
+        let zoom = match (self.series.is_empty(), self.zoom) {
+            (true, _) if t1 - t0 > 2 * DAY_MS => Zoom::Peak(PeakZoom {
+                span: self.span,
+                peak: None,
+                window: (t0, t0 + DAY_MS),
+                held: None,
+                recent: VecDeque::new(),
+            }),
+            (false, Some((a, z))) => Zoom::Known(Buckets::new(a, z, n)),
+            _ => Zoom::None,
+        };
+        ChartRun { strategy, end: t1, last: None, whole: Buckets::new(t0, t1, n), zoom }
+    }
+
+    /// Adds a strategy's series once all its rows are in.
+    pub fn add(&mut self, run: ChartRun) {
+        let (series, zoom) = run.finish();
+        if self.series.is_empty() {
+            self.zoom = zoom;
+        }
+        self.series.push(series);
+    }
+}
+
+/// The zoom panel of one strategy while its rows come in.
+#[derive(Debug)]
+enum Zoom {
+    /// No zoom panel (a trace of two days or less).
+    None,
+    /// The window is known (from the first strategy).
+    Known(Buckets),
+    /// The first strategy: the window follows its peak.
+    Peak(PeakZoom),
+}
+
+/// Finds the 24 h around the last row of highest demand (as `Iterator::max_by` would: the last
+/// of equal maxima), clamped into the trace, without holding every row. A later peak's window
+/// starts at most 12 h before the row that makes it, or at `end - 24 h`, so `recent` keeps the
+/// spans that end after `min(now - 12 h, end - 24 h)`; the current peak's spans are those of
+/// `recent` until it would let them go, then a copy (`held`) taken at that moment, which later
+/// spans of the window are appended to. Memory: 24 to 36 hours of rows, whatever the length of
+/// the trace.
+#[derive(Debug)]
+struct PeakZoom {
+    span: (i64, i64),
+    peak: Option<f64>,
+    window: (i64, i64),
+    held: Option<Vec<Span>>,
+    recent: VecDeque<Span>,
+}
+
+impl PeakZoom {
+    fn row(&mut self, r: &SupplyRow) {
+        if self.peak.is_some_and(|p| p.total_cmp(&r.demand) == std::cmp::Ordering::Greater) {
+            return;
+        }
+        self.peak = Some(r.demand);
+        let (t0, t1) = self.span;
+        let a = (r.at_ms - HALF_DAY_MS).clamp(t0, t1 - DAY_MS);
+        self.window = (a, a + DAY_MS);
+        self.held = None;
+    }
+
+    fn span(&mut self, s: Span) {
+        if let Some(held) = &mut self.held
+            && s.overlaps(self.window)
+        {
+            held.push(s);
+        }
+        self.recent.push_back(s);
+        let keep_after = (s.until - HALF_DAY_MS).min(self.span.1 - DAY_MS);
+        if self.held.is_none() && keep_after > self.window.0 {
+            self.held = Some(self.recent.iter().filter(|x| x.overlaps(self.window)).copied().collect());
+        }
+        while self.recent.front().is_some_and(|x| x.until <= keep_after) {
+            self.recent.pop_front();
         }
     }
-    out
+
+    fn finish(self, n: usize) -> ((i64, i64), PanelBuckets) {
+        let (a, z) = self.window;
+        let mut b = Buckets::new(a, z, n);
+        match &self.held {
+            Some(held) => held.iter().for_each(|s| b.add(s)),
+            None => self.recent.iter().for_each(|s| b.add(s)),
+        }
+        (self.window, b.finish())
+    }
+}
+
+/// One strategy's chart series, summed from its rows as they come (in time order).
+#[derive(Debug)]
+pub struct ChartRun {
+    strategy: Strategy,
+    end: i64,
+    last: Option<SupplyRow>,
+    whole: Buckets,
+    zoom: Zoom,
+}
+
+impl ChartRun {
+    pub fn push(&mut self, r: &SupplyRow) {
+        if let Some(p) = self.last {
+            self.span(Span { at: p.at_ms, until: r.at_ms, demand: p.demand, serving: f64::from(p.serving) });
+        }
+        if let Zoom::Peak(z) = &mut self.zoom {
+            z.row(r);
+        }
+        self.last = Some(*r);
+    }
+
+    fn span(&mut self, s: Span) {
+        self.whole.add(&s);
+        match &mut self.zoom {
+            Zoom::None => {}
+            Zoom::Known(b) => b.add(&s),
+            Zoom::Peak(z) => z.span(s),
+        }
+    }
+
+    fn finish(mut self) -> (Series, Option<(i64, i64)>) {
+        if let Some(p) = self.last.take() {
+            self.span(Span { at: p.at_ms, until: self.end, demand: p.demand, serving: f64::from(p.serving) });
+        }
+        let (zoom, window) = match self.zoom {
+            Zoom::None => (None, None),
+            Zoom::Known(b) => (Some(b.finish()), None),
+            Zoom::Peak(z) => {
+                let (w, b) = z.finish(bucket_count());
+                (Some(b), Some(w))
+            }
+        };
+        (Series { strategy: self.strategy, whole: self.whole.finish(), zoom }, window)
+    }
 }
 
 fn nice_step(max: f64, ticks: f64) -> f64 {
@@ -100,14 +313,14 @@ fn esc(s: &str) -> String {
 }
 
 #[allow(clippy::cast_precision_loss, clippy::too_many_lines)]
-fn panel(o: &mut String, b: &Backtest, top: f64, t0: i64, t1: i64, title: &str) {
+fn panel(o: &mut String, b: &Backtest, top: f64, (t0, t1): (i64, i64), zoom: bool, title: &str) {
     let pw = W - LEFT - RIGHT;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let n = ((pw / BUCKET_PX) as usize).max(1);
-    let Some(first) = b.runs.first() else { return };
-    let demand = buckets(&first.rows, b.end_ms, t0, t1, n, |r| r.demand);
+    let n = bucket_count();
+    let pick = |s: &Series| if zoom { s.zoom.clone() } else { Some(s.whole.clone()) };
+    let Some(first) = b.chart.series.first().and_then(pick) else { return };
+    let demand = first.demand;
     let series: Vec<(Strategy, Vec<(f64, f64)>)> =
-        b.runs.iter().map(|r| (r.strategy, buckets(&r.rows, b.end_ms, t0, t1, n, |x| f64::from(x.serving)))).collect();
+        b.chart.series.iter().filter_map(|s| pick(s).map(|p| (s.strategy, p.serving))).collect();
     let ymax =
         demand.iter().map(|d| d.1).chain(series.iter().flat_map(|s| s.1.iter().map(|v| v.0))).fold(1.0, f64::max)
             * 1.08;
@@ -217,15 +430,10 @@ fn panel(o: &mut String, b: &Backtest, top: f64, t0: i64, t1: i64, title: &str) 
 
 /// The whole chart.
 pub fn svg(b: &Backtest, trace_name: &str) -> String {
-    let Some(first) = b.runs.first() else { return String::new() };
-    let (t0, t1) = (first.rows.first().map_or(0, |r| r.at_ms), b.end_ms);
-    let zoom = if t1 - t0 > 2 * 86_400_000 {
-        let peak = first.rows.iter().max_by(|a, c| a.demand.total_cmp(&c.demand)).map_or(t0, |r| r.at_ms);
-        let a = (peak - 43_200_000).clamp(t0, t1 - 86_400_000);
-        Some((a, a + 86_400_000))
-    } else {
-        None
-    };
+    if b.chart.series.is_empty() {
+        return String::new();
+    }
+    let zoom = b.chart.zoom;
     let panels = if zoom.is_some() { 2.0 } else { 1.0 };
     let h = TOP + panels * (PANEL_H + GAP) + 10.0;
     let mut o = String::new();
@@ -285,9 +493,9 @@ pub fn svg(b: &Backtest, trace_name: &str) -> String {
         );
     }
     let top = TOP + 20.0;
-    panel(&mut o, b, top, t0, t1, "whole trace");
+    panel(&mut o, b, top, b.chart.span, false, "whole trace");
     if let Some((a, z)) = zoom {
-        panel(&mut o, b, top + PANEL_H + GAP, a, z, &format!("24 h around the peak ({} to {})", ts(a), ts(z)));
+        panel(&mut o, b, top + PANEL_H + GAP, (a, z), true, &format!("24 h around the peak ({} to {})", ts(a), ts(z)));
     }
     o.push_str("</svg>\n");
     o

@@ -101,63 +101,154 @@ impl Default for Recorder {
     }
 }
 
+/// Where a simulation puts its rows: collected ([`Recorder`]) or streamed ([`RowStream`]).
+pub trait RowSink {
+    /// Records the state at `row.at_ms` (rows come in time order).
+    fn set(&mut self, row: SupplyRow);
+}
+
+impl RowSink for Recorder {
+    fn set(&mut self, row: SupplyRow) {
+        Recorder::set(self, row);
+    }
+}
+
+/// The rows a [`Recorder`] would collect, handed to `out` one by one as soon as no later row
+/// can change them. A row at the same instant replaces the last row and may merge it into the
+/// one before, so the stream holds the last two rows and nothing else; [`RowStream::finish`]
+/// hands them over at the end. Rows must come in time order (every simulation here does).
+pub struct RowStream<'a> {
+    rec: Recorder,
+    out: &'a mut dyn FnMut(&SupplyRow),
+}
+
+impl<'a> RowStream<'a> {
+    pub fn new(out: &'a mut dyn FnMut(&SupplyRow)) -> RowStream<'a> {
+        RowStream { rec: Recorder::with_capacity(3), out }
+    }
+
+    /// Hands over the rows still held.
+    pub fn finish(mut self) {
+        for r in self.rec.rows.drain(..) {
+            (self.out)(&r);
+        }
+    }
+}
+
+impl RowSink for RowStream<'_> {
+    fn set(&mut self, row: SupplyRow) {
+        self.rec.set(row);
+        let n = self.rec.rows.len();
+        if n > 2 {
+            for r in self.rec.rows.drain(..n - 2) {
+                (self.out)(&r);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for RowStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowStream").field("held", &self.rec.rows).finish_non_exhaustive()
+    }
+}
+
 fn same_state(a: &SupplyRow, b: &SupplyRow) -> bool {
     a.demand.to_bits() == b.demand.to_bits() && a.serving == b.serving && a.billed == b.billed && a.desired == b.desired
 }
 
 /// Computes a strategy's figures from its rows, the last holding until `end_ms`.
 pub fn figures(strategy: &str, rows: &[SupplyRow], end_ms: i64) -> Figures {
-    let mut billed_ms = 0.0;
-    let mut under_ms = 0.0;
-    let (mut under_acc, mut over_acc, mut demand_ms) = (0.0, 0.0, 0.0);
-    let mut actions = 0;
-    let (mut reversals, mut reversals_30m) = (0, 0);
-    let mut last_action: Option<(i64, Direction)> = None;
-    let mut peak_billed = 0;
-    for (i, r) in rows.iter().enumerate() {
-        let until = rows.get(i + 1).map_or(end_ms, |n| n.at_ms);
+    let mut sum = FigureSum::default();
+    for r in rows {
+        sum.push(r);
+    }
+    sum.finish(strategy, end_ms)
+}
+
+/// A strategy's figures summed as its rows stream by, in the same order and with the same
+/// arithmetic as over a whole slice, so the result is bit-identical to [`figures`] on the
+/// collected rows. Holds one row, whatever the length of the trace.
+#[derive(Debug, Clone, Default)]
+pub struct FigureSum {
+    /// The last row, whose span ends at the next row (or at the end of the trace).
+    prev: Option<SupplyRow>,
+    first_at: Option<i64>,
+    billed_ms: f64,
+    under_ms: f64,
+    under_acc: f64,
+    over_acc: f64,
+    demand_ms: f64,
+    actions: u32,
+    reversals: u32,
+    reversals_30m: u32,
+    last_action: Option<(i64, Direction)>,
+    peak_billed: u32,
+}
+
+impl FigureSum {
+    /// Adds the next row (rows come in time order).
+    pub fn push(&mut self, r: &SupplyRow) {
+        match self.prev {
+            Some(p) => {
+                self.span(&p, r.at_ms);
+                if r.billed != p.billed {
+                    self.actions += 1;
+                    let dir = if r.billed > p.billed { Direction::Up } else { Direction::Down };
+                    if let Some((t, d)) = self.last_action
+                        && d != dir
+                    {
+                        self.reversals += 1;
+                        if r.at_ms - t <= REVERSAL_WINDOW_MS {
+                            self.reversals_30m += 1;
+                        }
+                    }
+                    self.last_action = Some((r.at_ms, dir));
+                }
+            }
+            None => self.first_at = Some(r.at_ms),
+        }
+        self.prev = Some(*r);
+    }
+
+    /// Integrates row `r` over `[r.at_ms, until)`.
+    fn span(&mut self, r: &SupplyRow, until: i64) {
         #[allow(clippy::cast_precision_loss)]
         let dt = (until - r.at_ms).max(0) as f64;
         let serving = f64::from(r.serving);
-        billed_ms += f64::from(r.billed) * dt;
-        peak_billed = peak_billed.max(r.billed);
+        self.billed_ms += f64::from(r.billed) * dt;
+        self.peak_billed = self.peak_billed.max(r.billed);
         if r.demand > serving + EPS {
-            under_ms += dt;
+            self.under_ms += dt;
         }
         if r.demand > EPS {
-            demand_ms += dt;
-            under_acc += (r.demand - serving).max(0.0) / r.demand * dt;
-            over_acc += (serving - r.demand).max(0.0) / r.demand * dt;
-        }
-        if i > 0 && r.billed != rows[i - 1].billed {
-            actions += 1;
-            let dir = if r.billed > rows[i - 1].billed { Direction::Up } else { Direction::Down };
-            if let Some((t, d)) = last_action
-                && d != dir
-            {
-                reversals += 1;
-                if r.at_ms - t <= REVERSAL_WINDOW_MS {
-                    reversals_30m += 1;
-                }
-            }
-            last_action = Some((r.at_ms, dir));
+            self.demand_ms += dt;
+            self.under_acc += (r.demand - serving).max(0.0) / r.demand * dt;
+            self.over_acc += (serving - r.demand).max(0.0) / r.demand * dt;
         }
     }
-    #[allow(clippy::cast_precision_loss)]
-    let span_ms = rows.first().map_or(0.0, |r| (end_ms - r.at_ms).max(0) as f64);
-    let pct = |x: f64, of: f64| if of > 0.0 { 100.0 * x / of } else { 0.0 };
-    Figures {
-        strategy: strategy.to_owned(),
-        instance_hours: billed_ms / 3_600_000.0,
-        under_provisioned_minutes: under_ms / 60_000.0,
-        under_provisioned_share_pct: pct(under_ms, span_ms),
-        under_provisioning_accuracy_pct: pct(under_acc, demand_ms),
-        over_provisioning_accuracy_pct: pct(over_acc, demand_ms),
-        actions,
-        reversals,
-        reversals_within_30m: reversals_30m,
-        cost_vs_oracle: None,
-        peak_billed,
+
+    /// The figures, the last row holding until `end_ms`.
+    pub fn finish(mut self, strategy: &str, end_ms: i64) -> Figures {
+        if let Some(p) = self.prev.take() {
+            self.span(&p, end_ms);
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let span_ms = self.first_at.map_or(0.0, |t| (end_ms - t).max(0) as f64);
+        let pct = |x: f64, of: f64| if of > 0.0 { 100.0 * x / of } else { 0.0 };
+        Figures {
+            strategy: strategy.to_owned(),
+            instance_hours: self.billed_ms / 3_600_000.0,
+            under_provisioned_minutes: self.under_ms / 60_000.0,
+            under_provisioned_share_pct: pct(self.under_ms, span_ms),
+            under_provisioning_accuracy_pct: pct(self.under_acc, self.demand_ms),
+            over_provisioning_accuracy_pct: pct(self.over_acc, self.demand_ms),
+            actions: self.actions,
+            reversals: self.reversals,
+            reversals_within_30m: self.reversals_30m,
+            cost_vs_oracle: None,
+            peak_billed: self.peak_billed,
+        }
     }
 }
 

@@ -5,6 +5,9 @@
 //! for request rates, `value / 100 * fleet` for CPU % recorded on a fixed fleet), simulates
 //! the policy and each strategy asked for on the same fleet model (see `sim.rs`), and returns
 //! each one's supply rows and [`Figures`]. [`report`] renders `report.md`, [`chart`] the SVG.
+//! [`run_with`] streams the rows to a callback instead of collecting them: figures and chart
+//! buckets are summed as the rows go by, so its memory does not grow with the trace beyond the
+//! demand series itself (see the README's "Speed" for the figures).
 //!
 //! # Reference strategies
 //!
@@ -53,14 +56,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use metrics::{Figures, SupplyRow, figures};
+pub use metrics::{FigureSum, Figures, SupplyRow, figures};
 pub use strategies::Limits;
-pub use trace::{Fill, Trace, TraceError, TraceOptions, TraceSummary, read_trace};
+pub use trace::{Fill, Trace, TraceError, TraceOptions, TraceSummary, read_trace, read_trace_lines};
 
 use crate::policy::{Goal, Policy};
+use chart::Chart;
+use metrics::{RowSink, RowStream};
 use policy_run::PolicyController;
 use sim::{Load, Pool};
-use strategies::{Hpa, TargetTracking, oracle_rows, static_rows, static_size};
+use strategies::{Hpa, TargetTracking, oracle_into, static_into, static_size};
 
 /// How trace values become demand in instance units.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -163,6 +168,7 @@ pub enum BacktestError {
 pub struct Run {
     pub strategy: Strategy,
     pub figures: Figures,
+    /// Every supply row, from [`run`]; empty from [`run_with`], which handed them to its callback.
     pub rows: Vec<SupplyRow>,
 }
 
@@ -183,6 +189,8 @@ pub struct Backtest {
     /// asked for (applied in `active` mode, only reported in `forecast_only`).
     pub forecast_floors: Vec<(i64, i64)>,
     pub decisions: u64,
+    /// What `chart.svg` draws, summed from the rows as they went by.
+    pub chart: Chart,
 }
 
 /// Where the policy's pre-warm floors held, and where their windows ran with the floor
@@ -275,49 +283,96 @@ impl Prepared<'_> {
 
     /// Runs the policy; also returns its pre-warm intervals and number of decisions.
     pub fn run_policy(&self, progress: &mut dyn FnMut(f64)) -> (Run, PolicyWindows, u64) {
+        let mut rows = Vec::new();
+        let (figures, windows, decisions) = self.stream_policy(progress, &mut |r| rows.push(*r));
+        (Run { strategy: Strategy::Policy, figures, rows }, windows, decisions)
+    }
+
+    /// [`Prepared::run_policy`], each supply row going to `rows` as soon as it is final
+    /// instead of being collected.
+    pub fn stream_policy(
+        &self,
+        progress: &mut dyn FnMut(f64),
+        rows: &mut dyn FnMut(&SupplyRow),
+    ) -> (Figures, PolicyWindows, u64) {
         let start = self.demand.first().map_or(0, |p| p.0);
         let mut pool = PolicyController::pool(self.policy, self.initial, self.boot_ms);
         let mut ctl = PolicyController::new(self.policy, start, &pool, self.boot_ms);
-        let rec = sim::simulate(&self.load(), &mut ctl, &mut pool, progress);
-        let rows = rec.into_rows();
-        let figures = figures(Strategy::Policy.as_str(), &rows, self.end_ms);
+        let figures = self.summed(Strategy::Policy, rows, &mut |rec| {
+            sim::simulate_into(&self.load(), &mut ctl, &mut pool, progress, rec);
+        });
         let windows = PolicyWindows { held: ctl.floors, released: ctl.released, forecast: ctl.forecast_floors };
-        (Run { strategy: Strategy::Policy, figures, rows }, windows, ctl.decisions)
+        (figures, windows, ctl.decisions)
     }
 
     /// Runs one reference strategy.
     pub fn run_reference(&self, strategy: Strategy, progress: &mut dyn FnMut(f64)) -> Run {
+        if strategy == Strategy::Policy {
+            return self.run_policy(progress).0;
+        }
+        let mut rows = Vec::new();
+        let figures = self.stream_reference(strategy, progress, &mut |r| rows.push(*r));
+        Run { strategy, figures, rows }
+    }
+
+    /// [`Prepared::run_reference`], each supply row going to `rows` as soon as it is final
+    /// instead of being collected.
+    pub fn stream_reference(
+        &self,
+        strategy: Strategy,
+        progress: &mut dyn FnMut(f64),
+        rows: &mut dyn FnMut(&SupplyRow),
+    ) -> Figures {
         let start = self.demand.first().map_or(0, |p| p.0);
-        let rows = match strategy {
-            Strategy::Policy => return self.run_policy(progress).0,
-            Strategy::Hpa => {
+        match strategy {
+            Strategy::Policy => self.stream_policy(progress, rows).0,
+            Strategy::Hpa => self.summed(strategy, rows, &mut |rec| {
                 let mut pool = Pool::new(0, self.initial, self.boot_ms, false);
                 let mut c = Hpa::new(self.limits, start, self.initial);
-                sim::simulate(&self.load(), &mut c, &mut pool, progress).into_rows()
-            }
-            Strategy::TargetTracking => {
+                sim::simulate_into(&self.load(), &mut c, &mut pool, progress, rec);
+            }),
+            Strategy::TargetTracking => self.summed(strategy, rows, &mut |rec| {
                 let mut pool = Pool::new(0, self.initial, self.boot_ms, false);
                 let mut c = TargetTracking::new(self.limits, self.initial, self.boot_ms);
-                sim::simulate(&self.load(), &mut c, &mut pool, progress).into_rows()
-            }
-            Strategy::Static => {
+                sim::simulate_into(&self.load(), &mut c, &mut pool, progress, rec);
+            }),
+            Strategy::Static => self.summed(strategy, rows, &mut |rec| {
                 let peak = self.demand.iter().map(|p| p.1).fold(0.0, f64::max);
-                static_rows(&self.demand, static_size(&self.limits, peak)).into_rows()
-            }
-            Strategy::Oracle => oracle_rows(&self.demand, self.end_ms, self.boot_ms, &self.limits).into_rows(),
-            Strategy::AwsPredictive => {
+                static_into(&self.demand, static_size(&self.limits, peak), rec);
+            }),
+            Strategy::Oracle => self.summed(strategy, rows, &mut |rec| {
+                oracle_into(&self.demand, self.end_ms, self.boot_ms, &self.limits, rec);
+            }),
+            Strategy::AwsPredictive => self.summed(strategy, rows, &mut |rec| {
                 let mut pool = Pool::new(0, self.initial, self.boot_ms, false);
                 let mut c = aws_predictive::AwsPredictive::new(self.limits, start, self.initial, self.boot_ms);
-                sim::simulate(&self.load(), &mut c, &mut pool, progress).into_rows()
-            }
+                sim::simulate_into(&self.load(), &mut c, &mut pool, progress, rec);
+            }),
+        }
+    }
+
+    /// Runs `produce` on a row stream: each final row is summed into the figures and handed to
+    /// `rows`; nothing else is kept.
+    fn summed(
+        &self,
+        strategy: Strategy,
+        rows: &mut dyn FnMut(&SupplyRow),
+        produce: &mut dyn FnMut(&mut dyn RowSink),
+    ) -> Figures {
+        let mut sum = FigureSum::default();
+        let mut out = |r: &SupplyRow| {
+            sum.push(r);
+            rows(r);
         };
-        let figures = figures(strategy.as_str(), &rows, self.end_ms);
-        Run { strategy, figures, rows }
+        let mut stream = RowStream::new(&mut out);
+        produce(&mut stream);
+        stream.finish();
+        sum.finish(strategy.as_str(), self.end_ms)
     }
 }
 
 /// Runs the policy and each strategy in `compare`; `progress(name, fraction)` is called as
-/// each advances.
+/// each advances. Every run's supply rows are collected in [`Run::rows`].
 pub fn run(
     policy: &Policy,
     trace: &Trace,
@@ -325,14 +380,51 @@ pub fn run(
     compare: &[Strategy],
     progress: &mut dyn FnMut(&str, f64),
 ) -> Result<Backtest, BacktestError> {
+    let mut collected: Vec<(Strategy, Vec<SupplyRow>)> = Vec::new();
+    let mut b = run_with(policy, trace, scenario, compare, progress, &mut |s, r| match collected.last_mut() {
+        Some((last, rows)) if *last == s => rows.push(*r),
+        _ => collected.push((s, vec![*r])),
+    })?;
+    for (s, rows) in collected {
+        if let Some(run) = b.runs.iter_mut().find(|r| r.strategy == s) {
+            run.rows = rows;
+        }
+    }
+    Ok(b)
+}
+
+/// [`run`], streaming: `rows(strategy, row)` gets each strategy's supply rows in time order as
+/// they are produced (the strategies one after the other, the policy first), and nothing keeps
+/// them: [`Run::rows`] stay empty, the figures and the chart's buckets are summed on the way.
+pub fn run_with(
+    policy: &Policy,
+    trace: &Trace,
+    scenario: Scenario,
+    compare: &[Strategy],
+    progress: &mut dyn FnMut(&str, f64),
+    rows: &mut dyn FnMut(Strategy, &SupplyRow),
+) -> Result<Backtest, BacktestError> {
     let prep = prepare(policy, trace, scenario)?;
-    let (policy_run, windows, decisions) = prep.run_policy(&mut |f| progress("policy", f));
-    let mut runs = vec![policy_run];
+    let start = prep.demand.first().map_or(0, |p| p.0);
+    let mut chart = Chart::new(start, prep.end_ms);
+    let mut series = chart.series(Strategy::Policy);
+    let (figures, windows, decisions) = prep.stream_policy(&mut |f| progress("policy", f), &mut |r| {
+        series.push(r);
+        rows(Strategy::Policy, r);
+    });
+    chart.add(series);
+    let mut runs = vec![Run { strategy: Strategy::Policy, figures, rows: Vec::new() }];
     for &s in compare.iter().filter(|s| **s != Strategy::Policy) {
         if runs.iter().any(|r| r.strategy == s) {
             continue;
         }
-        runs.push(prep.run_reference(s, &mut |f| progress(s.as_str(), f)));
+        let mut series = chart.series(s);
+        let figures = prep.stream_reference(s, &mut |f| progress(s.as_str(), f), &mut |r| {
+            series.push(r);
+            rows(s, r);
+        });
+        chart.add(series);
+        runs.push(Run { strategy: s, figures, rows: Vec::new() });
     }
     let oracle_hours = runs.iter().find(|r| r.strategy == Strategy::Oracle).map(|r| r.figures.instance_hours);
     if let Some(o) = oracle_hours.filter(|o| *o > 0.0) {
@@ -351,6 +443,7 @@ pub fn run(
         prewarm_released: windows.released,
         forecast_floors: windows.forecast,
         decisions,
+        chart,
     })
 }
 
@@ -359,3 +452,6 @@ mod tests;
 
 #[cfg(test)]
 mod predictive_tests;
+
+#[cfg(test)]
+mod stream_tests;

@@ -1,4 +1,5 @@
-//! The backtest report as text: `report.md`, `report.json` and `supply-<strategy>.csv`.
+//! The backtest report as text: `report.md`, `report.json` and `supply-<strategy>.csv` (whole,
+//! or line by line as the rows stream by).
 //!
 //! Output is deterministic (no timings, no absolute paths), so a report can be compared with a
 //! stored snapshot. Not here: writing files (the caller does).
@@ -8,7 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::policy_run::ts;
-use super::{Backtest, DemandUnit, Figures, Limits, Run, Scenario, TraceSummary};
+use super::{Backtest, DemandUnit, Figures, Limits, Run, Scenario, SupplyRow, TraceSummary};
 use crate::duration::Human;
 
 /// `report.json`.
@@ -55,11 +56,26 @@ pub fn json(b: &Backtest, trace_name: &str) -> String {
 /// `supply-<strategy>.csv`: one row per change, each holding until the next.
 pub fn supply_csv(run: &Run) -> String {
     let mut out = String::with_capacity(run.rows.len() * 48 + 64);
-    out.push_str("timestamp,demand,serving,billed,desired\n");
+    out.push_str(SUPPLY_CSV_HEADER);
     for r in &run.rows {
-        let _ = writeln!(out, "{},{:.4},{},{},{}", ts(r.at_ms), r.demand, r.serving, r.billed, r.desired);
+        let _ = writeln!(out, "{}", SupplyLine(r));
     }
     out
+}
+
+/// The header line of `supply-<strategy>.csv`, newline included.
+pub const SUPPLY_CSV_HEADER: &str = "timestamp,demand,serving,billed,desired\n";
+
+/// One line of `supply-<strategy>.csv` (without its newline), for writing the rows as they
+/// stream by ([`super::run_with`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SupplyLine<'a>(pub &'a SupplyRow);
+
+impl std::fmt::Display for SupplyLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self.0;
+        write!(f, "{},{:.4},{},{},{}", ts(r.at_ms), r.demand, r.serving, r.billed, r.desired)
+    }
 }
 
 fn secs(d: f64) -> String {

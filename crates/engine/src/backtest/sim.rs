@@ -22,7 +22,7 @@
 
 use std::collections::VecDeque;
 
-use super::metrics::{Recorder, SupplyRow};
+use super::metrics::{Recorder, RowSink, SupplyRow};
 
 /// What a metric pipeline measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,11 +414,23 @@ fn cpu(demand: f64, serving: u32) -> Option<f64> {
 /// Runs `ctl` over the load; the pool starts as given. Calls `progress` now and then with the
 /// fraction of simulated time done.
 pub fn simulate(load: &Load<'_>, ctl: &mut dyn Controller, pool: &mut Pool, progress: &mut dyn FnMut(f64)) -> Recorder {
+    let mut rec = Recorder::with_capacity(load.points.len() * 2);
+    simulate_into(load, ctl, pool, progress, &mut rec);
+    rec
+}
+
+/// [`simulate`], each row going to `rec` as it is produced (in time order).
+pub fn simulate_into(
+    load: &Load<'_>,
+    ctl: &mut dyn Controller,
+    pool: &mut Pool,
+    progress: &mut dyn FnMut(f64),
+    rec: &mut dyn RowSink,
+) {
     let Some(&(start, first_demand)) = load.points.first() else {
-        return Recorder::new();
+        return;
     };
     let mut pipes: Vec<Pipeline> = ctl.pipelines().into_iter().map(|s| Pipeline::new(s, start)).collect();
-    let mut rec = Recorder::with_capacity(load.points.len() * 2);
     let mut now = start;
     let mut idx = 0;
     let mut demand = first_demand;
@@ -492,7 +504,6 @@ pub fn simulate(load: &Load<'_>, ctl: &mut dyn Controller, pool: &mut Pool, prog
         }
     }
     progress(1.0);
-    rec
 }
 
 fn advance(load: &Load<'_>, pipes: &mut [Pipeline], demand: f64, serving: u32, backlog: &mut f64, len: i64) {

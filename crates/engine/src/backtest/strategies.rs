@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use super::metrics::{Recorder, SupplyRow};
+use super::metrics::{Recorder, RowSink, SupplyRow};
 use super::sim::{Controller, PipelineSpec, Pool, Signal, Stat};
 use crate::decide::ceil_u32;
 
@@ -304,10 +304,15 @@ pub fn static_size(limits: &Limits, peak_demand: f64) -> u32 {
 /// Rows of the static strategy: `n` instances, serving throughout.
 pub fn static_rows(points: &[(i64, f64)], n: u32) -> Recorder {
     let mut rec = Recorder::with_capacity(points.len());
+    static_into(points, n, &mut rec);
+    rec
+}
+
+/// [`static_rows`], each row going to `rec` as it is produced.
+pub fn static_into(points: &[(i64, f64)], n: u32, rec: &mut dyn RowSink) {
     for &(at_ms, demand) in points {
         rec.set(SupplyRow { at_ms, demand, serving: n, billed: n, desired: n });
     }
-    rec
 }
 
 /// Rows of the oracle: each instance billed from exactly `boot_ms` before it is needed until
@@ -315,11 +320,26 @@ pub fn static_rows(points: &[(i64, f64)], n: u32) -> Recorder {
 /// use is less than a boot away is kept (stopping it would cost as much).
 pub fn oracle_rows(points: &[(i64, f64)], end_ms: i64, boot_ms: i64, limits: &Limits) -> Recorder {
     let mut rec = Recorder::with_capacity(points.len() * 2);
+    oracle_into(points, end_ms, boot_ms, limits, &mut rec);
+    rec
+}
+
+/// [`oracle_rows`], each row going to `rec` as it is produced.
+pub fn oracle_into(points: &[(i64, f64)], end_ms: i64, boot_ms: i64, limits: &Limits, rec: &mut dyn RowSink) {
     if points.is_empty() {
-        return rec;
+        return;
     }
-    let need: Vec<(i64, u32)> = points.iter().map(|&(t, d)| (t, limits.clamp(ceil_u32(d)))).collect();
+    // Only where the need changes: the same step function in fewer pieces (a trace's demand
+    // changes at every point, its whole-instance need far less often).
+    let mut need: Vec<(i64, u32)> = Vec::new();
+    for &(t, d) in points {
+        let n = limits.clamp(ceil_u32(d));
+        if need.last().is_none_or(|l| l.1 != n) {
+            need.push((t, n));
+        }
+    }
     let billed = window_extreme(&need, end_ms, boot_ms, true);
+    drop(need);
     let serving = window_extreme(&billed, end_ms, boot_ms, false);
     // Merge the three step functions.
     let (mut i, mut j, mut k) = (0, 0, 0);
@@ -345,7 +365,6 @@ pub fn oracle_rows(points: &[(i64, f64)], end_ms: i64, boot_ms: i64, limits: &Li
             _ => break,
         }
     }
-    rec
 }
 
 /// For a step function `f` (pieces starting at each point, the last ending at `end`):

@@ -12,7 +12,11 @@
 //! value, as asked), and empty or `NaN` values (treated as missing and filled the same way).
 //! The nominal step is the most common interval between consecutive timestamps.
 //!
-//! Not here: reading the file (the caller passes the text), or turning values into demand.
+//! Only the parsed times and values are kept (16 bytes a row), never the text: lines can come
+//! one at a time from a file being read ([`read_trace_lines`]).
+//!
+//! Not here: reading the file (the caller passes the text or its lines), or turning values into
+//! demand.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -188,18 +192,32 @@ fn ts(ms: i64) -> Result<Timestamp, TraceError> {
 
 /// Reads a trace from CSV text.
 pub fn read_trace(text: &str, opts: &TraceOptions) -> Result<Trace, TraceError> {
-    let mut lines =
-        text.lines().enumerate().map(|(i, l)| (i + 1, l.trim_end_matches('\r'))).filter(|(_, l)| !l.trim().is_empty());
-    let (_, header_line) = lines.next().ok_or(TraceError::Empty)?;
+    read_trace_lines(text.lines(), opts)
+}
+
+/// [`read_trace`] from the text's lines (line ends removed) as they come, e.g. from a file
+/// being read: no line is kept once parsed, only its time and value (16 bytes a row).
+pub fn read_trace_lines<S: AsRef<str>>(
+    lines: impl IntoIterator<Item = S>,
+    opts: &TraceOptions,
+) -> Result<Trace, TraceError> {
+    let mut lines = lines.into_iter().enumerate();
+    let mut next_line = move || {
+        lines.find_map(|(i, l)| {
+            let l = l.as_ref().trim_end_matches('\r');
+            (!l.trim().is_empty()).then(|| (i + 1, l.to_owned()))
+        })
+    };
+    let (_, header_line) = next_line().ok_or(TraceError::Empty)?;
     let header: Vec<String> =
         split_row(header_line.trim_start_matches('\u{feff}')).into_iter().map(str::to_owned).collect();
-    let rows: Vec<(usize, Vec<&str>)> = lines.map(|(n, l)| (n, split_row(l))).collect();
-    let first = rows.first().ok_or(TraceError::Empty)?;
+    let (first_line, first_text) = next_line().ok_or(TraceError::Empty)?;
+    let first = split_row(&first_text);
     let columns = header.join(", ");
 
     // Time column: by name, else the first column if it holds a time (and no fixed step was given).
     let time_col = header.iter().position(|h| TIME_NAMES.contains(&h.to_ascii_lowercase().as_str())).or_else(|| {
-        (opts.step.is_none() && first.1.first().is_some_and(|f| parse_time(f).is_some() && parse_value(f).is_err()))
+        (opts.step.is_none() && first.first().is_some_and(|f| parse_time(f).is_some() && parse_value(f).is_err()))
             .then_some(0)
     });
     if time_col.is_none() && opts.step.is_none() {
@@ -211,14 +229,14 @@ pub fn read_trace(text: &str, opts: &TraceOptions) -> Result<Trace, TraceError> 
             .position(|h| h == name)
             .ok_or_else(|| TraceError::NoSuchColumn { wanted: name.clone(), columns: columns.clone() })?,
         None => (0..header.len())
-            .find(|&i| Some(i) != time_col && first.1.get(i).is_some_and(|f| matches!(parse_value(f), Ok(Some(_)))))
+            .find(|&i| Some(i) != time_col && first.get(i).is_some_and(|f| matches!(parse_value(f), Ok(Some(_)))))
             .ok_or_else(|| TraceError::NoValueColumn { columns: columns.clone() })?,
     };
     let need = value_col.max(time_col.unwrap_or(0)) + 1;
 
-    // Raw rows in file order.
+    // Raw rows in file order: (time, value), NaN for a missing value (a value read is finite).
     let mut epoch = false;
-    let mut raw: Vec<(i64, Option<f64>)> = Vec::with_capacity(rows.len());
+    let mut raw: Vec<(i64, f64)> = Vec::new();
     let step_ms = match opts.step {
         Some(s) if s.is_zero() => return Err(TraceError::ZeroStep),
         Some(s) => Some(i64::try_from(s.as_millis()).map_err(|_| TraceError::OutOfRange)?),
@@ -226,14 +244,17 @@ pub fn read_trace(text: &str, opts: &TraceOptions) -> Result<Trace, TraceError> 
     };
     let start_ms = opts.start.map_or(0, Timestamp::as_millisecond);
     let mut empty_values = 0;
-    for (k, (line, fields)) in rows.iter().enumerate() {
+    // Out-of-order rows: not after the previous row.
+    let mut out_of_order = 0;
+    let mut out_of_order_lines = Vec::new();
+    let mut row = |k: usize, line: usize, fields: &[&str]| -> Result<(), TraceError> {
         if fields.len() < need {
-            return Err(TraceError::ShortRow { line: *line, expected: header.len(), found: fields.len() });
+            return Err(TraceError::ShortRow { line, expected: header.len(), found: fields.len() });
         }
         let at = match (time_col, step_ms) {
             (Some(c), _) => {
-                let (ms, is_epoch) = parse_time(fields[c])
-                    .ok_or_else(|| TraceError::BadTime { line: *line, text: fields[c].to_owned() })?;
+                let (ms, is_epoch) =
+                    parse_time(fields[c]).ok_or_else(|| TraceError::BadTime { line, text: fields[c].to_owned() })?;
                 if k == 0 {
                     epoch = is_epoch;
                 }
@@ -244,40 +265,53 @@ pub fn read_trace(text: &str, opts: &TraceOptions) -> Result<Trace, TraceError> 
                 .and_then(|k| k.checked_mul(step))
                 .and_then(|o| o.checked_add(start_ms))
                 .ok_or(TraceError::OutOfRange)?,
-            (None, None) => return Err(TraceError::NoTimeColumn { columns }),
+            (None, None) => return Err(TraceError::NoTimeColumn { columns: columns.clone() }),
         };
         let v = parse_value(fields[value_col])
-            .map_err(|()| TraceError::BadValue { line: *line, text: fields[value_col].to_owned() })?;
+            .map_err(|()| TraceError::BadValue { line, text: fields[value_col].to_owned() })?;
         if v.is_none() {
             empty_values += 1;
         }
-        raw.push((at, v));
-    }
-
-    // Out-of-order rows: not after the previous row.
-    let mut out_of_order = 0;
-    let mut out_of_order_lines = Vec::new();
-    for i in 1..raw.len() {
-        if raw[i].0 <= raw[i - 1].0 {
+        if raw.last().is_some_and(|p| at <= p.0) {
             out_of_order += 1;
             if out_of_order_lines.len() < MAX_LISTED {
-                out_of_order_lines.push(rows[i].0);
+                out_of_order_lines.push(line);
             }
         }
+        raw.push((at, v.unwrap_or(f64::NAN)));
+        Ok(())
+    };
+    row(0, first_line, &first)?;
+    let mut k = 1;
+    while let Some((line, text)) = next_line() {
+        row(k, line, &split_row(&text))?;
+        k += 1;
     }
-    // Sort (stable) and merge repeated timestamps by averaging the values present.
-    let mut merged: BTreeMap<i64, (f64, u32, u32)> = BTreeMap::new();
-    for &(at, v) in &raw {
-        let e = merged.entry(at).or_insert((0.0, 0, 0));
-        e.2 += 1;
-        if let Some(v) = v {
-            e.0 += v;
-            e.1 += 1;
+    let rows = raw.len();
+
+    // Sort (stable: repeated timestamps keep file order) and merge repeated timestamps by
+    // averaging the values present, summing in file order from 0.
+    if out_of_order > 0 {
+        raw.sort_by_key(|r| r.0);
+    }
+    let mut distinct = 0;
+    let mut i = 0;
+    while i < raw.len() {
+        let at = raw[i].0;
+        let (mut sum, mut n) = (0.0, 0u32);
+        while i < raw.len() && raw[i].0 == at {
+            if !raw[i].1.is_nan() {
+                sum += raw[i].1;
+                n += 1;
+            }
+            i += 1;
         }
+        raw[distinct] = (at, if n > 0 { sum / f64::from(n) } else { f64::NAN });
+        distinct += 1;
     }
-    let duplicates = raw.len() - merged.len();
-    let distinct: Vec<(i64, Option<f64>)> =
-        merged.into_iter().map(|(at, (sum, n, _))| (at, (n > 0).then(|| sum / f64::from(n)))).collect();
+    raw.truncate(distinct);
+    let duplicates = rows - raw.len();
+    let distinct = raw;
 
     // Nominal step: the given one, else the most common interval.
     let step = match step_ms {
@@ -312,7 +346,7 @@ pub fn read_trace(text: &str, opts: &TraceOptions) -> Result<Trace, TraceError> 
                 }
             }
         }
-        let value = match (v, opts.fill) {
+        let value = match ((!v.is_nan()).then_some(v), opts.fill) {
             (Some(v), _) => v,
             (None, Fill::Zero) => 0.0,
             (None, Fill::Hold) => last_value,
@@ -329,7 +363,7 @@ pub fn read_trace(text: &str, opts: &TraceOptions) -> Result<Trace, TraceError> 
     #[allow(clippy::cast_precision_loss)]
     let step_secs = step as f64 / 1000.0;
     let summary = TraceSummary {
-        rows: raw.len(),
+        rows,
         time_column: time_col.map(|c| header[c].clone()),
         value_column: header[value_col].clone(),
         time_format: match (time_col, epoch) {
