@@ -146,7 +146,12 @@ pub fn sweep_point(
     let mut sc = scenario.clone();
     sc.target = policy_target(&p).or(sc.target);
     let prep = prepare(&p, trace, sc)?;
-    Ok(SWEPT.iter().map(|&s| prep.run_reference(s, &mut |_| {}).figures).collect())
+    // Only the figures are kept: the rows stream past (memory independent of trace length).
+    let figures = |s: Strategy| match s {
+        Strategy::Policy => prep.stream_policy(&mut |_| {}, &mut |_| {}).0,
+        _ => prep.stream_reference(s, &mut |_| {}, &mut |_| {}),
+    };
+    Ok(SWEPT.iter().map(|&s| figures(s)).collect())
 }
 
 /// One strategy at one sweep value.
