@@ -1,6 +1,7 @@
-//! The daemon's invariants on the in-memory cloud ([`MemoryCloud`]): no emulator, no sleeping
-//! (every tick is given its `now`), each test runs in milliseconds. The emulator tests in
-//! `tests/` keep what only the AWS adapter can show.
+//! The daemon's invariants on the in-memory cloud ([`MemoryCloud`]) and tokio's paused clock:
+//! no emulator, no sleeping (every tick is given its `now`; a budget or a slow answer passes on
+//! the paused clock), each test runs in milliseconds. The emulator tests in `tests/` keep what
+//! only the AWS adapter can show.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -63,7 +64,7 @@ fn web_cloud(running: u32, stopped: u32, cpu: Option<f64>) -> Arc<MemoryCloud> {
     cloud
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn intent_before_action() {
     let s = Scratch::new("intent");
     s.write("web.yaml", WEB);
@@ -97,7 +98,7 @@ impl Fence for Lost {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn fence_before_action() {
     // The seam's contract, which the daemon relies on: with a fence that fails, no mutating
     // call is made at all (checked before each one), and the outcome says why.
@@ -120,7 +121,7 @@ async fn fence_before_action() {
     assert!(cycle.history().last_scaled(vmscaler_engine::Direction::Up).is_none());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn missing_data_never_scales_in() {
     let s = Scratch::new("missing");
     s.write("web.yaml", WEB);
@@ -141,7 +142,7 @@ async fn missing_data_never_scales_in() {
     assert!(cloud.capacity("web").is_some_and(|c| c < 8), "{:?}", cloud.mutations());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn reload_keeps_the_last_good_policy_and_reports_only_what_changed() {
     let s = Scratch::new("reload");
     let cron = format!(
@@ -165,7 +166,7 @@ async fn reload_keeps_the_last_good_policy_and_reports_only_what_changed() {
     assert_eq!(d.policy("web").map(|p| p.prewarm[0].capacity), Some(7));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_cooldown_survives_a_restart() {
     let s = Scratch::new("restart");
     s.write("web.yaml", WEB);
@@ -186,7 +187,7 @@ async fn a_cooldown_survives_a_restart() {
     assert!(r.decisions[0].desired > 4, "{r:?}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn one_error_policy_backs_off_a_throttled_pool_and_says_what_to_check() {
     use crate::aws::error::ApiError;
     let s = Scratch::new("errors");
