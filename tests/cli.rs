@@ -160,3 +160,67 @@ fn plan_refuses_a_fleet_beyond_its_bound() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("plus --warm 100000000"));
 }
+
+/// `vmscaler forecast --trace`: offline, the model learns from a metrics CSV (replayed as
+/// `plan` replays it) and shows the next 48 hours; a daily peak in the rows is a floor in the
+/// same hour tomorrow, and a quiet hour is not.
+#[test]
+fn forecast_from_a_trace_learns_a_daily_peak_offline() {
+    let dir = scratch("forecast-trace");
+    let policy = dir.join("web.yaml");
+    std::fs::write(
+        &policy,
+        "name: web\npool: {tag: {key: pool, value: web}}\nmin: 2\nmax: 20\nmetrics:\n  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}\npredictive: {mode: active, history: 4d, lead: 10m}\n",
+    )
+    .unwrap();
+    // Four days of 5-minute CPU on 4 instances: 90 % from 13:00 to 14:00 UTC, 20 % otherwise.
+    let start = 1_795_000_000 - 1_795_000_000 % 86_400; // a midnight UTC
+    let mut csv = String::from("timestamp,cpu\n");
+    for i in 0..(4 * 288) {
+        let t = start + i * 300;
+        let hour = (t % 86_400) / 3600;
+        csv.push_str(&format!("{t},{}\n", if hour == 13 { 90.0 } else { 20.0 }));
+    }
+    let trace = dir.join("cpu.csv");
+    std::fs::write(&trace, csv).unwrap();
+    let (p, t) = (policy.to_str().unwrap(), trace.to_str().unwrap());
+    let svg = dir.join("forecast.svg");
+    let out = vmscaler(&[
+        "forecast",
+        "--policy",
+        p,
+        "--trace",
+        t,
+        "--current",
+        "4",
+        "--output",
+        "json",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let f = &v["forecast"];
+    assert_eq!(f["state"], "ready", "{f:#}");
+    let next = f["next"].as_array().expect("next");
+    assert_eq!(next.len(), 48, "the next 48 hours");
+    let floor_at = |h: i64| {
+        next.iter()
+            .find(|x| x["at"].as_str().is_some_and(|a| a.contains(&format!("T{h:02}:00"))))
+            .and_then(|x| x["floor"].as_u64())
+            .unwrap_or_else(|| panic!("no hour {h}: {next:#?}"))
+    };
+    // 4 instances at 90 % need 8 at target 50: the peak hour's floor is well above a quiet one.
+    assert!(floor_at(13) >= 7, "peak floor {}: {next:#?}", floor_at(13));
+    assert!(floor_at(3) <= 2, "quiet floor {}: {next:#?}", floor_at(3));
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+    // Text: the same, for a person.
+    let out = vmscaler(&["forecast", p, "--trace", t, "--current", "4", "--time-zone", "UTC"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("next 48 hours:"), "{text}");
+    // A policy without `predictive:` is refused with the reason.
+    std::fs::write(&policy, "name: web\npool: {tag: {key: pool, value: web}}\nmin: 2\nmax: 20\nmetrics:\n  - {id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}\n").unwrap();
+    let out = vmscaler(&["forecast", "--policy", p, "--trace", t]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no `predictive:` block"));
+}

@@ -21,8 +21,20 @@ use crate::http::ForecastResponse;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The policy (its `name:`), as the daemon runs it.
-    pub policy: String,
+    /// The policy (its `name:`), as the daemon runs it; with `--trace`, the policy file.
+    #[arg(required_unless_present = "policy_file")]
+    pub policy: Option<String>,
+    /// The policy file, for `--trace` (the same as giving it as POLICY).
+    #[arg(long = "policy", value_name = "FILE", conflicts_with = "policy")]
+    pub policy_file: Option<PathBuf>,
+    /// Offline: learn from this CSV (`timestamp,<metric id>,...`, as `vmscaler plan --metrics`
+    /// reads it) instead of asking the daemon; the forecast is made at its last row.
+    #[arg(long, value_name = "CSV")]
+    pub trace: Option<PathBuf>,
+    /// With `--trace`: the fleet the rows were measured on (running instances, or the group's
+    /// desired capacity), held while they are replayed.
+    #[arg(long, default_value_t = 1, requires = "trace")]
+    pub current: u32,
     /// The daemon's HTTP address.
     #[arg(long, value_name = "URL", env = "VMSCALER_URL", default_value = "http://127.0.0.1:9464")]
     pub url: String,
@@ -59,33 +71,77 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         None => TimeZone::system(),
     };
-    let body = match http_get(&args.url, &format!("/v1/forecast?policy={}", encode(&args.policy))) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("vmscaler: {e:#}");
-            return Ok(ExitCode::from(EX_UNAVAILABLE));
+    let (name, now, f) = match &args.trace {
+        Some(trace) => {
+            let file = args.policy_file.clone().or_else(|| args.policy.clone().map(PathBuf::from));
+            let Some(file) = file else { anyhow::bail!("--trace needs the policy file") };
+            match offline(&file, trace, args.current)? {
+                Ok(v) => v,
+                Err(code) => return Ok(code),
+            }
+        }
+        None => {
+            let Some(name) = args.policy.clone() else {
+                anyhow::bail!("which policy? (its name, or --trace with a file)")
+            };
+            let body = match http_get(&args.url, &format!("/v1/forecast?policy={}", encode(&name))) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("vmscaler: {e:#}");
+                    return Ok(ExitCode::from(EX_UNAVAILABLE));
+                }
+            };
+            let mut view: ForecastResponse = serde_json::from_str(&body).context("unexpected /v1/forecast answer")?;
+            let Some(f) = view.pools.remove(&name) else {
+                eprintln!("vmscaler: the daemon has no forecast for {name:?}");
+                return Ok(ExitCode::from(EX_UNAVAILABLE));
+            };
+            (name, view.now, f)
         }
     };
-    let mut view: ForecastResponse = serde_json::from_str(&body).context("unexpected /v1/forecast answer")?;
-    let Some(f) = view.pools.remove(&args.policy) else {
-        eprintln!("vmscaler: the daemon has no forecast for {:?}", args.policy);
-        return Ok(ExitCode::from(EX_UNAVAILABLE));
-    };
     if let Some(path) = &args.svg {
-        std::fs::write(path, svg(&args.policy, &f, view.now))
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, svg(&name, &f, now)).with_context(|| format!("cannot write {}", path.display()))?;
     }
     match args.output {
         Output::Json => {
-            let out = serde_json::json!({ "policy": args.policy, "now": view.now, "forecast": f });
+            let out = serde_json::json!({ "policy": name, "now": now, "forecast": f });
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
-        Output::Text => print!("{}", render(&args.policy, &f, &tz)),
+        Output::Text => print!("{}", render(&name, &f, &tz)),
     }
     if let Some(path) = &args.svg {
         eprintln!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--trace`: the policy's forecast model learned from the rows (replayed as `vmscaler plan`
+/// replays them: each row decided on, the fleet held at `current`), as of the last row. An
+/// exit code instead when the inputs are refused (the reason already printed).
+fn offline(
+    policy: &std::path::Path,
+    trace: &std::path::Path,
+    current: u32,
+) -> anyhow::Result<Result<(String, Timestamp, ForecastBoard), ExitCode>> {
+    let Some((policy, rows)) = super::plan::load_inputs(policy, trace)? else {
+        return Ok(Err(ExitCode::from(super::EX_CONFIG)));
+    };
+    let Some(spec) = policy.predictive.clone() else {
+        eprintln!("vmscaler: policy {:?} has no `predictive:` block: nothing to forecast", policy.name);
+        return Ok(Err(ExitCode::from(super::EX_CONFIG)));
+    };
+    let Some(at) = rows.last().map(|r| r.at) else { anyhow::bail!("{}: no rows", trace.display()) };
+    let fleet = match super::plan::fleet_for(&policy, current, None) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("vmscaler: {e}");
+            return Ok(Err(ExitCode::from(super::EX_USAGE)));
+        }
+    };
+    let (cycle, decision) = super::plan::replay(&policy, &rows, &fleet, at);
+    let Some(model) = cycle.forecaster() else { anyhow::bail!("no forecast model after the replay") };
+    let f = crate::daemon::forecast::board(&spec, policy.max, model, &decision, None, at);
+    Ok(Ok((policy.name.clone(), at, f)))
 }
 
 fn pct(x: f64) -> String {

@@ -6,7 +6,7 @@
 //! window see the same history the daemon would have seen (nothing is acted on, so no cooldown
 //! starts). The decision printed is the one at `--at` (default: the file's last timestamp).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -17,7 +17,7 @@ use super::EX_CONFIG;
 use super::validate::Output;
 use crate::policies::load_file;
 use vmscaler_engine::policy::PoolTarget;
-use vmscaler_engine::{Achieved, Decision, Fleet, GroupState, Member, MemberState, PoolCycle, Sample};
+use vmscaler_engine::{Achieved, Decision, Fleet, GroupState, Member, MemberState, Policy, PoolCycle, Sample};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -80,45 +80,18 @@ pub fn read_metrics_csv(text: &str) -> anyhow::Result<Vec<Row>> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let report = load_file(&args.policy);
-    for d in &report.diagnostics {
-        eprintln!("{d}");
-    }
-    let Some(policy) = report.policy else { return Ok(ExitCode::from(EX_CONFIG)) };
-    let text =
-        std::fs::read_to_string(&args.metrics).with_context(|| format!("cannot read {}", args.metrics.display()))?;
-    let rows = read_metrics_csv(&text).with_context(|| args.metrics.display().to_string())?;
-    for row in rows.iter().take(1) {
-        for (id, _) in &row.values {
-            if !policy.metrics.iter().any(|m| &m.id == id) {
-                eprintln!(
-                    "warning: {}: column {id:?} is not a metric of policy {:?} (ignored)",
-                    args.metrics.display(),
-                    policy.name
-                );
-            }
-        }
-    }
+    let Some((policy, rows)) = load_inputs(&args.policy, &args.metrics)? else { return Ok(ExitCode::from(EX_CONFIG)) };
     let Some(last) = rows.last().map(|r| r.at) else { bail!("{}: no rows", args.metrics.display()) };
     let at = args.at.unwrap_or(last);
-    if let Err(e) = check_fleet_size(&policy, args.current, args.warm) {
-        eprintln!("vmscaler: {e}");
-        return Ok(ExitCode::from(super::EX_USAGE));
-    }
-    let fleet = plan_fleet(&policy.pool, &policy, args.current, args.warm);
-
-    let mut cycle = PoolCycle::new();
-    for row in rows.iter().filter(|r| r.at <= at) {
-        for (id, v) in &row.values {
-            cycle.observe(id, Sample { at: row.at, value: *v });
+    let fleet = match fleet_for(&policy, args.current, args.warm) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("vmscaler: {e}");
+            return Ok(ExitCode::from(super::EX_USAGE));
         }
-        if row.at < at {
-            let d = cycle.evaluate(&policy, &fleet, row.at);
-            // Replayed, not acted on: the fleet stayed as it was, so no cooldown starts.
-            cycle.complete(Achieved::Capacity(d.current));
-        }
-    }
-    let d = &cycle.evaluate(&policy, &fleet, at);
+    };
+    let (_, d) = replay(&policy, &rows, &fleet, at);
+    let d = &d;
     match args.output {
         Output::Json => {
             let out = serde_json::json!({ "decision": d, "reasons": d.reasons() });
@@ -127,6 +100,57 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Output::Text => print!("{}", render(d)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Replays the rows up to `at` through a pool cycle with the fleet held as `fleet` (nothing is
+/// acted on, so no cooldown starts), then decides at `at`. The cycle keeps what it learned: the
+/// history, and with `predictive:` the forecast model (`vmscaler forecast --trace`).
+pub fn replay(policy: &Policy, rows: &[Row], fleet: &Fleet, at: Timestamp) -> (PoolCycle, Decision) {
+    let mut cycle = PoolCycle::new();
+    for row in rows.iter().filter(|r| r.at <= at) {
+        for (id, v) in &row.values {
+            cycle.observe(id, Sample { at: row.at, value: *v });
+        }
+        if row.at < at {
+            let d = cycle.evaluate(policy, fleet, row.at);
+            // Replayed, not acted on: the fleet stayed as it was, so no cooldown starts.
+            cycle.complete(Achieved::Capacity(d.current));
+        }
+    }
+    let d = cycle.evaluate(policy, fleet, at);
+    (cycle, d)
+}
+
+/// The policy file and the metrics CSV, read and checked as `plan` does; `None` when the
+/// policy has errors (already printed).
+pub fn load_inputs(policy: &Path, metrics: &Path) -> anyhow::Result<Option<(Policy, Vec<Row>)>> {
+    let report = load_file(policy);
+    for d in &report.diagnostics {
+        eprintln!("{d}");
+    }
+    let Some(policy) = report.policy else { return Ok(None) };
+    let text = std::fs::read_to_string(metrics).with_context(|| format!("cannot read {}", metrics.display()))?;
+    let rows = read_metrics_csv(&text).with_context(|| metrics.display().to_string())?;
+    for row in rows.iter().take(1) {
+        for (id, _) in &row.values {
+            if !policy.metrics.iter().any(|m| &m.id == id) {
+                eprintln!(
+                    "warning: {}: column {id:?} is not a metric of policy {:?} (ignored)",
+                    metrics.display(),
+                    policy.name
+                );
+            }
+        }
+    }
+    Ok(Some((policy, rows)))
+}
+
+/// The fleet `plan` and `forecast --trace` decide on: `current` running (or a group at
+/// `current`) and `warm` stopped, within [`PLAN_FLEET_LIMIT`]; an error says which flag is
+/// too large.
+pub fn fleet_for(policy: &Policy, current: u32, warm: Option<u32>) -> Result<Fleet, String> {
+    check_fleet_size(policy, current, warm)?;
+    Ok(plan_fleet(&policy.pool, policy, current, warm))
 }
 
 /// Largest fleet `plan` simulates unless the policy's `max` is larger.
