@@ -584,19 +584,9 @@ impl Daemon {
         metrics: Option<PoolMetrics>,
         guard: Option<&LeaseGuard>,
     ) -> Option<DecisionEntry> {
-        let mut fleet = match fleet {
-            Some(Ok(f)) => f,
-            Some(Err(e)) => {
-                return self.fail(name, now, Problem::new(e.class(), format!("cannot read the fleet: {e}")), false);
-            }
-            None => {
-                return self.fail(
-                    name,
-                    now,
-                    Problem::transient("the fleet adapter returned nothing for this pool"),
-                    false,
-                );
-            }
+        let mut fleet = match Problem::of_fleet(fleet) {
+            Ok(f) => f,
+            Err(problem) => return self.fail(name, now, problem, false),
         };
         let alert_floors = self.alerts.as_ref().map(|a| a.floors(name, now)).unwrap_or_default();
         let (cloud, paused) = (Arc::clone(&self.cloud), self.ops.pause_of(name, now));
@@ -635,12 +625,8 @@ impl Daemon {
         let entry = annotated_entry(&decision, &outcomes, dry_run, paused.as_ref(), metric_error.as_deref());
         let previous = record(pool, &decision, entry.clone(), self.cfg.decisions_kept, now);
         pool.view = view(pool, &decision, &fleet, lb, self.alerts.as_deref(), paused, now);
-        let save = self.store.save(&pool.state);
-        pool.save_failing = save.as_ref().err().map(ToString::to_string);
-        if let Err(e) = &save {
-            error!(error = %e, "cannot persist state");
-        }
-        self.count(name, &decision, &outcomes, save.is_err(), &finished.durations);
+        let saved = save(&self.store, pool);
+        self.count(name, &decision, &outcomes, !saved, &finished.durations);
         crate::activity::log_evaluation(&self.ops.activity, &decision, &entry, previous.as_ref());
         let failed = outcomes.iter().filter(|o| matches!(o, Outcome::Failed { .. } | Outcome::Unknown { .. })).count();
         match metric_error {
@@ -783,6 +769,26 @@ impl Problem {
     fn transient(message: impl Into<String>) -> Problem {
         Problem { class: ErrorClass::Transient, message: message.into() }
     }
+
+    /// The pool's fleet as described, or why there is none.
+    fn of_fleet(fleet: Option<Result<Fleet, FleetError>>) -> Result<Fleet, Problem> {
+        match fleet {
+            Some(Ok(f)) => Ok(f),
+            Some(Err(e)) => Err(Problem::new(e.class(), format!("cannot read the fleet: {e}"))),
+            None => Err(Problem::transient("the fleet adapter returned nothing for this pool")),
+        }
+    }
+}
+
+/// Persists the pool's state; whether it was saved (a failure is logged and shows in the pool's
+/// health until a save works again).
+fn save(store: &StateStore, pool: &mut Pool) -> bool {
+    let result = store.save(&pool.state);
+    pool.save_failing = result.as_ref().err().map(ToString::to_string);
+    if let Err(e) = &result {
+        error!(error = %e, "cannot persist state");
+    }
+    result.is_ok()
 }
 
 /// The most a throttled pool's evaluations are spaced out, in intervals.
