@@ -209,36 +209,29 @@ fn align_down(t: Timestamp, step: u64) -> Timestamp {
     Timestamp::from_second(t.as_second().div_euclid(step) * step).unwrap_or(t)
 }
 
-/// Reads the metrics of `pools` at `now`: datapoints whose period ended at least `offset`
-/// before `now`, from `lookback` before that. Returns an entry for every pool; failures are
-/// reported in [`PoolMetrics::errors`], never by dropping the pool.
-pub async fn fetch_metrics(
+/// Reads `queries` over `[starts[c], end)`, where `c` is the query's call: calls of
+/// [`MAX_SERIES_PER_CALL`] series each, [`CONCURRENT_CALLS`] at a time. Each answer goes to
+/// `collected` at its query's index. Returns each failed call's index and error (`usize::MAX`:
+/// a task that died, which may have been any call); `what` names the reader in that error.
+async fn read_in_calls(
     aws: &Aws,
-    pools: &[PoolQuery<'_>],
-    now: Timestamp,
-    offset: Duration,
-    lookback: Duration,
-) -> BTreeMap<String, PoolMetrics> {
-    let mut out: BTreeMap<String, PoolMetrics> =
-        pools.iter().map(|q| (q.policy.name.clone(), PoolMetrics::default())).collect();
-    let end = now.checked_sub(offset).unwrap_or(now);
-    let series = plan_series(pools);
-    let mut collected: Vec<Option<Collected>> = Vec::with_capacity(series.len());
-    collected.resize_with(series.len(), || None);
-
+    queries: &[&MetricDataQuery],
+    starts: &[Timestamp],
+    end: Timestamp,
+    collected: &mut [Option<Collected>],
+    what: &str,
+) -> Vec<(usize, String)> {
     let mut tasks: JoinSet<(usize, Result<Vec<Collected>, String>)> = JoinSet::new();
-    let mut chunks = series.chunks(MAX_SERIES_PER_CALL).enumerate().peekable();
+    let mut chunks = queries.chunks(MAX_SERIES_PER_CALL).zip(starts).enumerate();
     let mut failures: Vec<(usize, String)> = Vec::new();
     loop {
         while tasks.len() < CONCURRENT_CALLS {
-            let Some((c, chunk)) = chunks.next() else { break };
-            let align = alignment(chunk.iter().map(|s| s.period));
-            let from = align_down(end.checked_sub(lookback).unwrap_or(end), align);
+            let Some((c, (chunk, &from))) = chunks.next() else { break };
             let queries: Vec<MetricDataQuery> = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, s)| {
-                    let mut q = s.query.clone();
+                .map(|(i, q)| {
+                    let mut q = (*q).clone();
                     q.id = Some(format!("q{i}"));
                     q
                 })
@@ -256,12 +249,35 @@ pub async fn fetch_metrics(
                 }
             }
             Ok((c, Err(e))) => failures.push((c, e)),
-            Err(e) => failures.push((usize::MAX, format!("metric reader task failed: {e}"))),
-        }
-        if tasks.is_empty() && chunks.peek().is_none() {
-            break;
+            Err(e) => failures.push((usize::MAX, format!("{what} task failed: {e}"))),
         }
     }
+    failures
+}
+
+/// Reads the metrics of `pools` at `now`: datapoints whose period ended at least `offset`
+/// before `now`, from `lookback` before that. Returns an entry for every pool; failures are
+/// reported in [`PoolMetrics::errors`], never by dropping the pool.
+pub async fn fetch_metrics(
+    aws: &Aws,
+    pools: &[PoolQuery<'_>],
+    now: Timestamp,
+    offset: Duration,
+    lookback: Duration,
+) -> BTreeMap<String, PoolMetrics> {
+    let mut out: BTreeMap<String, PoolMetrics> =
+        pools.iter().map(|q| (q.policy.name.clone(), PoolMetrics::default())).collect();
+    let end = now.checked_sub(offset).unwrap_or(now);
+    let series = plan_series(pools);
+    let mut collected: Vec<Option<Collected>> = Vec::with_capacity(series.len());
+    collected.resize_with(series.len(), || None);
+
+    let starts: Vec<Timestamp> = series
+        .chunks(MAX_SERIES_PER_CALL)
+        .map(|chunk| align_down(end.checked_sub(lookback).unwrap_or(end), alignment(chunk.iter().map(|s| s.period))))
+        .collect();
+    let queries: Vec<&MetricDataQuery> = series.iter().map(|s| &s.query).collect();
+    let failures = read_in_calls(aws, &queries, &starts, end, &mut collected, "metric reader").await;
 
     for (c, e) in &failures {
         let affected: Vec<usize> = if *c == usize::MAX {

@@ -14,7 +14,7 @@ use anyhow::Context;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use super::status::{EX_UNAVAILABLE, http_get};
+use super::status::{EX_UNAVAILABLE, encode, http_get};
 use super::validate::Output;
 use crate::daemon::forecast::ForecastBoard;
 use crate::http::ForecastResponse;
@@ -46,18 +46,6 @@ pub struct Args {
     pub time_zone: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

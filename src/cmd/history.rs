@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::status::{EX_UNAVAILABLE, http_get};
+use super::status::{EX_UNAVAILABLE, encode, http_get};
 use super::validate::Output;
 use crate::activity::{ActivityLog, Event};
 use crate::clock::{Clock, SystemClock};
@@ -35,18 +35,6 @@ pub struct Args {
     pub limit: Option<usize>,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
-}
-
-fn encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use super::status::{EX_UNAVAILABLE, http_request};
+use super::status::{EX_UNAVAILABLE, encode, http_request};
 use super::validate::Output;
 use crate::ops::{PauseRequest, TOKEN_ENV};
 
@@ -37,18 +37,6 @@ pub struct ResumeArgs {
     pub url: String,
     #[arg(long, value_enum, default_value_t)]
     pub output: Output,
-}
-
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 fn send(url: &str, path: &str, body: &str) -> Result<String, ExitCode> {

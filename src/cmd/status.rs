@@ -51,6 +51,20 @@ fn split_url(url: &str) -> anyhow::Result<(String, String)> {
     Ok((host, path.to_owned()))
 }
 
+/// `s` percent-encoded for a URL path segment or query value (RFC 3986 unreserved characters
+/// kept), for the commands that ask the daemon about a policy by name.
+pub fn encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// GETs `path` and returns the body of a 200 answer.
 pub fn http_get(base: &str, path: &str) -> anyhow::Result<String> {
     http_request(base, "GET", path, None, None)

@@ -19,12 +19,11 @@ use std::time::Duration;
 
 use aws_sdk_cloudwatch::types::MetricDataQuery;
 use jiff::Timestamp;
-use tokio::task::JoinSet;
 use vmscaler_engine::Sample;
 use vmscaler_engine::forecast::PastLoad;
 use vmscaler_engine::policy::{Aggregation, Goal, MetricSource, PoolTarget, Statistic};
 
-use super::{CONCURRENT_CALLS, Collected, MAX_SERIES_PER_CALL, PoolQuery, align_down, build_query, get_metric_data};
+use super::{Collected, MAX_SERIES_PER_CALL, PoolQuery, align_down, build_query, gcd, read_in_calls};
 use crate::aws::Aws;
 
 /// The shortest period history is read at (CloudWatch's retention for it: 63 days).
@@ -157,37 +156,9 @@ pub async fn fetch_history(
     let from = align_down(from, align);
     let mut collected: Vec<Option<Collected>> = Vec::with_capacity(planned.len());
     collected.resize_with(planned.len(), || None);
-    let mut tasks: JoinSet<(usize, Result<Vec<Collected>, String>)> = JoinSet::new();
-    let mut chunks = planned.chunks(MAX_SERIES_PER_CALL).enumerate();
-    let mut failures: Vec<(usize, String)> = Vec::new();
-    loop {
-        while tasks.len() < CONCURRENT_CALLS {
-            let Some((c, chunk)) = chunks.next() else { break };
-            let queries: Vec<MetricDataQuery> = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    let mut q = s.query.clone();
-                    q.id = Some(format!("h{i}"));
-                    q
-                })
-                .collect();
-            let aws = aws.clone();
-            tasks.spawn(async move { (c, get_metric_data(&aws, queries, from, end).await) });
-        }
-        let Some(joined) = tasks.join_next().await else { break };
-        match joined {
-            Ok((c, Ok(results))) => {
-                for (i, r) in results.into_iter().enumerate() {
-                    if let Some(slot) = collected.get_mut(c * MAX_SERIES_PER_CALL + i) {
-                        *slot = Some(r);
-                    }
-                }
-            }
-            Ok((c, Err(e))) => failures.push((c, e)),
-            Err(e) => failures.push((usize::MAX, format!("history reader task failed: {e}"))),
-        }
-    }
+    let queries: Vec<&MetricDataQuery> = planned.iter().map(|s| &s.query).collect();
+    let starts = vec![from; planned.len().div_ceil(MAX_SERIES_PER_CALL)];
+    let failures = read_in_calls(aws, &queries, &starts, end, &mut collected, "history reader").await;
     for (c, e) in failures {
         let affected: Vec<usize> = if c == usize::MAX {
             (0..pools.len()).collect()
@@ -207,9 +178,6 @@ pub async fn fetch_history(
 }
 
 fn lcm(a: u64, b: u64) -> u64 {
-    fn gcd(a: u64, b: u64) -> u64 {
-        if b == 0 { a } else { gcd(b, a % b) }
-    }
     let (a, b) = (a.max(1), b.max(1));
     a.saturating_mul(b / gcd(a, b))
 }
