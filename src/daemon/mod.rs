@@ -549,6 +549,7 @@ impl Daemon {
             self.board.lock().counters.evaluation_seconds.entry(name.clone()).or_default().observe(took);
             if let Some(p) = self.pools.get_mut(name) {
                 p.view.last_evaluation_seconds = Some(took);
+                // Once per evaluation, whichever way it ended (decided, degraded, recovered).
                 self.publish_pool(name);
             }
             self.heartbeat.beat();
@@ -694,7 +695,7 @@ impl Daemon {
     /// applying the one error policy ([`error_policy`]): when the pool is tried again, and what
     /// its health and the board say. Logs the 1st, 2nd, 4th, 8th... in a row at warn level
     /// (denied: error level), the others at debug level. Returns no decision, for an
-    /// evaluation that stops here.
+    /// evaluation that stops here. The tick publishes the pool's board entry after it.
     fn fail(&mut self, name: &str, now: Timestamp, problem: Problem, decided: bool) -> Option<DecisionEntry> {
         let pool = self.pools.get_mut(name)?;
         pool.failures = pool.failures.saturating_add(1);
@@ -719,7 +720,6 @@ impl Daemon {
         if !decided {
             *self.board.lock().counters.evaluations.entry((name.to_owned(), "error")).or_default() += 1;
         }
-        self.publish_pool(name);
         None
     }
 
@@ -732,7 +732,6 @@ impl Daemon {
         }
         pool.failures = 0;
         pool.last_error = None;
-        self.publish_pool(name);
         None
     }
 
