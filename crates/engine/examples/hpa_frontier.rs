@@ -13,7 +13,7 @@
 //! Variant keys change the policy under test (every trace the same): `confirmations`,
 //! `fast_threshold` (`none` for off), `up_cooldown`, `up_step` (percent), `down_stabilization`,
 //! `down_cooldown`, `down_step` (percent), `confirmed_stabilization` (seconds, `none` for off),
-//! `tolerance`, `interval` and every metric's `period` (seconds). The baseline is the policy files as shipped.
+//! `tolerance`, `predictive` (`none` for off, `shipped` for web-storefront's block), `interval` and every metric's `period` (seconds). The baseline is the policy files as shipped.
 //!
 //! Printed per trace and variant: the mean over the sweep of the equal-cost ratio against each
 //! reference (points outside the reference's range left out), the policy's and HPA's reversals
@@ -118,6 +118,12 @@ fn apply(p: &mut Policy, key: &str, v: &str) -> Result<(), String> {
             down.confirmed_stabilization = if v == "none" { None } else { Some(secs(v)?) };
         }
         "tolerance" => p.scaling.tolerance = num(v)?,
+        "predictive" if v == "none" => p.predictive = None,
+        "predictive" if v == "shipped" => {
+            let text = std::fs::read_to_string(WEB).map_err(|e| format!("{WEB}: {e}"))?;
+            let web = parse_policy(WEB, &text).policy.ok_or(format!("{WEB}: invalid"))?;
+            p.predictive = web.predictive;
+        }
         "interval" => p.interval = secs(v)?,
         "period" => {
             for m in &mut p.metrics {

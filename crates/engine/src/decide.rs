@@ -163,6 +163,11 @@ pub enum Bound {
         applied: bool,
     },
     /// `predictive:` is set but gives no floor now, and why.
+    /// A scale-down held: the fleet is within the tolerance band of the forecast floor.
+    NearForecastFloor {
+        capacity: u32,
+        tolerance: f64,
+    },
     ForecastUnavailable {
         why: Unavailable,
     },
@@ -396,10 +401,14 @@ impl fmt::Display for Bound {
                 )?;
                 match (mode, applied) {
                     (PredictiveMode::Active, true) => f.write_str(": raised"),
-                    (PredictiveMode::Active, false) => f.write_str(": already met"),
+                    (PredictiveMode::Active, false) => f.write_str(": met, or within the tolerance band"),
                     (PredictiveMode::ForecastOnly, _) => f.write_str(": forecast_only, not applied"),
                 }
             }
+            Bound::NearForecastFloor { capacity, tolerance } => write!(
+                f,
+                "within ±{tolerance} of the forecast floor {capacity}: no scale-down until the floor falls below the band"
+            ),
             Bound::ForecastUnavailable { why } => write!(f, "no forecast floor: {why}"),
             Bound::AlertFloor { alert, capacity } => write!(f, "alert {alert:?} holds a floor of {capacity}"),
             Bound::AlertFloorAboveMax { alert, capacity, max } => {
@@ -647,10 +656,21 @@ pub(crate) fn decide_in(
         }
     }
     if let Some(spec) = &policy.predictive {
-        match forecaster.map_or(Err(Unavailable::NoModel), |f| f.outlook(spec, now)) {
+        let held = forecaster
+            .map_or(Err(Unavailable::NoModel), |f| f.outlook_held(spec, now, scaling.scale_down.stabilization));
+        match held {
             Ok(o) => {
                 let capacity = o.capacity.min(policy.max);
-                let applied = spec.mode == PredictiveMode::Active && desired < capacity;
+                let active = spec.mode == PredictiveMode::Active;
+                // The floor has the metrics' tolerance band: a fleet within it is not raised to
+                // the floor for a slot's rise of an instance or two, nor lowered by the metrics
+                // to be raised again by the next slot. Below the band it is raised; a descent
+                // from above the band stops at the floor.
+                let (low, high) = (f64::from(capacity) * (1.0 - tol), f64::from(capacity) * (1.0 + tol));
+                let c = f64::from(current);
+                let below = active && desired < capacity;
+                let near = below && (low..=high).contains(&c);
+                let applied = below && !near;
                 if applied {
                     desired = capacity;
                 }
@@ -662,6 +682,10 @@ pub(crate) fn decide_in(
                     mode: spec.mode,
                     applied,
                 });
+                if near && desired < current {
+                    desired = current;
+                    bounds.push(Bound::NearForecastFloor { capacity, tolerance: tol });
+                }
             }
             Err(why) => bounds.push(Bound::ForecastUnavailable { why }),
         }

@@ -424,6 +424,14 @@ impl Forecaster {
 
     /// The forecast floor at `now`: the highest quantile forecast over `[now, now + lead]`.
     pub fn outlook(&self, spec: &Predictive, now: Timestamp) -> Result<Outlook, Unavailable> {
+        self.outlook_held(spec, now, Duration::ZERO)
+    }
+
+    /// [`Self::outlook`] over `[now - hold, now + lead]`: a floor held for `hold` after its slot,
+    /// as a reactive proposal is held by the scale-down stabilisation window. Without it the
+    /// floor follows every 5-minute slot down and up again, and each dip between two higher
+    /// slots is a scale-down that the next slot reverses.
+    pub fn outlook_held(&self, spec: &Predictive, now: Timestamp, hold: Duration) -> Result<Outlook, Unavailable> {
         let fitted = self.fitted.as_ref().ok_or(Unavailable::NoModel)?;
         let model = match &fitted.fit {
             Fit::Learning { hours, needed } => return Err(Unavailable::Learning { hours: *hours, needed: *needed }),
@@ -442,8 +450,9 @@ impl Forecaster {
             None => return Err(Unavailable::Unmeasured),
         }
         let to = slot_of(crate::duration::after(now, spec.lead));
+        let from = slot_of(crate::duration::before(now, hold)).min(now_slot);
         let mut best: Option<(i64, f64, f64)> = None;
-        for s in now_slot..=to.max(now_slot) {
+        for s in from..=to.max(now_slot) {
             if let Some((p, u)) = model.at(s)
                 && best.is_none_or(|b| u > b.2)
             {

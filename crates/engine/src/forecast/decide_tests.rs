@@ -121,3 +121,69 @@ fn without_a_model_or_while_learning_the_decision_says_why() {
     assert!(d.reasons().contains(&"no forecast floor: learning: 10 of 72 hours".to_owned()), "{:?}", d.reasons());
     let _ = Duration::ZERO;
 }
+
+fn policy_with(max: u32, scaling: &str) -> crate::Policy {
+    let text = format!(
+        "name: t
+pool: {{auto_scaling_group: g}}
+min: 2
+max: {max}
+metrics:
+  - {{id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}}
+scaling: {scaling}
+predictive: {{mode: active}}
+"
+    );
+    let r = parse_policy("t.yaml", &text);
+    r.policy.unwrap_or_else(|| panic!("{:?}", r.diagnostics))
+}
+
+fn at_cpu(now: i64, cpu: f64) -> PoolHistory {
+    let mut h = PoolHistory::default();
+    h.push_sample("cpu", Sample { at: at(now - 60), value: cpu });
+    h
+}
+
+#[test]
+fn the_floor_has_the_tolerance_band_of_the_metrics() {
+    // Floor 16 before the 10:00 peak, tolerance 0.1: the band is [14.4, 17.6].
+    let now = 4 * DAY + 9 * 3600 + 57 * 60;
+    let f = trained(now);
+    let p = policy_with(40, "{tolerance: 0.1, scale_down: {stabilization: 0s, cooldown: 0s, max_step: 100%}}");
+    // 15 on target: within the band, not raised for one instance.
+    let d = decide_with(&p, &at_cpu(now, 50.0), &group(15), Some(&f), &[], at(now));
+    assert_eq!((d.desired, d.forecast_floor()), (15, Some((16, false))), "{:?}", d.reasons());
+    // 14 is below the band: raised to the floor.
+    let d = decide_with(&p, &at_cpu(now, 50.0), &group(14), Some(&f), &[], at(now));
+    assert_eq!((d.desired, d.forecast_floor()), (16, Some((16, true))), "{:?}", d.reasons());
+    // 17 at 25 % asks for 9: within the band, the scale-down is held and the decision says so.
+    let d = decide_with(&p, &at_cpu(now, 25.0), &group(17), Some(&f), &[], at(now));
+    assert_eq!(d.desired, 17, "{:?}", d.reasons());
+    assert!(d.bounds.contains(&Bound::NearForecastFloor { capacity: 16, tolerance: 0.1 }));
+    assert!(d.reasons().iter().any(|r| r.starts_with("within ±0.1 of the forecast floor 16")), "{:?}", d.reasons());
+    // 20 at 25 % is above the band: it descends, and stops at the floor.
+    let d = decide_with(&p, &at_cpu(now, 25.0), &group(20), Some(&f), &[], at(now));
+    assert_eq!((d.desired, d.forecast_floor()), (16, Some((16, true))), "{:?}", d.reasons());
+    // Without a tolerance there is no band: 15 is raised.
+    let p0 = policy_with(40, "{tolerance: 0, scale_down: {stabilization: 0s, cooldown: 0s, max_step: 100%}}");
+    let d = decide_with(&p0, &at_cpu(now, 50.0), &group(15), Some(&f), &[], at(now));
+    assert_eq!(d.desired, 16, "{:?}", d.reasons());
+}
+
+#[test]
+fn the_floor_is_held_for_the_stabilization_window_after_its_slot() {
+    // The peak ends at 11:00; with its neighbours the profile's last high slot is 11:00-11:05.
+    // At 11:06 the forecast for [now, now + lead] is the evening's 4; held for a 5-minute
+    // window the floor is still the peak's 16, until 11:10.
+    let now = 4 * DAY + 11 * 3600 + 6 * 60;
+    let f = trained(now);
+    let spec = Predictive::default();
+    assert_eq!(f.outlook(&spec, at(now)).unwrap().capacity, 4);
+    assert_eq!(f.outlook_held(&spec, at(now), Duration::from_secs(300)).unwrap().capacity, 16);
+    let later = 4 * DAY + 11 * 3600 + 11 * 60;
+    let f = trained(later);
+    assert_eq!(f.outlook_held(&spec, at(later), Duration::from_secs(300)).unwrap().capacity, 4);
+    // decide holds it with the policy's stabilisation window (default 5 minutes).
+    let d = decide_with(&policy(40, "active"), &calm(now), &group(16), Some(&trained(now)), &[], at(now));
+    assert_eq!(d.forecast_floor(), Some((16, false)), "{:?}", d.reasons());
+}
