@@ -143,7 +143,7 @@ pub fn status_line(f: &ForecastBoard) -> String {
         (Some(c), _) => {
             let what = match (f.mode.as_str(), f.applied) {
                 ("active", true) => "raised the decision",
-                ("active", false) => "met, or within the tolerance band",
+                ("active", false) => "already met",
                 _ => "not applied (forecast_only)",
             };
             let _ = write!(o, "floor {c}, {what}");

@@ -163,7 +163,7 @@ pub enum Bound {
         applied: bool,
     },
     /// `predictive:` is set but gives no floor now, and why.
-    /// A scale-down held: the fleet is within the tolerance band of the forecast floor.
+    /// A scale-down held: the fleet is within the tolerance band above the forecast floor.
     NearForecastFloor {
         capacity: u32,
         tolerance: f64,
@@ -401,13 +401,13 @@ impl fmt::Display for Bound {
                 )?;
                 match (mode, applied) {
                     (PredictiveMode::Active, true) => f.write_str(": raised"),
-                    (PredictiveMode::Active, false) => f.write_str(": met, or within the tolerance band"),
+                    (PredictiveMode::Active, false) => f.write_str(": already met"),
                     (PredictiveMode::ForecastOnly, _) => f.write_str(": forecast_only, not applied"),
                 }
             }
             Bound::NearForecastFloor { capacity, tolerance } => write!(
                 f,
-                "within ±{tolerance} of the forecast floor {capacity}: no scale-down until the floor falls below the band"
+                "within +{tolerance} of the forecast floor {capacity}: no scale-down until the floor falls further"
             ),
             Bound::ForecastUnavailable { why } => write!(f, "no forecast floor: {why}"),
             Bound::AlertFloor { alert, capacity } => write!(f, "alert {alert:?} holds a floor of {capacity}"),
@@ -662,14 +662,14 @@ pub(crate) fn decide_in(
             Ok(o) => {
                 let capacity = o.capacity.min(policy.max);
                 let active = spec.mode == PredictiveMode::Active;
-                // The floor has the metrics' tolerance band: a fleet within it is not raised to
-                // the floor for a slot's rise of an instance or two, nor lowered by the metrics
-                // to be raised again by the next slot. Below the band it is raised; a descent
-                // from above the band stops at the floor.
-                let (low, high) = (f64::from(capacity) * (1.0 - tol), f64::from(capacity) * (1.0 + tol));
+                // Above the floor, the floor has the upper half of the metrics' tolerance band:
+                // a fleet within `[floor, floor × (1 + tolerance)]` is not lowered by the metrics
+                // (the next slot would raise it again). Below the floor it is raised to it; a
+                // descent from above the band stops at the floor.
+                let high = f64::from(capacity) * (1.0 + tol);
                 let c = f64::from(current);
                 let below = active && desired < capacity;
-                let near = below && (low..=high).contains(&c);
+                let near = below && (f64::from(capacity)..=high).contains(&c);
                 let applied = below && !near;
                 if applied {
                     desired = capacity;

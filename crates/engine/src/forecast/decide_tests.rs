@@ -145,28 +145,25 @@ fn at_cpu(now: i64, cpu: f64) -> PoolHistory {
 }
 
 #[test]
-fn the_floor_has_the_tolerance_band_of_the_metrics() {
-    // Floor 16 before the 10:00 peak, tolerance 0.1: the band is [14.4, 17.6].
+fn a_fleet_within_the_band_above_the_floor_is_not_lowered() {
+    // Floor 16 before the 10:00 peak, tolerance 0.1: the band above it is [16, 17.6].
     let now = 4 * DAY + 9 * 3600 + 57 * 60;
     let f = trained(now);
     let p = policy_with(40, "{tolerance: 0.1, scale_down: {stabilization: 0s, cooldown: 0s, max_step: 100%}}");
-    // 15 on target: within the band, not raised for one instance.
+    // 15 on target is below the floor: raised to it.
     let d = decide_with(&p, &at_cpu(now, 50.0), &group(15), Some(&f), &[], at(now));
-    assert_eq!((d.desired, d.forecast_floor()), (15, Some((16, false))), "{:?}", d.reasons());
-    // 14 is below the band: raised to the floor.
-    let d = decide_with(&p, &at_cpu(now, 50.0), &group(14), Some(&f), &[], at(now));
     assert_eq!((d.desired, d.forecast_floor()), (16, Some((16, true))), "{:?}", d.reasons());
     // 17 at 25 % asks for 9: within the band, the scale-down is held and the decision says so.
     let d = decide_with(&p, &at_cpu(now, 25.0), &group(17), Some(&f), &[], at(now));
     assert_eq!(d.desired, 17, "{:?}", d.reasons());
     assert!(d.bounds.contains(&Bound::NearForecastFloor { capacity: 16, tolerance: 0.1 }));
-    assert!(d.reasons().iter().any(|r| r.starts_with("within ±0.1 of the forecast floor 16")), "{:?}", d.reasons());
+    assert!(d.reasons().iter().any(|r| r.starts_with("within +0.1 of the forecast floor 16")), "{:?}", d.reasons());
     // 20 at 25 % is above the band: it descends, and stops at the floor.
     let d = decide_with(&p, &at_cpu(now, 25.0), &group(20), Some(&f), &[], at(now));
     assert_eq!((d.desired, d.forecast_floor()), (16, Some((16, true))), "{:?}", d.reasons());
-    // Without a tolerance there is no band: 15 is raised.
+    // Without a tolerance there is no band: 17 descends to the floor.
     let p0 = policy_with(40, "{tolerance: 0, scale_down: {stabilization: 0s, cooldown: 0s, max_step: 100%}}");
-    let d = decide_with(&p0, &at_cpu(now, 50.0), &group(15), Some(&f), &[], at(now));
+    let d = decide_with(&p0, &at_cpu(now, 25.0), &group(17), Some(&f), &[], at(now));
     assert_eq!(d.desired, 16, "{:?}", d.reasons());
 }
 
