@@ -260,3 +260,32 @@ async fn an_answer_that_outlasts_the_budget_keeps_the_intent_and_its_cooldown() 
     d.tick(at(11)).await;
     assert!(cloud.capacity("web").is_some_and(|c| c > 3), "{:?}", cloud.mutations());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_history_read_never_holds_the_tick_and_is_folded_in_at_a_later_one() {
+    let s = Scratch::new("history");
+    s.write("web.yaml", &format!("{WEB}predictive: {{mode: active}}\n"));
+    let cloud = web_cloud(2, 6, Some(50.0));
+    // Weeks of CloudWatch history can take longer than a tick should wait.
+    cloud.delay_history(Some(Duration::from_secs(20)));
+    let mut d = s.daemon(&cloud, t0());
+    let started = tokio::time::Instant::now();
+    let r = d.tick(t0()).await;
+    let waited = started.elapsed();
+    assert_eq!(r.evaluated, ["web"], "the pool is evaluated without its history");
+    assert_eq!(waited, forecast::HISTORY_GRACE, "the tick waited the grace, not the 20 s read");
+    assert!(d.pools["web"].forecast_history.is_none());
+    assert!(d.past.is_some(), "the read goes on in the background");
+    // A tick while it runs starts no second read.
+    d.tick(at(1)).await;
+    assert!(d.past.is_some());
+    // Once it has answered, the next tick folds it in, and reads nothing again.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    d.tick(at(2)).await;
+    assert!(d.past.is_none());
+    let board = d.pools["web"].forecast_history.as_ref().expect("history folded in");
+    assert_eq!(board.state, "loaded");
+    d.tick(at(3)).await;
+    let reads = cloud.log().iter().filter(|l| l.starts_with("history ")).count();
+    assert_eq!(reads, 1, "{:?}", cloud.log());
+}

@@ -298,6 +298,55 @@ impl PastPlan {
     }
 }
 
+/// How long a tick waits for a history read after its own reads are done; a longer read goes
+/// on in the background ([`PastInFlight`]) and is folded in at a later tick.
+pub const HISTORY_GRACE: Duration = Duration::from_secs(5);
+
+/// Answers of a history read, one per plan, in order.
+pub type PastAnswers = Vec<Result<PastRead, String>>;
+
+/// A history read running as its own task (bounded by [`HISTORY_BUDGET`]).
+#[derive(Debug)]
+pub struct PastInFlight {
+    plans: Vec<PastPlan>,
+    task: tokio::task::JoinHandle<PastAnswers>,
+}
+
+impl PastInFlight {
+    pub fn start(cloud: std::sync::Arc<dyn super::cloud::Cloud>, plans: Vec<PastPlan>) -> PastInFlight {
+        let mine = plans.clone();
+        let task = tokio::spawn(async move { read(&*cloud, &mine).await });
+        PastInFlight { plans, task }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    pub fn pools(&self) -> usize {
+        self.plans.len()
+    }
+
+    /// The plans and their answers, waiting at most `grace`; the read itself if it is not done.
+    pub async fn within(mut self, grace: Duration) -> Result<(Vec<PastPlan>, PastAnswers), PastInFlight> {
+        match tokio::time::timeout(grace, &mut self.task).await {
+            Ok(joined) => Ok((self.plans.clone(), Self::answers(&self.plans, joined))),
+            Err(_) => Err(self),
+        }
+    }
+
+    /// The plans and their answers, waiting for the read (bounded by [`HISTORY_BUDGET`]).
+    pub async fn collect(self) -> (Vec<PastPlan>, PastAnswers) {
+        let joined = self.task.await;
+        let answers = Self::answers(&self.plans, joined);
+        (self.plans, answers)
+    }
+
+    fn answers(plans: &[PastPlan], joined: Result<PastAnswers, tokio::task::JoinError>) -> PastAnswers {
+        joined.unwrap_or_else(|e| plans.iter().map(|_| Err(format!("the read stopped: {e}"))).collect())
+    }
+}
+
 /// Reads the past load of `plans` (pools with the same window together), within
 /// [`HISTORY_BUDGET`]; one answer per plan, in order.
 pub async fn read(cloud: &dyn super::cloud::Cloud, plans: &[PastPlan]) -> Vec<Result<PastRead, String>> {

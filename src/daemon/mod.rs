@@ -192,6 +192,8 @@ pub struct Daemon {
     prometheus: Option<PromClient>,
     /// Floors held by firing Alertmanager alerts (the config's `alerts:` section).
     alerts: Option<Arc<AlertInbox>>,
+    /// A read of past load that outlasted its tick's grace, folded in at a later tick.
+    past: Option<forecast::PastInFlight>,
 }
 
 impl Daemon {
@@ -224,6 +226,7 @@ impl Daemon {
             ops,
             prometheus: None,
             alerts: None,
+            past: None,
         };
         d.board.set_ops(Arc::clone(&d.ops));
         if let Some(p) = &d.cfg.prometheus {
@@ -503,6 +506,11 @@ impl Daemon {
         now: Timestamp,
         report: &mut TickReport,
     ) {
+        // A history read an earlier tick left running, once it is done (see below).
+        if let Some(done) = self.past.take_if(|p| p.is_finished()) {
+            let (plans, answers) = done.collect().await;
+            self.fold_past((plans, Vec::new()), answers, now);
+        }
         let policies: Vec<&Policy> = due.iter().filter_map(|n| self.pools.get(n)).map(|p| &p.policy).collect();
         // Every loaded pool's claim, not only the due ones: an instance another pool also claims
         // is left alone by both.
@@ -531,13 +539,28 @@ impl Daemon {
             }
         };
         let prometheus = fetch_prometheus(self.prometheus.as_ref(), &queries, now, self.cfg.metric_offset);
-        // The forecast's past load, for pools whose model has none yet (beside the tick's reads).
-        let past_plans = self.plan_past(due, &fleets, now);
-        let past = forecast::read(&*cloud, &past_plans.0);
-        let (mut metrics, prometheus, past) = tokio::join!(cloudwatch, prometheus, past);
+        // The forecast's past load, for pools whose model has none yet: read beside the tick's
+        // own reads, and waited for at most `HISTORY_GRACE` after them (a long read goes on in
+        // the background and is folded in at a later tick, so it never holds the evaluations).
+        // One read at a time (an earlier one that has finished was folded in above).
+        let (plans, nothing) = if self.past.is_none() { self.plan_past(due, &fleets, now) } else { Default::default() };
+        let reading = (!plans.is_empty()).then(|| forecast::PastInFlight::start(Arc::clone(&cloud), plans));
+        let (mut metrics, prometheus) = tokio::join!(cloudwatch, prometheus);
         merge_prometheus(&mut metrics, prometheus);
         drop(queries);
-        self.fold_past(past_plans, past, now);
+        self.fold_past((Vec::new(), nothing), Vec::new(), now);
+        if let Some(reading) = reading {
+            match reading.within(forecast::HISTORY_GRACE).await {
+                Ok((plans, answers)) => self.fold_past((plans, Vec::new()), answers, now),
+                Err(still) => {
+                    tracing::info!(
+                        pools = still.pools(),
+                        "forecast history still being read: folded in at a later tick"
+                    );
+                    self.past = Some(still);
+                }
+            }
+        }
         for name in due {
             let fleet = fleets.remove(name).map(|r| r.map(|d| self.note_left_alone(name, d)));
             let pool_metrics = metrics.remove(name);

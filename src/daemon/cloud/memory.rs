@@ -21,6 +21,7 @@ use crate::aws::actuate::Outcome;
 use crate::aws::error::{ApiError, FleetError};
 use crate::aws::fleet::Described;
 use crate::aws::lease::Fence;
+use crate::aws::metrics::history::PastRead;
 use crate::aws::metrics::{PoolMetrics, PoolQuery};
 use crate::aws::stats::OpStats;
 
@@ -43,6 +44,8 @@ struct Inner {
     before_mutation: Option<BeforeMutation>,
     /// How long a mutating call's answer takes once the change is made.
     answer_delay: Option<Duration>,
+    /// How long a read of past load takes (it has no past to give: every pool's read is empty).
+    history_delay: Option<Duration>,
 }
 
 /// The in-memory cloud (see the module documentation). Cheap to share behind an `Arc`.
@@ -115,6 +118,12 @@ impl MemoryCloud {
     /// clock: with a paused clock a test waits no wall time), as a lost or slow answer would.
     pub fn delay_answers(&self, delay: Option<Duration>) {
         self.lock().answer_delay = delay;
+    }
+
+    /// Makes every read of past load answer only `delay` later (tokio's clock), as a slow
+    /// CloudWatch read of weeks of history would.
+    pub fn delay_history(&self, delay: Option<Duration>) {
+        self.lock().history_delay = delay;
     }
 
     /// Instances billed (started) in `policy`'s pool.
@@ -238,6 +247,27 @@ impl Cloud for MemoryCloud {
             out.insert(q.policy.name.clone(), m);
         }
         Box::pin(async move { out })
+    }
+
+    fn fetch_history<'a>(
+        &'a self,
+        pools: &'a [PoolQuery<'a>],
+        _from: Timestamp,
+        _end: Timestamp,
+    ) -> CloudFuture<'a, BTreeMap<String, PastRead>> {
+        let mut inner = self.lock();
+        let delay = inner.history_delay;
+        let mut out = BTreeMap::new();
+        for q in pools {
+            inner.log.push(format!("history {}", q.policy.name));
+            out.insert(q.policy.name.clone(), PastRead::default());
+        }
+        Box::pin(async move {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            out
+        })
     }
 
     fn act<'a>(
