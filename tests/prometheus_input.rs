@@ -1,8 +1,9 @@
 //! Prometheus and Alertmanager as inputs, against the real servers (Debian packages) and moto:
 //! the shipped transcoding policy blending CloudWatch CPU with a Prometheus queue backlog and
 //! GPU utilisation; a Prometheus outage as missing data; an Alertmanager alert raising a pool's
-//! floor through the webhook and releasing it when resolved; the webhook's rejections; and
-//! `promtool check metrics` on the daemon's exposition.
+//! floor through the webhook and releasing it when resolved; the webhook's rejections; a
+//! `predictive:` pool learning its daily peak from Prometheus history; and `promtool check
+//! metrics` on the daemon's exposition.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -311,4 +312,49 @@ async fn record_reads_prometheus_history_with_range_queries() {
     assert!(gpu.iter().all(|s| s.value == 75.0), "max over the members, the stranger ignored: {gpu:?}");
     let csv = vmscaler::cmd::record::to_csv(&policy, &rec);
     assert!(csv.starts_with("timestamp,cpu,backlog,gpu,pool_size,demand_instances\n"), "{csv}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prometheus_pool_learns_its_daily_peak_from_prometheus_history_at_start() {
+    let moto = Moto::start();
+    let _pool = moto.create_tagged_pool(("vmscaler:pool", "queue"), 2, 4, 0, None).await;
+    let t0 = base_time();
+    // Four days of a queue, a point every 5 minutes: 12 jobs (2 instances at 6 a piece) all day,
+    // 36 (6 instances) for the hour that starts an hour after t0's time of day.
+    let peak = t0 + 60.minutes();
+    let mut om = String::from("# HELP queue_jobs Jobs waiting.\n# TYPE queue_jobs gauge\n");
+    for k in (0..=4 * 288).rev() {
+        let t = t0.as_second() - k * 300;
+        let jobs = if (t - peak.as_second()).rem_euclid(86_400) < 3600 { 36 } else { 12 };
+        let _ = writeln!(om, "queue_jobs{{queue=\"q\"}} {jobs} {t}");
+    }
+    om.push_str("# EOF\n");
+    let prom = Prometheus::start_with(&om);
+    let s = Scratch::new("prom-history");
+    let policy = "name: queue
+pool: { tag: { key: vmscaler:pool, value: queue } }
+min: 2
+max: 10
+interval: 1m
+metrics:
+  - { id: backlog, source: prometheus, query: 'sum(queue_jobs)', period: 1m, target_per_instance: 6 }
+predictive: { mode: forecast_only, lead: 10m, history: 4d }
+";
+    s.write_policy("queue.yaml", policy);
+    let mut cfg = s.config(&moto);
+    cfg.prometheus = Some(PrometheusConfig::new(prom.url.clone()));
+    let mut d = daemon(&moto, cfg, t0).await;
+
+    // The first tick reads the past from Prometheus: the model is ready at once.
+    d.tick(t0).await;
+    let board = d.board().snapshot();
+    let f = board.pools["queue"].forecast.as_ref().expect("a forecast on the board");
+    let h = f.history.as_ref().expect("the history was read");
+    assert_eq!(h.state, "loaded", "{h:?}");
+    assert!(h.slots >= 4 * 288 - 2, "four days of 5-minute slots learned from Prometheus: {h:?}");
+    assert!(h.problems.iter().all(|p| !p.contains("Prometheus")), "{h:?}");
+    assert_eq!(f.state, "ready", "{f:?}");
+    assert!(f.error.is_some_and(|e| e < 0.1), "a clean daily pattern forecasts well: {f:?}");
+    let peak_hour = f.next.iter().find(|h| h.at <= peak && peak < h.at + 1.hour()).expect("the peak's hour");
+    assert_eq!(peak_hour.floor, 6, "the next 48 hours show the peak: {:?}", f.next);
 }

@@ -313,9 +313,15 @@ pub struct PastInFlight {
 }
 
 impl PastInFlight {
-    pub fn start(cloud: std::sync::Arc<dyn super::cloud::Cloud>, plans: Vec<PastPlan>) -> PastInFlight {
+    /// Starts reading `plans`' past load: CloudWatch through `cloud`, and `source: prometheus`
+    /// metrics through `prometheus` when the daemon has one.
+    pub fn start(
+        cloud: std::sync::Arc<dyn super::cloud::Cloud>,
+        prometheus: Option<crate::prometheus::PromClient>,
+        plans: Vec<PastPlan>,
+    ) -> PastInFlight {
         let mine = plans.clone();
-        let task = tokio::spawn(async move { read(&*cloud, &mine).await });
+        let task = tokio::spawn(async move { read(&*cloud, prometheus.as_ref(), &mine).await });
         PastInFlight { plans, task }
     }
 
@@ -348,8 +354,13 @@ impl PastInFlight {
 }
 
 /// Reads the past load of `plans` (pools with the same window together), within
-/// [`HISTORY_BUDGET`]; one answer per plan, in order.
-pub async fn read(cloud: &dyn super::cloud::Cloud, plans: &[PastPlan]) -> Vec<Result<PastRead, String>> {
+/// [`HISTORY_BUDGET`]; one answer per plan, in order. A policy's `source: prometheus` metrics
+/// are read from `prometheus` on the same grid as its CloudWatch history.
+pub async fn read(
+    cloud: &dyn super::cloud::Cloud,
+    prometheus: Option<&crate::prometheus::PromClient>,
+    plans: &[PastPlan],
+) -> Vec<Result<PastRead, String>> {
     let work = async {
         let mut answers: BTreeMap<String, PastRead> = BTreeMap::new();
         let mut windows: Vec<(Timestamp, Timestamp)> = plans.iter().map(|p| p.window).collect();
@@ -363,6 +374,12 @@ pub async fn read(cloud: &dyn super::cloud::Cloud, plans: &[PastPlan]) -> Vec<Re
                 .collect();
             answers.extend(cloud.fetch_history(&queries, w.0, w.1).await);
         }
+        if let Some(client) = prometheus {
+            for p in plans.iter().filter(|p| crate::prometheus::uses_prometheus(&p.policy)) {
+                let read = answers.entry(p.policy.name.clone()).or_default();
+                read_prometheus(client, p, read).await;
+            }
+        }
         answers
     };
     match tokio::time::timeout(HISTORY_BUDGET, work).await {
@@ -374,6 +391,27 @@ pub async fn read(cloud: &dyn super::cloud::Cloud, plans: &[PastPlan]) -> Vec<Re
             .iter()
             .map(|_| Err(format!("not read within {}s (retried later)", HISTORY_BUDGET.as_secs())))
             .collect(),
+    }
+}
+
+/// Adds a plan's `source: prometheus` metrics to its past read: one range query per metric,
+/// evaluated at the end of each period of the CloudWatch grid (`history_period`), each value
+/// kept at its period's start as the CloudWatch datapoints are, so that a past evaluation sees
+/// both sources at once.
+async fn read_prometheus(client: &crate::prometheus::PromClient, plan: &PastPlan, read: &mut PastRead) {
+    let grid = history_period(&plan.policy);
+    let mut on_grid = plan.policy.clone();
+    for m in on_grid.metrics.iter_mut().filter(|m| m.source != vmscaler_engine::policy::MetricSource::CloudWatch) {
+        m.period = grid;
+    }
+    let (from, end) = plan.window;
+    let first = vmscaler_engine::duration::after(from, grid);
+    let (samples, problems) = crate::prometheus::read_history(client, &on_grid, &plan.instance_ids, first, end).await;
+    read.errors.retain(|e| e != crate::aws::metrics::history::PROMETHEUS_NOT_READ);
+    read.errors.extend(problems);
+    read.load.samples.extend(samples);
+    if read.load.period.is_zero() {
+        read.load.period = grid;
     }
 }
 

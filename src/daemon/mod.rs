@@ -544,7 +544,8 @@ impl Daemon {
         // the background and is folded in at a later tick, so it never holds the evaluations).
         // One read at a time (an earlier one that has finished was folded in above).
         let (plans, nothing) = if self.past.is_none() { self.plan_past(due, &fleets, now) } else { Default::default() };
-        let reading = (!plans.is_empty()).then(|| forecast::PastInFlight::start(Arc::clone(&cloud), plans));
+        let reading = (!plans.is_empty())
+            .then(|| forecast::PastInFlight::start(Arc::clone(&cloud), self.prometheus.clone(), plans));
         let (mut metrics, prometheus) = tokio::join!(cloudwatch, prometheus);
         merge_prometheus(&mut metrics, prometheus);
         drop(queries);

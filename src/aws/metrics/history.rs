@@ -58,6 +58,10 @@ struct Planned {
     query: MetricDataQuery,
 }
 
+/// Reported for a policy with `source: prometheus` metrics; the daemon reads them itself (from
+/// its Prometheus client, when it has one) and drops this line.
+pub const PROMETHEUS_NOT_READ: &str = "Prometheus metrics are not read into the forecast's history";
+
 /// The period `policy`'s history is read at: its longest CloudWatch period, at least
 /// [`HISTORY_PERIOD`].
 pub fn history_period(policy: &vmscaler_engine::Policy) -> Duration {
@@ -290,7 +294,7 @@ fn assemble(
     for q in pools {
         if let Some(read) = out.get_mut(&q.policy.name) {
             if q.policy.metrics.iter().any(|m| m.source != MetricSource::CloudWatch) {
-                read.errors.push("Prometheus metrics are not read into the forecast's history".to_owned());
+                read.errors.push(PROMETHEUS_NOT_READ.to_owned());
             }
             let utilisation = q.policy.metrics.iter().any(|m| matches!(m.goal, Goal::Utilization { .. }));
             if utilisation && read.load.serving.is_empty() && !read.load.samples.is_empty() {
