@@ -368,27 +368,36 @@ impl Forecaster {
     fn profile(&self, season: Season, q: f64, from: i64, to: i64) -> (Vec<f32>, Vec<f32>) {
         let period = season.slots();
         let n = usize::try_from(period).unwrap_or(0);
-        let mut buckets: Vec<Vec<f32>> = vec![Vec::new(); n];
         let lo = from.max(self.first);
-        for s in lo..to {
-            let Some(v) = self.value(s) else { continue };
-            for k in -1..=1 {
-                if let Ok(i) = usize::try_from((s + k).rem_euclid(period)) {
-                    buckets[i].push(v);
-                }
-            }
-        }
         let mut point = Vec::with_capacity(n);
         let mut upper = Vec::with_capacity(n);
-        for b in &mut buckets {
+        // One bucket at a time in a reused buffer (a fit runs every hour, each with several
+        // profiles: no allocation per slot of the season). Slot `i` of the season takes every
+        // slot `s` in `[lo, to)` with `s + k ≡ i` for `k` in -1..=1: its neighbours count too.
+        // The slots' means, read once (NaN: no data).
+        let values: Vec<f32> = (lo..to.max(lo)).map(|s| self.value(s).unwrap_or(f32::NAN)).collect();
+        let span = i64::try_from(values.len()).unwrap_or(0);
+        let mut b: Vec<f32> = Vec::new();
+        for i in 0..period {
+            b.clear();
+            for k in -1..=1 {
+                let r = (i - k).rem_euclid(period);
+                let mut j = (r - lo).rem_euclid(period);
+                while j < span {
+                    if let Some(v) = usize::try_from(j).ok().and_then(|j| values.get(j)).filter(|v| !v.is_nan()) {
+                        b.push(*v);
+                    }
+                    j += period;
+                }
+            }
             if b.len() < MIN_VALUES {
                 point.push(-1.0);
                 upper.push(-1.0);
                 continue;
             }
-            b.sort_by(f32::total_cmp);
-            point.push(quantile(b, 0.5));
-            upper.push(quantile(b, q));
+            b.sort_unstable_by(f32::total_cmp);
+            point.push(quantile(&b, 0.5));
+            upper.push(quantile(&b, q));
         }
         (point, upper)
     }
