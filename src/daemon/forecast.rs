@@ -336,7 +336,10 @@ impl PastInFlight {
     /// The plans and their answers, waiting at most `grace`; the read itself if it is not done.
     pub async fn within(mut self, grace: Duration) -> Result<(Vec<PastPlan>, PastAnswers), PastInFlight> {
         match tokio::time::timeout(grace, &mut self.task).await {
-            Ok(joined) => Ok((self.plans.clone(), Self::answers(&self.plans, joined))),
+            Ok(joined) => {
+                let answers = Self::answers(&self.plans, joined);
+                Ok((self.plans, answers))
+            }
             Err(_) => Err(self),
         }
     }
@@ -360,7 +363,7 @@ pub async fn read(
     cloud: &dyn super::cloud::Cloud,
     prometheus: Option<&crate::prometheus::PromClient>,
     plans: &[PastPlan],
-) -> Vec<Result<PastRead, String>> {
+) -> PastAnswers {
     let work = async {
         let mut answers: BTreeMap<String, PastRead> = BTreeMap::new();
         let mut windows: Vec<(Timestamp, Timestamp)> = plans.iter().map(|p| p.window).collect();
@@ -454,19 +457,18 @@ impl super::Daemon {
         (plans, nothing)
     }
 
-    /// Folds the past load read this tick into each pool's model; a failed read degrades the
-    /// pool's health and is retried after [`RETRY_AFTER`].
-    pub(super) fn fold_past(
-        &mut self,
-        (plans, nothing): (Vec<PastPlan>, Vec<String>),
-        answers: Vec<Result<PastRead, String>>,
-        now: Timestamp,
-    ) {
+    /// Pools with no past worth reading (see [`Self::plan_past`]): done without a read.
+    pub(super) fn nothing_to_read(&mut self, nothing: Vec<String>) {
         for name in nothing {
             if let Some(pool) = self.pools.get_mut(&name) {
                 pool.history_fetch = HistoryFetch::Done;
             }
         }
+    }
+
+    /// Folds a read of past load into each pool's model; a failed read degrades the pool's
+    /// health and is retried after [`RETRY_AFTER`].
+    pub(super) fn fold_past(&mut self, plans: Vec<PastPlan>, answers: PastAnswers, now: Timestamp) {
         for (plan, answer) in plans.iter().zip(answers) {
             let name = &plan.policy.name;
             let Some(pool) = self.pools.get_mut(name) else { continue };

@@ -509,7 +509,7 @@ impl Daemon {
         // A history read an earlier tick left running, once it is done (see below).
         if let Some(done) = self.past.take_if(|p| p.is_finished()) {
             let (plans, answers) = done.collect().await;
-            self.fold_past((plans, Vec::new()), answers, now);
+            self.fold_past(plans, answers, now);
         }
         let policies: Vec<&Policy> = due.iter().filter_map(|n| self.pools.get(n)).map(|p| &p.policy).collect();
         // Every loaded pool's claim, not only the due ones: an instance another pool also claims
@@ -549,10 +549,10 @@ impl Daemon {
         let (mut metrics, prometheus) = tokio::join!(cloudwatch, prometheus);
         merge_prometheus(&mut metrics, prometheus);
         drop(queries);
-        self.fold_past((Vec::new(), nothing), Vec::new(), now);
+        self.nothing_to_read(nothing);
         if let Some(reading) = reading {
             match reading.within(forecast::HISTORY_GRACE).await {
-                Ok((plans, answers)) => self.fold_past((plans, Vec::new()), answers, now),
+                Ok((plans, answers)) => self.fold_past(plans, answers, now),
                 Err(still) => {
                     tracing::info!(
                         pools = still.pools(),

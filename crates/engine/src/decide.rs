@@ -667,9 +667,8 @@ pub(crate) fn decide_in(
                 // (the next slot would raise it again). Below the floor it is raised to it; a
                 // descent from above the band stops at the floor.
                 let high = f64::from(capacity) * (1.0 + tol);
-                let c = f64::from(current);
                 let below = active && desired < capacity;
-                let near = below && (f64::from(capacity)..=high).contains(&c);
+                let near = below && (f64::from(capacity)..=high).contains(&f64::from(current));
                 let applied = below && !near;
                 if applied {
                     desired = capacity;
@@ -682,7 +681,9 @@ pub(crate) fn decide_in(
                     mode: spec.mode,
                     applied,
                 });
-                if near && desired < current {
+                if near {
+                    // The metrics want less than the floor and the fleet is in the band above
+                    // it: this is a scale-down, held.
                     desired = current;
                     bounds.push(Bound::NearForecastFloor { capacity, tolerance: tol });
                 }

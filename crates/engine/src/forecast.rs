@@ -374,20 +374,17 @@ impl Forecaster {
         // One bucket at a time in a reused buffer (a fit runs every hour, each with several
         // profiles: no allocation per slot of the season). Slot `i` of the season takes every
         // slot `s` in `[lo, to)` with `s + k ≡ i` for `k` in -1..=1: its neighbours count too.
-        // The slots' means, read once (NaN: no data).
-        let values: Vec<f32> = (lo..to.max(lo)).map(|s| self.value(s).unwrap_or(f32::NAN)).collect();
-        let span = i64::try_from(values.len()).unwrap_or(0);
         let mut b: Vec<f32> = Vec::new();
         for i in 0..period {
             b.clear();
             for k in -1..=1 {
                 let r = (i - k).rem_euclid(period);
-                let mut j = (r - lo).rem_euclid(period);
-                while j < span {
-                    if let Some(v) = usize::try_from(j).ok().and_then(|j| values.get(j)).filter(|v| !v.is_nan()) {
-                        b.push(*v);
+                let mut s = lo + (r - lo).rem_euclid(period);
+                while s < to {
+                    if let Some(v) = self.value(s) {
+                        b.push(v);
                     }
-                    j += period;
+                    s += period;
                 }
             }
             if b.len() < MIN_VALUES {
