@@ -1,7 +1,5 @@
 //! The policy's forecast in a backtest learns only from the simulated clock's past.
 
-use std::time::Duration;
-
 use super::*;
 use crate::policy::parse_policy;
 
@@ -38,14 +36,9 @@ fn trace(mutate_from: i64, mutated: impl Fn(i64) -> f64) -> Trace {
     read_trace(&csv, &TraceOptions::default()).unwrap()
 }
 
+/// Boot 90 s, metric lag 60 s, one unit of demand an instance.
 fn scenario() -> Scenario {
-    Scenario {
-        demand: DemandUnit::CapacityPerInstance(1.0),
-        boot_delay: Duration::from_secs(90),
-        metric_lag: Duration::from_secs(60),
-        initial: None,
-        target: None,
-    }
+    super::tests::scenario(90, 60)
 }
 
 #[test]

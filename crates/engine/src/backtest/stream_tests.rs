@@ -3,8 +3,6 @@
 //! CSV, chart and report, bit for bit, on traces whose peak sits at the start, in the middle,
 //! near the end, nowhere in particular (a flat trace), and on a trace too short for a zoom panel.
 
-use std::time::Duration;
-
 use proptest::prelude::{prop, prop_assert_eq, proptest};
 use proptest::strategy::Strategy as _;
 
@@ -70,14 +68,9 @@ fn daily(m: i64) -> f64 {
     10.0 + 8.0 * phase.sin()
 }
 
+/// Boot 90 s, metric lag 60 s, one unit of demand an instance.
 fn scenario() -> Scenario {
-    Scenario {
-        demand: DemandUnit::CapacityPerInstance(1.0),
-        boot_delay: Duration::from_secs(90),
-        metric_lag: Duration::from_secs(60),
-        initial: None,
-        target: None,
-    }
+    super::tests::scenario(90, 60)
 }
 
 /// Per-bucket (time-weighted mean, max) of `value` over `[t0, t1)`: `chart.rs` before the

@@ -56,7 +56,7 @@ fn step_trace() -> Trace {
     read_trace(&csv, &TraceOptions::default()).unwrap()
 }
 
-fn scenario(boot: u64, lag: u64) -> Scenario {
+pub(super) fn scenario(boot: u64, lag: u64) -> Scenario {
     Scenario {
         demand: DemandUnit::CapacityPerInstance(1.0),
         boot_delay: Duration::from_secs(boot),

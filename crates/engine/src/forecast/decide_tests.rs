@@ -17,6 +17,11 @@ fn at(secs: i64) -> Timestamp {
 }
 
 fn policy(max: u32, mode: &str) -> crate::Policy {
+    parsed(max, mode, "")
+}
+
+/// A policy with a `predictive:` block in `mode` and `scaling` lines (YAML, may be empty).
+fn parsed(max: u32, mode: &str, scaling: &str) -> crate::Policy {
     let text = format!(
         "name: t
 pool: {{auto_scaling_group: g}}
@@ -24,7 +29,7 @@ min: 2
 max: {max}
 metrics:
   - {{id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}}
-predictive: {{mode: {mode}}}
+{scaling}predictive: {{mode: {mode}}}
 "
     );
     let r = parse_policy("t.yaml", &text);
@@ -57,8 +62,13 @@ fn trained(now: i64) -> Forecaster {
 
 /// History where the pool of 4 sits exactly on target (CPU 50 %).
 fn calm(now: i64) -> PoolHistory {
+    at_cpu(now, 50.0)
+}
+
+/// History with one CPU datapoint of `cpu` a minute before `now`.
+fn at_cpu(now: i64, cpu: f64) -> PoolHistory {
     let mut h = PoolHistory::default();
-    h.push_sample("cpu", Sample { at: at(now - 60), value: 50.0 });
+    h.push_sample("cpu", Sample { at: at(now - 60), value: cpu });
     h
 }
 
@@ -123,25 +133,7 @@ fn without_a_model_or_while_learning_the_decision_says_why() {
 }
 
 fn policy_with(max: u32, scaling: &str) -> crate::Policy {
-    let text = format!(
-        "name: t
-pool: {{auto_scaling_group: g}}
-min: 2
-max: {max}
-metrics:
-  - {{id: cpu, namespace: AWS/EC2, name: CPUUtilization, target: 50}}
-scaling: {scaling}
-predictive: {{mode: active}}
-"
-    );
-    let r = parse_policy("t.yaml", &text);
-    r.policy.unwrap_or_else(|| panic!("{:?}", r.diagnostics))
-}
-
-fn at_cpu(now: i64, cpu: f64) -> PoolHistory {
-    let mut h = PoolHistory::default();
-    h.push_sample("cpu", Sample { at: at(now - 60), value: cpu });
-    h
+    parsed(max, "active", &format!("scaling: {scaling}\n"))
 }
 
 #[test]
